@@ -1,0 +1,211 @@
+"""Real service processes for tests: start on a free port, wait for SERVING, kill, restart.
+
+Usable outside this project's own tests, by anyone who tests a client against these services:
+
+    agent = AgentProcess(tmp_path / "agent1", storage_root=tmp_path / "storage")
+    agent.start()                  # blocks until health reports SERVING
+    stub = agent.stub()            # a vdsm_agent.v1.AgentServiceStub
+    agent.kill()                   # SIGKILL, no cleanup
+    agent.start()                  # same port, same state directory
+    agent.terminate()              # SIGTERM; returns the exit status
+
+A process's stdout and stderr go to `log_path` (appended across restarts); a process that dies
+before it serves raises ProcessFailed with the end of that log.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from vdsm_agent.crash import CRASH_EXIT_CODE
+from vdsm_agent.v1 import agent_service_pb2_grpc
+
+
+class ProcessFailed(RuntimeError):
+    pass
+
+
+class ServiceProcess:
+    """One service process with a fixed working directory; restartable on the same port."""
+
+    module: str = ""  # python -m MODULE
+    env_prefix: str = ""
+
+    def __init__(
+        self,
+        workdir: Path,
+        extra_args: list[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.extra_args = list(extra_args or [])
+        self.env = dict(env or {})
+        self.host = host
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "process.log"
+        self._address_file = workdir / "bound-address"
+        self._channel: grpc.Channel | None = None
+
+    # -- what a subclass provides ------------------------------------------------------------
+
+    def service_args(self) -> list[str]:
+        raise NotImplementedError
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        if not self.port:
+            raise RuntimeError("the process has not been started yet")
+        return f"{self.host}:{self.port}"
+
+    def start(self, crash_at: str | None = None, wait: bool = True, timeout: float = 30.0) -> None:
+        """Start (or restart, on the same port); `crash_at` sets the crash point for this run."""
+        if self.running:
+            raise RuntimeError(
+                f"{self.module} is already running (pid {self.proc and self.proc.pid})"
+            )
+        self._address_file.unlink(missing_ok=True)
+        env = {**os.environ, **self.env}
+        env.pop(f"{self.env_prefix}CRASH_AT", None)
+        if crash_at:
+            env[f"{self.env_prefix}CRASH_AT"] = crash_at
+        argv = [
+            sys.executable,
+            "-m",
+            self.module,
+            "--listen",
+            f"{self.host}:{self.port}",
+            "--bound-address-file",
+            str(self._address_file),
+            *self.service_args(),
+            *self.extra_args,
+        ]
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n=== start: {' '.join(argv)} (crash_at={crash_at})\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL
+            )
+        if wait:
+            self.wait_serving(timeout)
+
+    def wait_serving(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ProcessFailed(
+                    f"{self.module} exited with {self.proc.returncode} before serving:\n"
+                    + self.log_tail()
+                )
+            if not self.port and self._address_file.exists():
+                self.port = int(self._address_file.read_text().rsplit(":", 1)[1])
+            if self.port and self.health() == "SERVING":
+                return
+            time.sleep(0.05)
+        raise ProcessFailed(
+            f"{self.module} did not report SERVING in {timeout}s:\n" + self.log_tail()
+        )
+
+    def health(self, service: str = "", timeout: float = 1.0) -> str:
+        """The health status name, or "UNREACHABLE"."""
+        try:
+            with grpc.insecure_channel(self.address) as channel:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=service), timeout=timeout
+                )
+        except grpc.RpcError:
+            return "UNREACHABLE"
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up."""
+        if self.proc is not None and self.running:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM, then wait; returns the exit status."""
+        assert self.proc is not None
+        if self.running:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def wait_crashed(self, timeout: float = 30.0) -> None:
+        """Wait for the process to die at its crash point."""
+        code = self.wait_exit(timeout)
+        if code != CRASH_EXIT_CODE:
+            raise ProcessFailed(
+                f"{self.module} exited {code}, not at a crash point:\n" + self.log_tail()
+            )
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def channel(self) -> grpc.Channel:
+        """One channel per process, kept across restarts (gRPC reconnects by itself)."""
+        if self._channel is None:
+            self._channel = grpc.insecure_channel(self.address)
+        return self._channel
+
+    def close(self) -> None:
+        """Kill the process if it runs and close the channel."""
+        self.kill()
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+
+class AgentProcess(ServiceProcess):
+    """A `vdsm-agent`. Agents of one data center share `storage_root`; each has its own state."""
+
+    module = "vdsm_agent.entrypoints.server"
+    env_prefix = "VDSM_AGENT_"
+
+    def __init__(
+        self,
+        workdir: Path,
+        storage_root: Path | None = None,
+        throttle: int | None = None,
+        extra_args: list[str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(workdir, extra_args, env)
+        self.storage_root = storage_root or workdir / "storage"
+        self.state_dir = workdir / "state"
+        self.throttle = throttle
+
+    def service_args(self) -> list[str]:
+        args = ["--storage-root", str(self.storage_root), "--state-dir", str(self.state_dir)]
+        if self.throttle:
+            args += ["--throttle", str(self.throttle)]
+        return args
+
+    def stub(self) -> agent_service_pb2_grpc.AgentServiceStub:
+        return agent_service_pb2_grpc.AgentServiceStub(self.channel())
+
+    def image_path(self, storage_domain_id: str, image_id: str) -> Path:
+        return self.storage_root / storage_domain_id / "images" / image_id

@@ -1,0 +1,79 @@
+"""docker-compose.yml matches the code: Docker cannot run here, so the file is checked by reading.
+
+Every service's command must be accepted by the real argument parser (with the service's
+environment), its published ports must be the ports it listens on, its health check must probe
+the port it serves, and the agents must share one storage volume but not their state.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vdsm_agent.entrypoints import server as agent_server
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def agents(compose: dict) -> dict[str, dict]:
+    found = {n: s for n, s in compose["services"].items() if s["command"][0] == "vdsm-agent"}
+    assert len(found) >= 2, "the compose file should run at least two agents"
+    return found
+
+
+def volume_targets(service: dict) -> dict[str, str]:
+    return {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
+
+
+def test_every_command_is_an_installed_console_script(compose: dict) -> None:
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    for name, service in compose["services"].items():
+        assert service["command"][0] in scripts, name
+        assert service["healthcheck"]["test"][1] in scripts, name
+        assert service["build"] == "." and (ROOT / "Dockerfile").exists()
+
+
+def test_agent_commands_parse_and_ports_match(compose: dict, monkeypatch) -> None:
+    for name, service in agents(compose).items():
+        for key, value in service.get("environment", {}).items():
+            assert key.startswith(agent_server.ENV_PREFIX), (name, key)
+            monkeypatch.setenv(key, str(value))
+        config = agent_server.parse_args(service["command"][1:])
+        for key in service.get("environment", {}):
+            flag = key.removeprefix(agent_server.ENV_PREFIX).lower()
+            assert hasattr(config, flag), f"{name}: {key} is not a flag's variable"
+        listen_port = config.listen.rsplit(":", 1)[1]
+        assert config.listen.startswith("0.0.0.0:"), f"{name} must listen beyond the container"
+        container_ports = {p.split(":")[1] for p in service["ports"]}
+        assert listen_port in container_ports, name
+        assert config.metrics_listen and config.metrics_listen.rsplit(":", 1)[1] in container_ports
+        assert service["healthcheck"]["test"] == [
+            "CMD",
+            "grpc-health-probe",
+            f"127.0.0.1:{listen_port}",
+        ], name
+        volumes = volume_targets(service)
+        assert str(config.storage_root) in volumes, f"{name}: storage root is not a volume"
+        assert str(config.state_dir) in volumes, f"{name}: state dir is not a volume"
+
+
+def test_agents_share_storage_but_not_state(compose: dict, monkeypatch) -> None:
+    storage, state, host_ports = set(), [], []
+    for service in agents(compose).values():
+        config = agent_server.parse_args(service["command"][1:])
+        volumes = volume_targets(service)
+        storage.add(volumes[str(config.storage_root)])
+        state.append(volumes[str(config.state_dir)])
+        host_ports += [p.split(":")[0] for p in service["ports"]]
+    assert len(storage) == 1, "agents of one data center must see the same storage root"
+    assert len(set(state)) == len(state), "each agent needs its own state directory"
+    assert len(set(host_ports)) == len(host_ports), "published host ports collide"
+    assert storage | set(state) <= set(compose["volumes"])

@@ -1,0 +1,1 @@
+"""Thin entrypoints: the gRPC servicer, the `vdsm-agent` process and the health probe."""

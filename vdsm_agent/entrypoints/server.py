@@ -1,0 +1,227 @@
+"""The `vdsm-agent` process: flags (each with an environment variable), the gRPC server with
+health and reflection, metrics, and a graceful stop on SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from vdsm_agent.adapters.storage import StorageRoot
+from vdsm_agent.adapters.task_store import TaskStore
+from vdsm_agent.crash import check_configured
+from vdsm_agent.entrypoints.grpc_servicer import AgentServicer
+from vdsm_agent.entrypoints.logs import configure_logging
+from vdsm_agent.service_layer.task_manager import TaskManager
+from vdsm_agent.v1 import agent_service_pb2 as pb
+from vdsm_agent.v1 import agent_service_pb2_grpc as pb_grpc
+
+log = logging.getLogger("vdsm_agent")
+
+ENV_PREFIX = "VDSM_AGENT_"
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AgentService"].full_name
+MAX_MESSAGE_BYTES = 4 << 20
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: str
+    storage_root: Path
+    state_dir: Path
+    throttle: int | None
+    workers: int
+    metrics_listen: str | None
+    log_format: str
+    grace_seconds: float
+    bound_address_file: Path | None
+
+
+def _env(flag: str, default: str | None) -> str | None:
+    return os.environ.get(ENV_PREFIX + flag.upper().replace("-", "_"), default)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    p = argparse.ArgumentParser(
+        prog="vdsm-agent",
+        description="A fake VDSM host agent: storage domains are directories under the storage "
+        "root, images are files, and CreateVolume / CopyImage are asynchronous tasks. Every flag "
+        "also reads VDSM_AGENT_<FLAG> from the environment (--state-dir: VDSM_AGENT_STATE_DIR).",
+    )
+    p.add_argument(
+        "--listen",
+        default=_env("listen", "127.0.0.1:54321"),
+        help="HOST:PORT to serve gRPC on; port 0 picks a free one (default %(default)s)",
+    )
+    p.add_argument(
+        "--storage-root",
+        type=Path,
+        default=_env("storage-root", "/var/lib/vdsm-agent/storage"),
+        help="the directory holding the storage domains, shared by every agent of a "
+        "data center (default %(default)s)",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=_env("state-dir", "/var/lib/vdsm-agent/state"),
+        help="where this agent keeps its task records (default %(default)s)",
+    )
+    p.add_argument(
+        "--throttle",
+        type=_positive_int,
+        default=_env("throttle", "0"),
+        help="limit each task's writing speed, bytes per second; 0 = no limit",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=_env("workers", "8"),
+        help="tasks that move bytes at once; more wait in state init (default %(default)s)",
+    )
+    p.add_argument(
+        "--metrics-listen",
+        default=_env("metrics-listen", None),
+        help="HOST:PORT to serve Prometheus metrics at /metrics (default: off)",
+    )
+    p.add_argument("--log-format", choices=("text", "json"), default=_env("log-format", "text"))
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=_env("grace", "10"),
+        help="seconds in-flight RPCs get to finish after SIGTERM (default %(default)s)",
+    )
+    p.add_argument(
+        "--bound-address-file",
+        type=Path,
+        default=_env("bound-address-file", None),
+        help="write the HOST:PORT actually bound here once serving (for --listen :0)",
+    )
+    ns = p.parse_args(argv)
+    if ns.workers < 1:
+        p.error("--workers must be at least 1")
+    return Config(
+        listen=ns.listen,
+        storage_root=ns.storage_root,
+        state_dir=ns.state_dir,
+        throttle=int(ns.throttle) or None,
+        workers=int(ns.workers),
+        metrics_listen=ns.metrics_listen or None,
+        log_format=ns.log_format,
+        grace_seconds=float(ns.grace),
+        bound_address_file=ns.bound_address_file,
+    )
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SystemExit(f"address {address!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+class AgentServer:
+    """The gRPC server and what it serves; `stop` is the graceful path SIGTERM takes."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.tasks = TaskManager(
+            StorageRoot(config.storage_root),
+            TaskStore(config.state_dir),
+            throttle_bytes_per_s=config.throttle,
+            workers=config.workers,
+        )
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"),
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", 64 << 20),
+            ],
+        )
+        pb_grpc.add_AgentServiceServicer_to_server(AgentServicer(self.tasks), self.server)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
+        host, _ = _host_port(config.listen)
+        bound = self.server.add_insecure_port(config.listen)
+        if not bound:
+            raise SystemExit(f"cannot listen on {config.listen}")
+        self.address = f"{host}:{bound}" if ":" not in host else f"[{host}]:{bound}"
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def _set_health(self, status: int) -> None:
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, status)
+
+    def start(self) -> None:
+        self.server.start()
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.warning("serving plaintext gRPC on %s (no TLS configured)", self.address)
+        if self.config.bound_address_file:
+            tmp = self.config.bound_address_file.with_suffix(".tmp")
+            tmp.write_text(self.address)
+            tmp.replace(self.config.bound_address_file)
+
+    def stop(self) -> None:
+        log.info("stopping: health NOT_SERVING, letting in-flight RPCs finish")
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.server.stop(self.config.grace_seconds).wait()
+        self.tasks.shutdown()
+        log.info("stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    config = parse_args(argv)
+    configure_logging(config.log_format)
+    crash_at = check_configured()
+    if crash_at:
+        log.warning("VDSM_AGENT_CRASH_AT=%s: this process will die at that point", crash_at)
+    log.info(
+        "starting: listen=%s storage_root=%s state_dir=%s throttle=%s workers=%d metrics=%s",
+        config.listen,
+        config.storage_root,
+        config.state_dir,
+        config.throttle or "off",
+        config.workers,
+        config.metrics_listen or "off",
+    )
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server = AgentServer(config)
+    if config.metrics_listen:
+        from prometheus_client import start_http_server
+
+        mhost, mport = _host_port(config.metrics_listen)
+        start_http_server(mport, addr=mhost)
+        log.info("metrics at http://%s/metrics", config.metrics_listen)
+    server.start()
+    stopping.wait()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

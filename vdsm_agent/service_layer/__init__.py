@@ -1,0 +1,1 @@
+"""Use cases of the agent: accept, run, stop, clear and recover tasks."""

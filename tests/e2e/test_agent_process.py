@@ -562,3 +562,36 @@ def test_state_directory_records_are_the_only_state(agent: AgentProcess) -> None
     agent.proc.wait()  # type: ignore[union-attr]
     agent.start()
     assert task_status(stub, task_id).result == pb.TASK_RESULT_SUCCESS
+
+
+def test_a_client_knowing_only_the_address_lists_services_and_checks_health(
+    agent: AgentProcess,
+) -> None:
+    from google.protobuf.descriptor_pool import DescriptorPool
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    from vdsm_agent.entrypoints.health_probe import check
+
+    with grpc.insecure_channel(agent.address) as channel:
+        database = ProtoReflectionDescriptorDatabase(channel)
+        services = set(database.get_services())
+        assert {"vdsm_agent.v1.AgentService", "grpc.health.v1.Health"} <= services
+        pool = DescriptorPool(database)
+        service = pool.FindServiceByName("vdsm_agent.v1.AgentService")
+        assert {m.name for m in service.methods} == {
+            "CreateStorageDomain",
+            "CreateVolume",
+            "CopyImage",
+            "DeleteImage",
+            "GetAllTasksStatuses",
+            "GetAllTasksInfo",
+            "GetTaskStatus",
+            "StopTask",
+            "ClearTask",
+        }
+        status = pool.FindEnumTypeByName("vdsm_agent.v1.TaskResult")
+        assert "TASK_RESULT_CLEAN_FAILURE" in status.values_by_name
+    assert check(agent.address) == "SERVING"
+    assert check(agent.address, "vdsm_agent.v1.AgentService") == "SERVING"

@@ -26,7 +26,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from vdsm_agent.crash import CRASH_EXIT_CODE
+from service_common.crash import CRASH_EXIT_CODE
 from vdsm_agent.v1 import agent_service_pb2_grpc
 
 

@@ -572,7 +572,7 @@ def test_a_client_knowing_only_the_address_lists_services_and_checks_health(
         ProtoReflectionDescriptorDatabase,
     )
 
-    from vdsm_agent.entrypoints.health_probe import check
+    from service_common.health_probe import check
 
     with grpc.insecure_channel(agent.address) as channel:
         database = ProtoReflectionDescriptorDatabase(channel)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from service_common.errors import InvalidArgument, NotFound
 from vdsm_agent.adapters import storage as storage_module
 from vdsm_agent.adapters.storage import StorageRoot, VerificationFailed
 from vdsm_agent.adapters.task_store import TaskStore
-from vdsm_agent.domain.errors import InvalidArgument, NotFound
 from vdsm_agent.domain.tasks import CopyImageSpec, CreateVolumeSpec, ImageRef, Task, TaskResult
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from service_common.errors import AlreadyExists, FailedPrecondition, Unavailable
 from vdsm_agent.adapters.storage import StorageRoot, VerificationFailed
 from vdsm_agent.adapters.task_store import TaskStore
-from vdsm_agent.domain.errors import AlreadyExists, FailedPrecondition, Unavailable
 from vdsm_agent.domain.tasks import (
     Code,
     CopyImageSpec,

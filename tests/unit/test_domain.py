@@ -4,8 +4,8 @@ import uuid
 
 import pytest
 
-from vdsm_agent.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument
-from vdsm_agent.domain.ids import require_uuid
+from service_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from service_common.ids import require_uuid
 from vdsm_agent.domain.tasks import (
     Code,
     CopyImageSpec,

@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from vdsm_agent.domain.errors import InvalidArgument, NotFound
+from service_common.errors import InvalidArgument, NotFound
 from vdsm_agent.domain.tasks import ImageRef
 
 CHUNK_BYTES = 1 << 20

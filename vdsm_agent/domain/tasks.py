@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from vdsm_agent.domain.errors import AlreadyExists, FailedPrecondition
+from service_common.errors import AlreadyExists, FailedPrecondition
 
 
 class TaskState(StrEnum):

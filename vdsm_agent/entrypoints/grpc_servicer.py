@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-import time
-import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import grpc
 
+from service_common.grpc_server import error_mapper
 from vdsm_agent import observability as metrics
-from vdsm_agent.domain import errors
 from vdsm_agent.domain.tasks import Task, TaskResult, TaskState
 from vdsm_agent.service_layer.task_manager import TaskManager
 from vdsm_agent.v1 import agent_service_pb2 as pb
 from vdsm_agent.v1 import agent_service_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
-
-_STATUS: dict[type[errors.AgentError], grpc.StatusCode] = {
-    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    errors.NotFound: grpc.StatusCode.NOT_FOUND,
-    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
-}
 
 STATE_TO_PB = {
     TaskState.INIT: pb.TASK_STATE_INIT,
@@ -44,32 +30,7 @@ RESULT_TO_PB = {
     TaskResult.CLEAN_FAILURE: pb.TASK_RESULT_CLEAN_FAILURE,
 }
 
-Handler = TypeVar("Handler", bound=Callable[..., Any])
-
-
-def rpc(method: Handler) -> Handler:
-    """Map domain errors to their status codes; never let a caller see a traceback."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
-        try:
-            return method(self, request, context)
-        except errors.AgentError as exc:
-            code = _STATUS[type(exc)]
-            context.abort(code, str(exc))
-        except Exception:
-            code = grpc.StatusCode.INTERNAL
-            error_id = uuid.uuid4()
-            log.exception("internal error %s in %s", error_id, method.__name__)
-            context.abort(code, f"internal error {error_id}; the agent's log has the details")
-        finally:
-            metrics.RPC_SECONDS.labels(method.__name__, code.name).observe(
-                time.perf_counter() - started
-            )
-
-    return wrapper  # type: ignore[return-value]
+rpc = error_mapper(metrics.RPC_SECONDS, log)
 
 
 def task_status(task: Task) -> pb.TaskStatus:

@@ -6,23 +6,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
-import threading
 from collections.abc import Sequence
-from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-
+from service_common.grpc_server import GrpcServer, serve_metrics, wait_for_stop_signal
+from service_common.logs import configure_logging
 from vdsm_agent.adapters.storage import StorageRoot
 from vdsm_agent.adapters.task_store import TaskStore
-from vdsm_agent.crash import check_configured
+from vdsm_agent.crash import crash_point
 from vdsm_agent.entrypoints.grpc_servicer import AgentServicer
-from vdsm_agent.entrypoints.logs import configure_logging
 from vdsm_agent.service_layer.task_manager import TaskManager
 from vdsm_agent.v1 import agent_service_pb2 as pb
 from vdsm_agent.v1 import agent_service_pb2_grpc as pb_grpc
@@ -31,7 +24,6 @@ log = logging.getLogger("vdsm_agent")
 
 ENV_PREFIX = "VDSM_AGENT_"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AgentService"].full_name
-MAX_MESSAGE_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -129,15 +121,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     )
 
 
-def _host_port(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise SystemExit(f"address {address!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
-
-
 class AgentServer:
-    """The gRPC server and what it serves; `stop` is the graceful path SIGTERM takes."""
+    """The task manager and the gRPC server around it; `stop` is the graceful path of SIGTERM."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -147,43 +132,21 @@ class AgentServer:
             throttle_bytes_per_s=config.throttle,
             workers=config.workers,
         )
-        self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"),
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", 64 << 20),
-            ],
-        )
-        pb_grpc.add_AgentServiceServicer_to_server(AgentServicer(self.tasks), self.server)
-        self.health = health.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
-        )
-        host, _ = _host_port(config.listen)
-        bound = self.server.add_insecure_port(config.listen)
-        if not bound:
-            raise SystemExit(f"cannot listen on {config.listen}")
-        self.address = f"{host}:{bound}" if ":" not in host else f"[{host}]:{bound}"
-        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.grpc = GrpcServer(config.listen, [SERVICE_NAME])
+        pb_grpc.add_AgentServiceServicer_to_server(AgentServicer(self.tasks), self.grpc.server)
 
-    def _set_health(self, status: int) -> None:
-        for name in ("", SERVICE_NAME):
-            self.health.set(name, status)
+    @property
+    def address(self) -> str:
+        return self.grpc.address
 
     def start(self) -> None:
-        self.server.start()
-        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self.grpc.start(self.config.bound_address_file)
+        self.grpc.set_serving(True)
         log.warning("serving plaintext gRPC on %s (no TLS configured)", self.address)
-        if self.config.bound_address_file:
-            tmp = self.config.bound_address_file.with_suffix(".tmp")
-            tmp.write_text(self.address)
-            tmp.replace(self.config.bound_address_file)
 
     def stop(self) -> None:
         log.info("stopping: health NOT_SERVING, letting in-flight RPCs finish")
-        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.server.stop(self.config.grace_seconds).wait()
+        self.grpc.stop(self.config.grace_seconds)
         self.tasks.shutdown()
         log.info("stopped")
 
@@ -191,7 +154,7 @@ class AgentServer:
 def main(argv: Sequence[str] | None = None) -> None:
     config = parse_args(argv)
     configure_logging(config.log_format)
-    crash_at = check_configured()
+    crash_at = crash_point.check_configured()
     if crash_at:
         log.warning("VDSM_AGENT_CRASH_AT=%s: this process will die at that point", crash_at)
     log.info(
@@ -203,23 +166,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         config.workers,
         config.metrics_listen or "off",
     )
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s", signal.Signals(signum).name)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     server = AgentServer(config)
-    if config.metrics_listen:
-        from prometheus_client import start_http_server
-
-        mhost, mport = _host_port(config.metrics_listen)
-        start_http_server(mport, addr=mhost)
-        log.info("metrics at http://%s/metrics", config.metrics_listen)
+    serve_metrics(config.metrics_listen, log)
     server.start()
-    stopping.wait()
+    wait_for_stop_signal(log)
     server.stop()
 
 

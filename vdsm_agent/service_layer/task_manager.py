@@ -15,11 +15,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from vdsm_agent import observability as metrics
-from vdsm_agent.adapters.storage import CHUNK_BYTES, StorageRoot, VerificationFailed
-from vdsm_agent.adapters.task_store import TaskStore
-from vdsm_agent.crash import crash_point
-from vdsm_agent.domain.errors import (
+from service_common.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
@@ -27,7 +23,11 @@ from vdsm_agent.domain.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from vdsm_agent.domain.ids import require_uuid
+from service_common.ids import require_uuid
+from vdsm_agent import observability as metrics
+from vdsm_agent.adapters.storage import CHUNK_BYTES, StorageRoot, VerificationFailed
+from vdsm_agent.adapters.task_store import TaskStore
+from vdsm_agent.crash import crash_point
 from vdsm_agent.domain.tasks import (
     Code,
     CopyImageSpec,

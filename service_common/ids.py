@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from vdsm_agent.domain.errors import InvalidArgument
+from service_common.errors import InvalidArgument
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 

@@ -1,0 +1,1 @@
+"""Plumbing both services share: logging, the health probe, crash points, gRPC server basics."""

@@ -1,0 +1,39 @@
+"""Errors a caller can act on, shared by both services; each class is one gRPC status code."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base of the errors a service reports to its caller."""
+
+
+class InvalidArgument(ServiceError):
+    """Malformed input; `field` names the request field at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class NotFound(ServiceError):
+    """A named entity does not exist."""
+
+
+class AlreadyExists(ServiceError):
+    """The entity exists already, or a request id was used with other arguments."""
+
+
+class FailedPrecondition(ServiceError):
+    """The operation does not fit the current state (a locked disk, an unfinished task)."""
+
+
+class ResourceExhausted(ServiceError):
+    """Out of a resource (free space, concurrent streams)."""
+
+
+class Unavailable(ServiceError):
+    """A service this one needs, or this one, cannot answer now; the caller may retry."""
+
+
+class Unauthenticated(ServiceError):
+    """No valid credentials."""

@@ -26,6 +26,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from engine_service.v1 import engine_service_pb2_grpc
 from service_common.crash import CRASH_EXIT_CODE
 from vdsm_agent.v1 import agent_service_pb2_grpc
 
@@ -209,3 +210,35 @@ class AgentProcess(ServiceProcess):
 
     def image_path(self, storage_domain_id: str, image_id: str) -> Path:
         return self.storage_root / storage_domain_id / "images" / image_id
+
+
+class EngineProcess(ServiceProcess):
+    """An `engine-service` on `database_url` (default: SQLite in its working directory)."""
+
+    module = "engine_service.entrypoints.server"
+    env_prefix = "ENGINE_"
+
+    def __init__(
+        self,
+        workdir: Path,
+        database_url: str | None = None,
+        poll_interval: float = 0.2,
+        extra_args: list[str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(workdir, extra_args, env)
+        self.database_url = database_url or f"sqlite:///{workdir / 'engine.db'}"
+        self.poll_interval = poll_interval
+
+    def service_args(self) -> list[str]:
+        return [
+            "--state-dir",
+            str(self.workdir),
+            "--database-url",
+            self.database_url,
+            "--poll-interval",
+            str(self.poll_interval),
+        ]
+
+    def stub(self) -> engine_service_pb2_grpc.EngineServiceStub:
+        return engine_service_pb2_grpc.EngineServiceStub(self.channel())

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from harness.processes import AgentProcess
+from harness.processes import AgentProcess, EngineProcess
 
 AgentFactory = Callable[..., AgentProcess]
+EngineFactory = Callable[..., EngineProcess]
 
 
 @pytest.fixture
@@ -50,3 +51,23 @@ def agent_factory(tmp_path: Path, shared_storage: Path) -> Iterator[AgentFactory
 def agent(agent_factory: AgentFactory) -> AgentProcess:
     """One running agent with no throttle."""
     return agent_factory()
+
+
+@pytest.fixture
+def engine_factory(tmp_path: Path) -> Iterator[EngineFactory]:
+    """Make engines: `engine_factory(name="engine", database_url=None, crash_at=None,
+    start=True, poll_interval=0.2, extra_args=[...])`; SQLite in its directory by default."""
+    made: list[EngineProcess] = []
+
+    def make(
+        name: str = "engine", crash_at: str | None = None, start: bool = True, **kwargs: Any
+    ) -> EngineProcess:
+        engine = EngineProcess(tmp_path / name, **kwargs)
+        made.append(engine)
+        if start:
+            engine.start(crash_at=crash_at)
+        return engine
+
+    yield make
+    for engine in made:
+        engine.close()

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from harness.agent_client import RPC_TIMEOUT, task_status
 from harness.processes import AgentProcess
-from vdsm_agent.entrypoints.grpc_servicer import RESULT_TO_PB, STATE_TO_PB
 from vdsm_agent.v1 import agent_service_pb2 as pb
 from vdsm_agent.v1 import agent_service_pb2_grpc as pb_grpc
+from vdsm_agent.wire import RESULT_FROM_PB, STATE_FROM_PB
 
 MiB = 1 << 20
 IMAGE_BYTES = 64 * MiB
@@ -29,8 +29,8 @@ THROTTLE = 16 * MiB
 T = RPC_TIMEOUT
 TTY = sys.stdout.isatty()
 # VDSM's own words for the wire enums ("running", "cleanFailure").
-VDSM_STATE = {wire: state.value for state, wire in STATE_TO_PB.items()}
-VDSM_RESULT = {wire: result.value for result, wire in RESULT_TO_PB.items()}
+VDSM_STATE = {wire: state.value for wire, state in STATE_FROM_PB.items()}
+VDSM_RESULT = {wire: result.value for wire, result in RESULT_FROM_PB.items()}
 
 
 def say(text: str = "") -> None:

@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent import futures
 from pathlib import Path
 from types import FrameType
@@ -90,9 +90,16 @@ def error_mapper(
 class GrpcServer:
     """A grpc.server with the standard health and reflection services and a graceful stop."""
 
-    def __init__(self, listen: str, service_names: Iterable[str], max_workers: int = 16) -> None:
+    def __init__(
+        self,
+        listen: str,
+        service_names: Iterable[str],
+        max_workers: int = 16,
+        interceptors: Sequence[grpc.ServerInterceptor] = (),
+    ) -> None:
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+            interceptors=list(interceptors),
             options=[
                 ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
                 ("grpc.max_send_message_length", 64 << 20),

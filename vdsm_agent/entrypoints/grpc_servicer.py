@@ -8,27 +8,13 @@ import grpc
 
 from service_common.grpc_server import error_mapper
 from vdsm_agent import observability as metrics
-from vdsm_agent.domain.tasks import Task, TaskResult, TaskState
+from vdsm_agent.domain.tasks import Task
 from vdsm_agent.service_layer.task_manager import TaskManager
 from vdsm_agent.v1 import agent_service_pb2 as pb
 from vdsm_agent.v1 import agent_service_pb2_grpc as pb_grpc
+from vdsm_agent.wire import RESULT_TO_PB, STATE_TO_PB
 
 log = logging.getLogger(__name__)
-
-STATE_TO_PB = {
-    TaskState.INIT: pb.TASK_STATE_INIT,
-    TaskState.RUNNING: pb.TASK_STATE_RUNNING,
-    TaskState.FINISHED: pb.TASK_STATE_FINISHED,
-    TaskState.ABORTING: pb.TASK_STATE_ABORTING,
-    TaskState.CLEANING: pb.TASK_STATE_CLEANING,
-}
-RESULT_TO_PB = {
-    TaskResult.NONE: pb.TASK_RESULT_UNSPECIFIED,
-    TaskResult.SUCCESS: pb.TASK_RESULT_SUCCESS,
-    TaskResult.FAILURE: pb.TASK_RESULT_FAILURE,
-    TaskResult.CLEAN_SUCCESS: pb.TASK_RESULT_CLEAN_SUCCESS,
-    TaskResult.CLEAN_FAILURE: pb.TASK_RESULT_CLEAN_FAILURE,
-}
 
 rpc = error_mapper(metrics.RPC_SECONDS, log)
 

@@ -1,0 +1,1 @@
+"""What the engine touches outside its memory: the database and the hosts' agents."""

@@ -1,0 +1,152 @@
+"""The engine's client of the hosts' agents (vdsm_agent.v1.AgentService), with a deadline on
+every call. Errors become two kinds: the agent could not be reached (worth retrying), or it
+answered no (not worth retrying)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from engine_service import observability as metrics
+from engine_service.domain.model import TaskResult, TaskState
+from vdsm_agent.v1 import agent_service_pb2 as pb
+from vdsm_agent.v1 import agent_service_pb2_grpc as pb_grpc
+from vdsm_agent.wire import RESULT_FROM_PB, STATE_FROM_PB
+
+_UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+class AgentUnavailable(Exception):
+    """The agent did not answer (down, unreachable, too slow)."""
+
+
+class AgentRejected(Exception):
+    """The agent answered with an error."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+@dataclass(frozen=True)
+class AgentTaskStatus:
+    vdsm_task_id: str
+    state: TaskState
+    result: TaskResult
+    progress_percent: int
+    message: str
+
+
+@dataclass(frozen=True)
+class AgentTaskInfo:
+    vdsm_task_id: str
+    request_id: str
+    verb: str
+    storage_domain_id: str
+    image_id: str
+
+
+class AgentClient:
+    def __init__(self, address: str, timeout: float = 5.0) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.channel = grpc.insecure_channel(address)
+        self.stub = pb_grpc.AgentServiceStub(self.channel)
+
+    def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        with metrics.AGENT_RPC_SECONDS.labels(method).time():
+            try:
+                return getattr(self.stub, method)(request, timeout=timeout or self.timeout)
+            except grpc.RpcError as exc:
+                code, details = exc.code(), exc.details() or ""
+                metrics.AGENT_RPC_ERRORS.labels(method, code.name).inc()
+                if code in _UNREACHABLE:
+                    raise AgentUnavailable(f"agent at {self.address}: {details}") from None
+                raise AgentRejected(code, details) from None
+
+    def serving(self, timeout: float | None = None) -> bool:
+        try:
+            reply = health_pb2_grpc.HealthStub(self.channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout or self.timeout
+            )
+        except grpc.RpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    def create_storage_domain(self, storage_domain_id: str) -> None:
+        self._call(
+            "CreateStorageDomain",
+            pb.CreateStorageDomainRequest(storage_domain_id=storage_domain_id),
+        )
+
+    def start_task(self, verb: str, request_id: str, args: dict[str, Any]) -> str:
+        """CreateVolume or CopyImage; returns the agent's task id."""
+        if verb == "CreateVolume":
+            request: Any = pb.CreateVolumeRequest(request_id=request_id, **args)
+        elif verb == "CopyImage":
+            request = pb.CopyImageRequest(request_id=request_id, **args)
+        else:
+            raise ValueError(f"unknown agent verb {verb!r}")
+        return str(self._call(verb, request).task_id)
+
+    def all_statuses(self, timeout: float | None = None) -> dict[str, AgentTaskStatus]:
+        reply = self._call("GetAllTasksStatuses", pb.GetAllTasksStatusesRequest(), timeout)
+        return {
+            s.task_id: AgentTaskStatus(
+                s.task_id,
+                STATE_FROM_PB[s.state],
+                RESULT_FROM_PB[s.result],
+                s.progress_percent,
+                s.message,
+            )
+            for s in reply.statuses
+        }
+
+    def all_info(self, timeout: float | None = None) -> list[AgentTaskInfo]:
+        reply = self._call("GetAllTasksInfo", pb.GetAllTasksInfoRequest(), timeout)
+        return [
+            AgentTaskInfo(t.task_id, t.request_id, t.verb, t.storage_domain_id, t.image_id)
+            for t in reply.tasks
+        ]
+
+    def stop_task(self, vdsm_task_id: str) -> None:
+        self._call("StopTask", pb.StopTaskRequest(task_id=vdsm_task_id))
+
+    def clear_task(self, vdsm_task_id: str) -> None:
+        self._call("ClearTask", pb.ClearTaskRequest(task_id=vdsm_task_id))
+
+    def delete_image(self, storage_domain_id: str, image_id: str) -> None:
+        self._call(
+            "DeleteImage",
+            pb.DeleteImageRequest(storage_domain_id=storage_domain_id, image_id=image_id),
+        )
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class AgentPool:
+    """One client per agent address, made on first use."""
+
+    def __init__(self, timeout: float = 5.0) -> None:
+        self.timeout = timeout
+        self._clients: dict[str, AgentClient] = {}
+        self._lock = threading.Lock()
+
+    def get(self, address: str) -> AgentClient:
+        with self._lock:
+            client = self._clients.get(address)
+            if client is None:
+                client = self._clients[address] = AgentClient(address, self.timeout)
+            return client
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()

@@ -1,0 +1,338 @@
+"""Every query the engine makes, over one SQLAlchemy session (owned by the unit of work).
+
+Bulk work is set-based: status updates from a poll are one executemany, ending a command
+deletes its placeholders and locks with one statement each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from engine_service.adapters.orm import (
+    Base,
+    ClientRequestRow,
+    CommandRow,
+    DiskRow,
+    EntityLockRow,
+    HostRow,
+    StorageDomainRow,
+    TaskRow,
+    TemplateDiskRow,
+    TemplateRow,
+    VmDiskRow,
+)
+
+Row = TypeVar("Row", bound=Base)
+
+
+def _page(
+    query: Select[Any], order: Sequence[Any], after: tuple[datetime, str] | None, limit: int
+) -> Select[Any]:
+    """Keyset paging on (created_at, id), ascending."""
+    if after is not None:
+        created_at, row_id = after
+        query = query.where(
+            (order[0] > created_at) | ((order[0] == created_at) & (order[1] > row_id))
+        )
+    return query.order_by(*order).limit(limit)
+
+
+class Repository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # -- generic ---------------------------------------------------------------------------
+
+    def add(self, *rows: Base) -> None:
+        self.session.add_all(rows)
+
+    def delete(self, row: Base) -> None:
+        self.session.delete(row)
+
+    def flush(self) -> None:
+        self.session.flush()
+
+    def get(self, cls: type[Row], key: Any) -> Row | None:
+        return self.session.get(cls, key)
+
+    def get_for_update(self, cls: type[Row], key: Any) -> Row | None:
+        return self.session.get(cls, key, with_for_update=True)
+
+    # -- hosts -----------------------------------------------------------------------------
+
+    def host_by(self, *, name: str | None = None, address: str | None = None) -> HostRow | None:
+        column, value = (HostRow.name, name) if name is not None else (HostRow.address, address)
+        return self.session.scalars(select(HostRow).where(column == value)).first()
+
+    def hosts(self) -> list[HostRow]:
+        return list(self.session.scalars(select(HostRow).order_by(HostRow.name)))
+
+    def hosts_with_status(self, status: str) -> list[HostRow]:
+        return list(self.session.scalars(select(HostRow).where(HostRow.status == status)))
+
+    def tasks_per_host(self) -> dict[str, int]:
+        rows = self.session.execute(
+            select(TaskRow.host_id, func.count()).group_by(TaskRow.host_id)
+        ).all()
+        return {host_id: count for host_id, count in rows}
+
+    # -- storage domains, disks, VMs, templates -----------------------------------------------
+
+    def storage_domain_by_name(self, name: str) -> StorageDomainRow | None:
+        return self.session.scalars(
+            select(StorageDomainRow).where(StorageDomainRow.name == name)
+        ).first()
+
+    def storage_domains(self) -> list[StorageDomainRow]:
+        return list(self.session.scalars(select(StorageDomainRow).order_by(StorageDomainRow.name)))
+
+    def disks(self, ids: Iterable[str]) -> dict[str, DiskRow]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        return {
+            d.disk_id: d
+            for d in self.session.scalars(select(DiskRow).where(DiskRow.disk_id.in_(ids)))
+        }
+
+    def disk_page(self, after: tuple[datetime, str] | None, limit: int) -> list[DiskRow]:
+        query = _page(select(DiskRow), (DiskRow.created_at, DiskRow.disk_id), after, limit)
+        return list(self.session.scalars(query))
+
+    def vm_disk_ids(self, vm_id: str) -> list[str]:
+        return list(
+            self.session.scalars(
+                select(VmDiskRow.disk_id)
+                .where(VmDiskRow.vm_id == vm_id)
+                .order_by(VmDiskRow.position)
+            )
+        )
+
+    def template_by_name(self, name: str) -> TemplateRow | None:
+        return self.session.scalars(select(TemplateRow).where(TemplateRow.name == name)).first()
+
+    def template_disk_ids(self, template_id: str) -> list[str]:
+        return list(
+            self.session.scalars(
+                select(TemplateDiskRow.disk_id)
+                .where(TemplateDiskRow.template_id == template_id)
+                .order_by(TemplateDiskRow.position)
+            )
+        )
+
+    def template_page(self, after: tuple[datetime, str] | None, limit: int) -> list[TemplateRow]:
+        query = _page(
+            select(TemplateRow), (TemplateRow.created_at, TemplateRow.template_id), after, limit
+        )
+        return list(self.session.scalars(query))
+
+    def delete_template(self, template_id: str) -> None:
+        self.session.execute(
+            delete(TemplateDiskRow).where(TemplateDiskRow.template_id == template_id)
+        )
+        self.session.execute(delete(TemplateRow).where(TemplateRow.template_id == template_id))
+
+    def delete_disks(self, disk_ids: Iterable[str]) -> None:
+        self.session.execute(delete(DiskRow).where(DiskRow.disk_id.in_(list(disk_ids))))
+
+    def set_disk_status(self, disk_ids: Iterable[str], status: str) -> None:
+        self.session.execute(
+            update(DiskRow).where(DiskRow.disk_id.in_(list(disk_ids))).values(status=status)
+        )
+
+    # -- commands --------------------------------------------------------------------------
+
+    def children(self, command_id: str) -> list[CommandRow]:
+        return list(
+            self.session.scalars(
+                select(CommandRow)
+                .where(CommandRow.parent_id == command_id)
+                .order_by(CommandRow.created_at, CommandRow.command_id)
+            )
+        )
+
+    def command_page(
+        self, status: str | None, after: tuple[datetime, str] | None, limit: int
+    ) -> list[CommandRow]:
+        """Top-level commands, newest first."""
+        query = select(CommandRow).where(CommandRow.parent_id.is_(None))
+        if status:
+            query = query.where(CommandRow.status == status)
+        if after is not None:
+            created_at, command_id = after
+            query = query.where(
+                (CommandRow.created_at < created_at)
+                | ((CommandRow.created_at == created_at) & (CommandRow.command_id < command_id))
+            )
+        query = query.order_by(CommandRow.created_at.desc(), CommandRow.command_id.desc())
+        return list(self.session.scalars(query.limit(limit)))
+
+    def end_command_tree(self, root_id: str, status: str, reason: str, now: datetime) -> bool:
+        """Make the command and its children terminal, if the command is still ACTIVE.
+
+        The condition on status is what makes ending happen exactly once, even when the
+        poller, a cancel and a reconciliation race for the same command."""
+        ended = self.session.execute(
+            update(CommandRow)
+            .where(CommandRow.command_id == root_id, CommandRow.status == "ACTIVE")
+            .values(status=status, failure_reason=reason, ended_at=now)
+        )
+        if ended.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        self.session.execute(
+            update(CommandRow)
+            .where(CommandRow.parent_id == root_id, CommandRow.status == "ACTIVE")
+            .values(status=status, failure_reason=reason, ended_at=now)
+        )
+        return True
+
+    def active_root_ids(self) -> list[str]:
+        return list(
+            self.session.scalars(
+                select(CommandRow.command_id).where(
+                    CommandRow.parent_id.is_(None), CommandRow.status == "ACTIVE"
+                )
+            )
+        )
+
+    def count_active_roots(self) -> int:
+        return int(
+            self.session.scalar(
+                select(func.count())
+                .select_from(CommandRow)
+                .where(CommandRow.parent_id.is_(None), CommandRow.status == "ACTIVE")
+            )
+            or 0
+        )
+
+    # -- async tasks -----------------------------------------------------------------------
+
+    def tasks_of(self, root_id: str) -> list[TaskRow]:
+        return list(
+            self.session.scalars(
+                select(TaskRow)
+                .where(TaskRow.root_command_id == root_id)
+                .order_by(TaskRow.created_at, TaskRow.task_id)
+            )
+        )
+
+    def tasks_of_many(self, root_ids: Iterable[str]) -> list[TaskRow]:
+        root_ids = list(root_ids)
+        if not root_ids:
+            return []
+        return list(
+            self.session.scalars(
+                select(TaskRow)
+                .where(TaskRow.root_command_id.in_(root_ids))
+                .order_by(TaskRow.created_at, TaskRow.task_id)
+            )
+        )
+
+    def active_tasks(self) -> list[TaskRow]:
+        """Tasks of commands that are still ACTIVE."""
+        return list(self.session.scalars(select(TaskRow).where(TaskRow.cleanup == "")))
+
+    def submitted_tasks_on(self, host_id: str) -> list[TaskRow]:
+        return list(
+            self.session.scalars(
+                select(TaskRow).where(TaskRow.host_id == host_id, TaskRow.vdsm_task_id.is_not(None))
+            )
+        )
+
+    def tasks_to_clean(self) -> list[TaskRow]:
+        return list(self.session.scalars(select(TaskRow).where(TaskRow.cleanup != "")))
+
+    def set_vdsm_task_id(self, task_id: str, vdsm_task_id: str, now: datetime) -> bool:
+        """Store the agent's id on a placeholder; False if the placeholder is gone."""
+        result = self.session.execute(
+            update(TaskRow)
+            .where(TaskRow.task_id == task_id)
+            .values(vdsm_task_id=vdsm_task_id, submitted_at=now)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def update_task_statuses(self, changes: Sequence[dict[str, Any]]) -> None:
+        """One executemany for a whole poll: dicts with task_id and the changed columns."""
+        if changes:
+            self.session.execute(update(TaskRow), list(changes))
+
+    def settle_tasks(self, root_id: str, cleanup: str) -> int:
+        """At a command's end: placeholders that never reached an agent are deleted; the
+        others are marked with what is left to do. Returns the placeholders deleted."""
+        removed = self.session.execute(
+            delete(TaskRow).where(
+                TaskRow.root_command_id == root_id,
+                TaskRow.vdsm_task_id.is_(None),
+                TaskRow.cleanup == "",
+            )
+        ).rowcount  # type: ignore[attr-defined]
+        self.session.execute(
+            update(TaskRow)
+            .where(TaskRow.root_command_id == root_id, TaskRow.cleanup == "")
+            .values(cleanup=cleanup)
+        )
+        return int(removed)
+
+    def mark_unresolved(self, task_ids: Sequence[str], cleanup: str) -> None:
+        """Placeholders that may or may not have reached an agent that did not answer: kept
+        as debt, looked up by request id when the host answers again."""
+        if task_ids:
+            self.session.execute(
+                update(TaskRow).where(TaskRow.task_id.in_(list(task_ids))).values(cleanup=cleanup)
+            )
+
+    def active_placeholders(self) -> list[TaskRow]:
+        return list(
+            self.session.scalars(
+                select(TaskRow).where(TaskRow.vdsm_task_id.is_(None), TaskRow.cleanup == "")
+            )
+        )
+
+    def delete_task(self, task_id: str) -> None:
+        self.session.execute(delete(TaskRow).where(TaskRow.task_id == task_id))
+
+    def known_task_ids(self) -> tuple[set[str], set[str]]:
+        """(every agent task id the engine knows, every task id it generated)."""
+        rows = self.session.execute(select(TaskRow.vdsm_task_id, TaskRow.task_id)).all()
+        return {v for v, _ in rows if v is not None}, {t for _, t in rows}
+
+    def disk_with_image(self, storage_domain_id: str, image_id: str) -> DiskRow | None:
+        return self.session.scalars(
+            select(DiskRow).where(
+                DiskRow.storage_domain_id == storage_domain_id, DiskRow.image_id == image_id
+            )
+        ).first()
+
+    # -- locks and client requests ---------------------------------------------------------
+
+    def lock_holders(self, entity_type: str, entity_ids: Iterable[str]) -> dict[str, str]:
+        """entity id -> the command holding its lock."""
+        ids = list(entity_ids)
+        rows = (
+            self.session.execute(
+                select(EntityLockRow.entity_id, EntityLockRow.command_id).where(
+                    EntityLockRow.entity_type == entity_type, EntityLockRow.entity_id.in_(ids)
+                )
+            ).all()
+            if ids
+            else []
+        )
+        return {entity_id: command_id for entity_id, command_id in rows}
+
+    def release_locks(self, command_id: str) -> None:
+        self.session.execute(delete(EntityLockRow).where(EntityLockRow.command_id == command_id))
+
+    def locks_of(self, command_id: str) -> list[EntityLockRow]:
+        return list(
+            self.session.scalars(
+                select(EntityLockRow).where(EntityLockRow.command_id == command_id)
+            )
+        )
+
+    def client_request(self, rpc: str, request_id: str) -> ClientRequestRow | None:
+        return self.session.get(ClientRequestRow, (rpc, request_id))

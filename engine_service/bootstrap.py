@@ -1,0 +1,46 @@
+"""The composition root: builds the engine from its settings (real adapters; tests may pass
+their own)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine as SqlEngine
+
+from engine_service.adapters.agent_client import AgentPool
+from engine_service.adapters.db import make_engine, migrate, session_factory
+from engine_service.service_layer import commands  # noqa: F401  (registers command types)
+from engine_service.service_layer.async_task_manager import AsyncTaskManager, PollSettings
+from engine_service.service_layer.engine import Engine
+from engine_service.service_layer.inventory import Inventory
+from engine_service.service_layer.lifecycle import CommandLifecycle
+from engine_service.service_layer.reconciliation import Reconciler
+from engine_service.service_layer.unit_of_work import UnitOfWork
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    database_url: str
+    poll: PollSettings = field(default_factory=PollSettings)
+    orphans: str = "fail"
+    agent_timeout: float = 10.0
+
+
+def bootstrap(
+    settings: EngineSettings, db: SqlEngine | None = None, agents: AgentPool | None = None
+) -> Engine:
+    db = db or make_engine(settings.database_url)
+    migrate(db)
+    sessions = session_factory(db)
+
+    def uow() -> UnitOfWork:
+        return UnitOfWork(sessions)
+
+    agents = agents or AgentPool(settings.agent_timeout)
+    lifecycle = CommandLifecycle(uow, agents)
+    manager = AsyncTaskManager(uow, agents, lifecycle, settings.poll)
+    reconciler = Reconciler(
+        uow, agents, lifecycle, manager, settings.poll.agent_deadline, settings.orphans
+    )
+    inventory = Inventory(uow, agents, settings.poll.agent_deadline)
+    return Engine(uow, agents, lifecycle, manager, reconciler, inventory)

@@ -1,0 +1,18 @@
+"""The engine's crash points (design section 5), armed by ENGINE_CRASH_AT."""
+
+from __future__ import annotations
+
+from service_common.crash import CrashPoints
+
+crash_point = CrashPoints(
+    "ENGINE_CRASH_AT",
+    (
+        "placeholders_uncommitted",  # placeholder rows added, before the commit
+        "after_placeholders_commit",  # committed, before any agent call
+        "after_agent_accept",  # the first child accepted, its agent id not stored
+        "after_vdsm_id_commit",  # an agent id committed
+        "before_end_commit",  # the command's end written, before the commit
+        "before_clear",  # before ClearTask on the agent
+        "mid_reconcile",  # inside the reconcile transaction
+    ),
+)

@@ -1,0 +1,1 @@
+"""Thin entrypoints: the gRPC servicer, the `engine-service` process and `enginectl`."""

@@ -1,0 +1,309 @@
+"""EngineService over gRPC: each method translates a request into an Engine call and the
+result into messages; errors become status codes through `rpc` (service_common)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from engine_service import observability as metrics
+from engine_service.adapters.orm import DiskRow, StorageDomainRow
+from engine_service.domain.model import CommandStatus, TaskResult, TaskState
+from engine_service.service_layer.engine import Engine
+from engine_service.service_layer.inventory import HostInfo, TemplateInfo
+from engine_service.service_layer.reconciliation import ReconcileReport
+from engine_service.service_layer.views import CommandView, TaskInfo
+from engine_service.v1 import engine_service_pb2 as pb
+from engine_service.v1 import engine_service_pb2_grpc as pb_grpc
+from service_common.errors import InvalidArgument
+from service_common.grpc_server import error_mapper
+from vdsm_agent.v1 import agent_service_pb2 as agent_pb
+from vdsm_agent.wire import RESULT_TO_PB, STATE_TO_PB
+
+log = logging.getLogger(__name__)
+rpc = error_mapper(metrics.RPC_SECONDS, log)
+
+WATCH_INTERVAL = 0.2
+# The engine's task enums carry the same names as the agent's.
+TASK_STATE = {s: agent_pb.TaskState.Name(STATE_TO_PB[s]) for s in TaskState}
+TASK_RESULT = {r: agent_pb.TaskResult.Name(RESULT_TO_PB[r]) for r in TaskResult}
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value.replace(tzinfo=UTC))
+    return ts
+
+
+def host_message(info: HostInfo) -> pb.Host:
+    h = info.host
+    return pb.Host(
+        host_id=h.host_id,
+        name=h.name,
+        address=h.address,
+        status=f"HOST_STATUS_{h.status}",
+        tasks_in_flight=info.tasks_in_flight,
+    )
+
+
+def domain_message(d: StorageDomainRow) -> pb.StorageDomain:
+    return pb.StorageDomain(storage_domain_id=d.storage_domain_id, name=d.name)
+
+
+def disk_message(d: DiskRow) -> pb.Disk:
+    return pb.Disk(
+        disk_id=d.disk_id,
+        name=d.name,
+        storage_domain_id=d.storage_domain_id,
+        image_id=d.image_id,
+        size_bytes=d.size_bytes,
+        status=f"DISK_STATUS_{d.status}",
+    )
+
+
+def template_message(info: TemplateInfo) -> pb.VmTemplate:
+    t = info.template
+    return pb.VmTemplate(
+        template_id=t.template_id,
+        name=t.name,
+        vm_id=t.vm_id,
+        disk_ids=info.disk_ids,
+        status=f"TEMPLATE_STATUS_{t.status}",
+    )
+
+
+def task_message(t: TaskInfo) -> pb.Task:
+    return pb.Task(
+        task_id=t.task_id,
+        vdsm_task_id=t.vdsm_task_id or "",
+        host_id=t.host_id,
+        state=TASK_STATE[TaskState(t.state)] if t.state else "TASK_STATE_UNSPECIFIED",
+        result=TASK_RESULT[TaskResult(t.result)] if t.result else "TASK_RESULT_UNSPECIFIED",
+        progress_percent=t.progress_percent,
+        verb=t.verb,
+        command_id=t.command_id,
+        message=t.message,
+    )
+
+
+def command_message(v: CommandView) -> pb.Command:
+    return pb.Command(
+        command_id=v.command_id,
+        action_type=v.action_type,
+        status=f"COMMAND_STATUS_{v.status.value}",
+        progress_percent=v.progress_percent,
+        failure_reason=v.failure_reason,
+        child_commands=[command_message(c) for c in v.children],
+        tasks=[task_message(t) for t in v.tasks],
+        parent_command_id=v.parent_id or "",
+        target_id=v.target_id or "",
+        created_at=timestamp(v.created_at),
+        ended_at=timestamp(v.ended_at),
+    )
+
+
+def report_message(r: ReconcileReport) -> pb.ReconcileReport:
+    return pb.ReconcileReport(
+        failed_command_ids=r.failed_command_ids,
+        removed_placeholders=r.removed_placeholders,
+        adopted_tasks=r.adopted_tasks,
+        cleared_zombies=r.cleared_zombies,
+    )
+
+
+def status_filter(value: int) -> CommandStatus | None:
+    if value == pb.COMMAND_STATUS_UNSPECIFIED:
+        return None
+    try:
+        return CommandStatus(pb.CommandStatus.Name(value).removeprefix("COMMAND_STATUS_"))
+    except ValueError:
+        raise InvalidArgument("status", f"{value} is not a CommandStatus") from None
+
+
+class EngineServicer(pb_grpc.EngineServiceServicer):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @rpc
+    def AddHost(
+        self, request: pb.AddHostRequest, context: grpc.ServicerContext
+    ) -> pb.AddHostResponse:
+        info = self.engine.inventory.add_host(request.name, request.address, request.request_id)
+        return pb.AddHostResponse(host=host_message(info))
+
+    @rpc
+    def ListHosts(
+        self, request: pb.ListHostsRequest, context: grpc.ServicerContext
+    ) -> pb.ListHostsResponse:
+        return pb.ListHostsResponse(hosts=[host_message(h) for h in self.engine.inventory.hosts()])
+
+    @rpc
+    def SetHostMaintenance(
+        self, request: pb.SetHostMaintenanceRequest, context: grpc.ServicerContext
+    ) -> pb.SetHostMaintenanceResponse:
+        info = self.engine.inventory.set_host_maintenance(request.host_id, request.maintenance)
+        return pb.SetHostMaintenanceResponse(host=host_message(info))
+
+    @rpc
+    def RemoveHost(
+        self, request: pb.RemoveHostRequest, context: grpc.ServicerContext
+    ) -> pb.RemoveHostResponse:
+        self.engine.inventory.remove_host(request.host_id)
+        return pb.RemoveHostResponse()
+
+    @rpc
+    def AddStorageDomain(
+        self, request: pb.AddStorageDomainRequest, context: grpc.ServicerContext
+    ) -> pb.AddStorageDomainResponse:
+        domain = self.engine.inventory.add_storage_domain(request.name, request.request_id)
+        return pb.AddStorageDomainResponse(storage_domain=domain_message(domain))
+
+    @rpc
+    def ListStorageDomains(
+        self, request: pb.ListStorageDomainsRequest, context: grpc.ServicerContext
+    ) -> pb.ListStorageDomainsResponse:
+        return pb.ListStorageDomainsResponse(
+            storage_domains=[domain_message(d) for d in self.engine.inventory.storage_domains()]
+        )
+
+    @rpc
+    def AddDisk(
+        self, request: pb.AddDiskRequest, context: grpc.ServicerContext
+    ) -> pb.AddDiskResponse:
+        disk, command = self.engine.add_disk(
+            request.name, request.storage_domain_id, request.size_bytes, request.request_id
+        )
+        return pb.AddDiskResponse(
+            disk=disk_message(disk) if disk else None, command=command_message(command)
+        )
+
+    @rpc
+    def GetDisk(
+        self, request: pb.GetDiskRequest, context: grpc.ServicerContext
+    ) -> pb.GetDiskResponse:
+        return pb.GetDiskResponse(disk=disk_message(self.engine.inventory.disk(request.disk_id)))
+
+    @rpc
+    def ListDisks(
+        self, request: pb.ListDisksRequest, context: grpc.ServicerContext
+    ) -> pb.ListDisksResponse:
+        disks, token = self.engine.inventory.disks(request.page_size, request.page_token)
+        return pb.ListDisksResponse(disks=[disk_message(d) for d in disks], next_page_token=token)
+
+    @rpc
+    def AddVm(self, request: pb.AddVmRequest, context: grpc.ServicerContext) -> pb.AddVmResponse:
+        vm, disk_ids = self.engine.inventory.add_vm(
+            request.name, list(request.disk_ids), request.request_id
+        )
+        return pb.AddVmResponse(vm=pb.Vm(vm_id=vm.vm_id, name=vm.name, disk_ids=disk_ids))
+
+    @rpc
+    def GetVm(self, request: pb.GetVmRequest, context: grpc.ServicerContext) -> pb.GetVmResponse:
+        vm, disk_ids = self.engine.inventory.vm(request.vm_id)
+        return pb.GetVmResponse(vm=pb.Vm(vm_id=vm.vm_id, name=vm.name, disk_ids=disk_ids))
+
+    @rpc
+    def AddVmTemplate(
+        self, request: pb.AddVmTemplateRequest, context: grpc.ServicerContext
+    ) -> pb.AddVmTemplateResponse:
+        template, command = self.engine.add_vm_template(
+            request.vm_id, request.name, request.destination_storage_domain_id, request.request_id
+        )
+        return pb.AddVmTemplateResponse(
+            template=template_message(template) if template else None,
+            command=command_message(command),
+        )
+
+    @rpc
+    def GetVmTemplate(
+        self, request: pb.GetVmTemplateRequest, context: grpc.ServicerContext
+    ) -> pb.GetVmTemplateResponse:
+        info = self.engine.inventory.template(request.template_id)
+        return pb.GetVmTemplateResponse(template=template_message(info))
+
+    @rpc
+    def ListVmTemplates(
+        self, request: pb.ListVmTemplatesRequest, context: grpc.ServicerContext
+    ) -> pb.ListVmTemplatesResponse:
+        infos, token = self.engine.inventory.templates(request.page_size, request.page_token)
+        return pb.ListVmTemplatesResponse(
+            templates=[template_message(t) for t in infos], next_page_token=token
+        )
+
+    @rpc
+    def GetCommand(
+        self, request: pb.GetCommandRequest, context: grpc.ServicerContext
+    ) -> pb.GetCommandResponse:
+        return pb.GetCommandResponse(
+            command=command_message(self.engine.command(request.command_id))
+        )
+
+    @rpc
+    def ListCommands(
+        self, request: pb.ListCommandsRequest, context: grpc.ServicerContext
+    ) -> pb.ListCommandsResponse:
+        views, token = self.engine.commands(
+            status_filter(request.status), request.page_size, request.page_token
+        )
+        return pb.ListCommandsResponse(
+            commands=[command_message(v) for v in views], next_page_token=token
+        )
+
+    def WatchCommand(
+        self, request: pb.WatchCommandRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.WatchCommandResponse]:
+        first = self._watch_first(request, context)
+        yield first
+        last = first.command
+        while context.is_active() and not _settled(last):
+            time.sleep(WATCH_INTERVAL)
+            current = self._watch_next(request, context)
+            if current != last:
+                last = current
+                yield pb.WatchCommandResponse(command=current)
+
+    @rpc
+    def _watch_first(
+        self, request: pb.WatchCommandRequest, context: grpc.ServicerContext
+    ) -> pb.WatchCommandResponse:
+        return pb.WatchCommandResponse(
+            command=command_message(self.engine.command(request.command_id))
+        )
+
+    @rpc
+    def _watch_next(
+        self, request: pb.WatchCommandRequest, context: grpc.ServicerContext
+    ) -> pb.Command:
+        return command_message(self.engine.command(request.command_id))
+
+    @rpc
+    def CancelCommand(
+        self, request: pb.CancelCommandRequest, context: grpc.ServicerContext
+    ) -> pb.CancelCommandResponse:
+        return pb.CancelCommandResponse(
+            command=command_message(self.engine.cancel(request.command_id))
+        )
+
+    @rpc
+    def ReconcileOrphans(
+        self, request: pb.ReconcileOrphansRequest, context: grpc.ServicerContext
+    ) -> pb.ReconcileOrphansResponse:
+        report = self.engine.reconcile()
+        return pb.ReconcileOrphansResponse(
+            failed_command_ids=report.failed_command_ids,
+            removed_placeholders=report.removed_placeholders,
+            adopted_tasks=report.adopted_tasks,
+            cleared_zombies=report.cleared_zombies,
+            startup_report=report_message(self.engine.reconciler.startup_report),
+        )
+
+
+def _settled(command: pb.Command) -> bool:
+    return command.status != pb.COMMAND_STATUS_ACTIVE and not command.tasks

@@ -1,0 +1,217 @@
+"""The `engine-service` process: flags (each with an environment variable), startup
+reconciliation before SERVING, polling, and a graceful stop on SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from engine_service.bootstrap import EngineSettings, bootstrap
+from engine_service.crash import crash_point
+from engine_service.entrypoints.grpc_servicer import EngineServicer
+from engine_service.service_layer.async_task_manager import PollSettings
+from engine_service.v1 import engine_service_pb2 as pb
+from engine_service.v1 import engine_service_pb2_grpc as pb_grpc
+from service_common.grpc_server import GrpcServer, serve_metrics, wait_for_stop_signal
+from service_common.logs import configure_logging
+
+log = logging.getLogger("engine_service")
+
+ENV_PREFIX = "ENGINE_"
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EngineService"].full_name
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: str
+    database_url: str
+    state_dir: Path
+    poll_interval: float
+    host_failure_polls: int
+    task_timeout: float
+    zombie_grace: float
+    orphans: str
+    metrics_listen: str | None
+    log_format: str
+    grace_seconds: float
+    bound_address_file: Path | None
+
+
+def _env(flag: str, default: str | None) -> str | None:
+    return os.environ.get(ENV_PREFIX + flag.upper().replace("-", "_"), default)
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text} is not positive")
+        return value
+
+    return parse
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    p = argparse.ArgumentParser(
+        prog="engine-service",
+        description="The engine: commands, placeholders, polling and reconciliation over the "
+        "hosts' vdsm-agents. Every flag also reads ENGINE_<FLAG> from the environment "
+        "(--database-url: ENGINE_DATABASE_URL).",
+    )
+    p.add_argument(
+        "--listen",
+        default=_env("listen", "127.0.0.1:50051"),
+        help="HOST:PORT to serve gRPC on; port 0 picks a free one (default %(default)s)",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=_env("state-dir", "/var/lib/engine-service"),
+        help="where the default SQLite database lives (default %(default)s)",
+    )
+    p.add_argument(
+        "--database-url",
+        default=_env("database-url", None),
+        help="an SQLAlchemy URL: sqlite:///FILE or postgresql://USER@HOST/DB "
+        "(default: sqlite:///STATE_DIR/engine.db)",
+    )
+    p.add_argument(
+        "--poll-interval",
+        type=_positive(float),
+        default=_env("poll-interval", "1.0"),
+        help="seconds between two polls of every host (default %(default)s)",
+    )
+    p.add_argument(
+        "--host-failure-polls",
+        type=_positive(int),
+        default=_env("host-failure-polls", "3"),
+        help="failed polls in a row that make a host NON_RESPONSIVE (default %(default)s)",
+    )
+    p.add_argument(
+        "--task-timeout",
+        type=_positive(float),
+        default=_env("task-timeout", "300"),
+        help="seconds after a host became NON_RESPONSIVE that its commands fail "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--zombie-grace",
+        type=_positive(float),
+        default=_env("zombie-grace", "60"),
+        help="seconds an agent task unknown to the engine may live before it is "
+        "stopped and cleared (default %(default)s)",
+    )
+    p.add_argument(
+        "--orphans",
+        choices=("fail", "resubmit"),
+        default=_env("orphans", "fail"),
+        help="commands whose placeholders never reached an agent at a restart: fail "
+        "them (the default) or submit those children again",
+    )
+    p.add_argument(
+        "--metrics-listen",
+        default=_env("metrics-listen", None),
+        help="HOST:PORT to serve Prometheus metrics at /metrics (default: off)",
+    )
+    p.add_argument("--log-format", choices=("text", "json"), default=_env("log-format", "text"))
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=_env("grace", "10"),
+        help="seconds in-flight RPCs get to finish after SIGTERM (default %(default)s)",
+    )
+    p.add_argument(
+        "--bound-address-file",
+        type=Path,
+        default=_env("bound-address-file", None),
+        help="write the HOST:PORT actually bound here once listening",
+    )
+    ns = p.parse_args(argv)
+    state_dir = Path(ns.state_dir)
+    return Config(
+        listen=ns.listen,
+        state_dir=state_dir,
+        database_url=ns.database_url or f"sqlite:///{state_dir / 'engine.db'}",
+        poll_interval=float(ns.poll_interval),
+        host_failure_polls=int(ns.host_failure_polls),
+        task_timeout=float(ns.task_timeout),
+        zombie_grace=float(ns.zombie_grace),
+        orphans=ns.orphans,
+        metrics_listen=ns.metrics_listen or None,
+        log_format=ns.log_format,
+        grace_seconds=float(ns.grace),
+        bound_address_file=ns.bound_address_file,
+    )
+
+
+class ReadinessInterceptor(grpc.ServerInterceptor):
+    """Engine API calls wait for the startup reconciliation: UNAVAILABLE until then."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+
+    def intercept_service(self, continuation: Any, details: Any) -> Any:
+        if self.ready.is_set() or not details.method.startswith(f"/{SERVICE_NAME}/"):
+            return continuation(details)
+
+        def refuse(request: Any, context: grpc.ServicerContext) -> Any:
+            context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "the engine is starting (reconciling); retry when health is SERVING",
+            )
+
+        handler = continuation(details)
+        if handler is not None and handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(refuse)
+        return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    config = parse_args(argv)
+    configure_logging(config.log_format)
+    crash_at = crash_point.check_configured()
+    if crash_at:
+        log.warning("ENGINE_CRASH_AT=%s: this process will die at that point", crash_at)
+    log.info("starting: %s", {k: str(v) for k, v in config.__dict__.items()})
+    settings = EngineSettings(
+        database_url=config.database_url,
+        orphans=config.orphans,
+        poll=PollSettings(
+            interval=config.poll_interval,
+            host_failure_polls=config.host_failure_polls,
+            task_timeout=config.task_timeout,
+            zombie_grace=config.zombie_grace,
+        ),
+    )
+    engine = bootstrap(settings)
+    readiness = ReadinessInterceptor()
+    server = GrpcServer(config.listen, [SERVICE_NAME], interceptors=[readiness])
+    pb_grpc.add_EngineServiceServicer_to_server(EngineServicer(engine), server.server)
+    serve_metrics(config.metrics_listen, log)
+    server.start(config.bound_address_file)
+    log.warning(
+        "serving plaintext gRPC on %s (no TLS configured); NOT_SERVING until the "
+        "startup reconciliation commits",
+        server.address,
+    )
+    report = engine.start()
+    readiness.ready.set()
+    server.set_serving(True)
+    log.info("SERVING; startup reconciliation: %s", report)
+    wait_for_stop_signal(log)
+    log.info("stopping: health NOT_SERVING, letting in-flight RPCs finish")
+    server.stop(config.grace_seconds)
+    engine.stop()
+    log.info("stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""Prometheus metrics of the engine, served at /metrics when --metrics-listen is given."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+COMMANDS_ENDED = Counter(
+    "engine_commands_ended_total",
+    "Top-level commands that became terminal",
+    ["action_type", "status"],
+)
+COMMANDS_ACTIVE = Gauge("engine_commands_active", "Top-level commands ACTIVE at the last poll")
+TASKS_IN_FLIGHT = Gauge("engine_tasks_in_flight", "Async task rows not cleared, at the last poll")
+POLL_SECONDS = Histogram("engine_poll_seconds", "Duration of one poll cycle over every host")
+AGENT_RPC_SECONDS = Histogram("engine_agent_rpc_seconds", "Latency of calls to agents", ["method"])
+AGENT_RPC_ERRORS = Counter(
+    "engine_agent_rpc_errors_total", "Failed calls to agents", ["method", "code"]
+)
+RPC_SECONDS = Histogram(
+    "engine_rpc_seconds",
+    "Time to answer an engine API call, by method and status",
+    ["method", "code"],
+)
+RECONCILED = Counter(
+    "engine_reconcile_total",
+    "What reconciliation did: failed_commands, removed_placeholders, adopted_tasks,"
+    " cleared_zombies",
+    ["what"],
+)

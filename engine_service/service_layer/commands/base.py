@@ -1,0 +1,189 @@
+"""The command framework: the seed's CommandBase, in Python.
+
+A command type is one module: a subclass of CommandBase with an `action_type`, that overrides
+the hooks it needs. The framework drives them (design section 3):
+
+1. `validate(repo)`: checks against the real state; raises a ServiceError; writes nothing.
+2. `build_child_commands()`: the parent constructs its children.
+3. `insert_async_task_placeholders(repo, pick_host)`: the parent row, its children, one
+   placeholder per child task (engine-generated task id, no agent id), the entity locks and the
+   target entities in LOCKED state: added to ONE transaction, which the caller commits.
+4. `task_plan()`: a child that runs one agent task says which verb, arguments and image.
+5. `end_successfully(repo)` / `end_with_failure(repo)`: settle the entities, in the transaction
+   that makes the command terminal and releases its locks (see `end_command`).
+
+After a restart a command is rebuilt from its row (`from_row`), so everything a hook needs must
+be in `params`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from engine_service.adapters.orm import CommandRow, EntityLockRow, TaskRow, utcnow
+from engine_service.adapters.repository import Repository
+from engine_service.domain.model import CommandStatus, HostStatus, Outcome, TaskCleanup
+from service_common.errors import FailedPrecondition
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """One agent task: the verb, its arguments (request_id aside) and the image it writes."""
+
+    verb: str
+    args: dict[str, Any]
+    storage_domain_id: str
+    image_id: str
+
+
+class CommandBase:
+    action_type: ClassVar[str]
+    _types: ClassVar[dict[str, type[CommandBase]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "action_type" in cls.__dict__:
+            CommandBase._types[cls.action_type] = cls
+
+    def __init__(
+        self, params: dict[str, Any], command_id: str | None = None, target_id: str | None = None
+    ) -> None:
+        self.params = params
+        self.command_id = command_id or new_id()
+        self.target_id = target_id
+        self.children: list[CommandBase] = []
+
+    @staticmethod
+    def from_row(row: CommandRow) -> CommandBase:
+        try:
+            cls = CommandBase._types[row.action_type]
+        except KeyError:
+            raise LookupError(
+                f"command {row.command_id} has unknown type {row.action_type}"
+            ) from None
+        return cls(dict(row.params), row.command_id, row.target_id)
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def validate(self, repo: Repository) -> None:
+        """Raise a ServiceError if the command cannot run now."""
+
+    def build_child_commands(self) -> list[CommandBase]:
+        return []
+
+    def task_plan(self) -> TaskPlan | None:
+        return None
+
+    def entity_locks(self) -> list[tuple[str, str]]:
+        """(entity type, entity id) pairs to lock for the command's lifetime."""
+        return []
+
+    def create_locked_entities(self, repo: Repository) -> None:
+        """Add the entities the command creates or uses, LOCKED."""
+
+    def end_successfully(self, repo: Repository) -> None:
+        pass
+
+    def end_with_failure(self, repo: Repository) -> None:
+        pass
+
+    # -- framework ---------------------------------------------------------------------------
+
+    def insert_async_task_placeholders(
+        self, repo: Repository, pick_host: Callable[[], str]
+    ) -> list[TaskRow]:
+        """Add everything the command needs to one transaction; the caller commits."""
+        now = utcnow()
+        repo.add(self._row(None, now))
+        repo.flush()
+        placeholders: list[TaskRow] = []
+        for child in self.children:
+            repo.add(child._row(self.command_id, now))
+            plan = child.task_plan()
+            if plan is not None:
+                placeholders.append(
+                    TaskRow(
+                        task_id=new_id(),
+                        command_id=child.command_id,
+                        root_command_id=self.command_id,
+                        host_id=pick_host(),
+                        vdsm_task_id=None,
+                        verb=plan.verb,
+                        args=plan.args,
+                        storage_domain_id=plan.storage_domain_id,
+                        image_id=plan.image_id,
+                        state=None,
+                        result=None,
+                        progress_percent=0,
+                        message="",
+                        cleanup=TaskCleanup.NONE.value,
+                        created_at=now,
+                    )
+                )
+        repo.flush()
+        repo.add(
+            *(
+                EntityLockRow(
+                    entity_type=kind,
+                    entity_id=entity_id,
+                    command_id=self.command_id,
+                    created_at=now,
+                )
+                for kind, entity_id in self.entity_locks()
+            )
+        )
+        self.create_locked_entities(repo)
+        repo.flush()
+        for placeholder in placeholders:
+            repo.add(placeholder)
+        return placeholders
+
+    def _row(self, parent_id: str | None, now: datetime) -> CommandRow:
+        return CommandRow(
+            command_id=self.command_id,
+            parent_id=parent_id,
+            action_type=self.action_type,
+            status=CommandStatus.ACTIVE.value,
+            params=self.params,
+            target_id=self.target_id,
+            failure_reason="",
+            created_at=now,
+        )
+
+
+def require_host_up(repo: Repository) -> None:
+    if not repo.hosts_with_status(HostStatus.UP.value):
+        raise FailedPrecondition("no host is UP: add a host or take one out of maintenance")
+
+
+def end_command(
+    repo: Repository, root_id: str, outcome: Outcome, unresolved: Sequence[str] = ()
+) -> int | None:
+    """Make a top-level command terminal, exactly once: settle its entities, delete the
+    placeholders that never reached an agent, mark its other tasks for cleanup and release its
+    locks. `unresolved` placeholders may have reached an agent that did not answer: they are
+    kept as cleanup debt instead of being deleted. Returns the number of placeholders deleted,
+    or None if the command had already ended. The caller commits."""
+    if not repo.end_command_tree(root_id, outcome.status.value, outcome.reason, utcnow()):
+        return None
+    repo.mark_unresolved(unresolved, TaskCleanup.COMPENSATE.value)
+    row = repo.get(CommandRow, root_id)
+    assert row is not None
+    command = CommandBase.from_row(row)
+    if outcome.status is CommandStatus.SUCCEEDED:
+        command.end_successfully(repo)
+        cleanup = TaskCleanup.CLEAR
+    else:
+        command.end_with_failure(repo)
+        cleanup = TaskCleanup.COMPENSATE
+    removed = repo.settle_tasks(root_id, cleanup.value)
+    repo.release_locks(root_id)
+    return removed

@@ -1,0 +1,130 @@
+"""The engine's use cases over commands, and its start and stop; the entrypoints call these."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from engine_service.adapters.agent_client import AgentPool
+from engine_service.adapters.orm import DiskRow
+from engine_service.domain.model import CommandStatus
+from engine_service.service_layer.async_task_manager import AsyncTaskManager
+from engine_service.service_layer.commands.add_disk import AddDisk
+from engine_service.service_layer.commands.add_vm_template import AddVmTemplate
+from engine_service.service_layer.inventory import (
+    Inventory,
+    TemplateInfo,
+    optional_request,
+    require_name,
+    require_size,
+)
+from engine_service.service_layer.lifecycle import CommandLifecycle
+from engine_service.service_layer.reconciliation import Reconciler, ReconcileReport
+from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
+from engine_service.service_layer.views import (
+    CommandView,
+    command_view,
+    command_views,
+    decode_token,
+    encode_token,
+    page_size,
+)
+from service_common.ids import require_uuid
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Engine:
+    uow: UnitOfWorkFactory
+    agents: AgentPool
+    lifecycle: CommandLifecycle
+    manager: AsyncTaskManager
+    reconciler: Reconciler
+    inventory: Inventory
+
+    # -- start and stop ----------------------------------------------------------------------
+
+    def start(self) -> ReconcileReport:
+        """Reconcile (before the engine may report SERVING), then start polling."""
+        report = self.reconciler.reconcile()
+        self.reconciler.startup_report = report
+        self.manager.start()
+        return report
+
+    def stop(self) -> None:
+        self.manager.stop()
+        self.agents.close()
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def add_disk(
+        self, name: str, storage_domain_id: str, size_bytes: int, request_id: str = ""
+    ) -> tuple[DiskRow | None, CommandView]:
+        name = require_name("name", name)
+        storage_domain_id = require_uuid("storage_domain_id", storage_domain_id)
+        size_bytes = require_size("size_bytes", size_bytes)
+        request = optional_request(
+            "AddDisk",
+            request_id,
+            name=name,
+            storage_domain_id=storage_domain_id,
+            size_bytes=size_bytes,
+        )
+        command_id = self.lifecycle.submit(
+            lambda: AddDisk.create(name, storage_domain_id, size_bytes), request
+        )
+        view = self.command(command_id)
+        with self.uow() as uow:
+            disk = uow.repo.get(DiskRow, view.target_id) if view.target_id else None
+        return disk, view
+
+    def add_vm_template(
+        self, vm_id: str, name: str, destination_storage_domain_id: str, request_id: str = ""
+    ) -> tuple[TemplateInfo | None, CommandView]:
+        vm_id = require_uuid("vm_id", vm_id)
+        name = require_name("name", name)
+        destination = require_uuid("destination_storage_domain_id", destination_storage_domain_id)
+        request = optional_request(
+            "AddVmTemplate",
+            request_id,
+            vm_id=vm_id,
+            name=name,
+            destination_storage_domain_id=destination,
+        )
+        command_id = self.lifecycle.submit(
+            lambda: AddVmTemplate.create(vm_id, name, destination), request
+        )
+        view = self.command(command_id)
+        template = None
+        if view.target_id:
+            try:
+                template = self.inventory.template(view.target_id)
+            except LookupError:
+                template = None
+        return template, view
+
+    def command(self, command_id: str) -> CommandView:
+        command_id = require_uuid("command_id", command_id)
+        with self.uow() as uow:
+            return command_view(uow.repo, command_id)
+
+    def commands(
+        self, status: CommandStatus | None, size: int, token: str
+    ) -> tuple[list[CommandView], str]:
+        limit, after = page_size(size), decode_token(token)
+        with self.uow() as uow:
+            rows = uow.repo.command_page(status.value if status else None, after, limit + 1)
+            more = len(rows) > limit
+            rows = rows[:limit]
+            views = command_views(uow.repo, rows)
+        last = rows[-1] if rows else None
+        return views, encode_token(last.created_at, last.command_id) if more and last else ""
+
+    def cancel(self, command_id: str) -> CommandView:
+        command_id = require_uuid("command_id", command_id)
+        self.lifecycle.cancel(command_id)
+        return self.command(command_id)
+
+    def reconcile(self) -> ReconcileReport:
+        return self.reconciler.reconcile()

@@ -1,0 +1,292 @@
+"""Hosts, storage domains, disks, VMs and templates: adding them and reading them."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+
+from engine_service.adapters.agent_client import AgentPool, AgentRejected, AgentUnavailable
+from engine_service.adapters.orm import (
+    DiskRow,
+    HostRow,
+    StorageDomainRow,
+    TemplateRow,
+    VmDiskRow,
+    VmRow,
+)
+from engine_service.domain.model import HostStatus
+from engine_service.service_layer.lifecycle import ClientRequest, first_result, record_request
+from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
+from engine_service.service_layer.views import decode_token, encode_token, page_size
+from service_common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from service_common.ids import require_uuid
+
+log = logging.getLogger(__name__)
+
+MAX_NAME = 255
+MAX_DISK_BYTES = 1 << 40
+MAX_VM_DISKS = 64
+
+
+def require_name(field: str, value: str) -> str:
+    if not value or not value.strip():
+        raise InvalidArgument(field, "is required")
+    if len(value) > MAX_NAME:
+        raise InvalidArgument(field, f"is {len(value)} characters; at most {MAX_NAME}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise InvalidArgument(field, "must not contain control characters")
+    return value
+
+
+def require_address(field: str, value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or len(value) > 300:
+        raise InvalidArgument(field, f"{value[:80]!r} is not HOST:PORT")
+    return value
+
+
+def require_size(field: str, value: int) -> int:
+    if not 0 < value <= MAX_DISK_BYTES:
+        raise InvalidArgument(field, f"must be from 1 to {MAX_DISK_BYTES} bytes, not {value}")
+    return value
+
+
+def optional_request(rpc: str, request_id: str, **arguments: object) -> ClientRequest | None:
+    if not request_id:
+        return None
+    return ClientRequest(rpc, require_uuid("request_id", request_id), dict(arguments))
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    host: HostRow
+    tasks_in_flight: int
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    template: TemplateRow
+    disk_ids: list[str]
+
+
+class Inventory:
+    def __init__(self, uow: UnitOfWorkFactory, agents: AgentPool, agent_deadline: float = 3.0):
+        self.uow = uow
+        self.agents = agents
+        self.agent_deadline = agent_deadline
+
+    # -- hosts -------------------------------------------------------------------------------
+
+    def add_host(self, name: str, address: str, request_id: str = "") -> HostInfo:
+        name, address = require_name("name", name), require_address("address", address)
+        request = optional_request("AddHost", request_id, name=name, address=address)
+        with self.uow() as uow:
+            existing = first_result(uow.repo, request)
+            if existing is not None:
+                return self.host(existing)
+            self._check_host_free(
+                uow.repo.host_by(name=name), uow.repo.host_by(address=address), name, address
+            )
+        if not self.agents.get(address).serving(self.agent_deadline):
+            raise Unavailable(f"address: no agent answers at {address} (is vdsm-agent running?)")
+        host = HostRow(
+            host_id=str(uuid.uuid4()),
+            name=name,
+            address=address,
+            status=HostStatus.UP.value,
+            failed_polls=0,
+        )
+        try:
+            with self.uow() as uow:
+                uow.repo.add(host)
+                record_request(uow.repo, request, host.host_id)
+                uow.commit()
+        except IntegrityError:
+            return self.add_host(name, address, request_id)  # raced: answer as the winner says
+        log.info("host %s added at %s", name, address, extra={"host": name})
+        return HostInfo(host, 0)
+
+    @staticmethod
+    def _check_host_free(
+        by_name: HostRow | None, by_address: HostRow | None, name: str, address: str
+    ) -> None:
+        if by_name is not None:
+            raise AlreadyExists(f"name: host {name!r} exists ({by_name.host_id})")
+        if by_address is not None:
+            raise AlreadyExists(f"address: host {by_address.name!r} already has address {address}")
+
+    def host(self, host_id: str) -> HostInfo:
+        host_id = require_uuid("host_id", host_id)
+        with self.uow() as uow:
+            host = uow.repo.get(HostRow, host_id)
+            if host is None:
+                raise NotFound(f"host_id: no host {host_id}")
+            return HostInfo(host, uow.repo.tasks_per_host().get(host_id, 0))
+
+    def hosts(self) -> list[HostInfo]:
+        with self.uow() as uow:
+            load = uow.repo.tasks_per_host()
+            return [HostInfo(h, load.get(h.host_id, 0)) for h in uow.repo.hosts()]
+
+    def set_host_maintenance(self, host_id: str, maintenance: bool) -> HostInfo:
+        host_id = require_uuid("host_id", host_id)
+        with self.uow() as uow:
+            host = uow.repo.get_for_update(HostRow, host_id)
+            if host is None:
+                raise NotFound(f"host_id: no host {host_id}")
+            if maintenance:
+                host.status = HostStatus.MAINTENANCE.value
+            elif host.status == HostStatus.MAINTENANCE.value:
+                host.status = HostStatus.UP.value  # the next poll says if it really is
+                host.failed_polls = 0
+            uow.commit()
+        log.info(
+            "host %s: maintenance %s",
+            host.name,
+            "on" if maintenance else "off",
+            extra={"host": host.name},
+        )
+        return self.host(host_id)
+
+    def remove_host(self, host_id: str) -> None:
+        host_id = require_uuid("host_id", host_id)
+        with self.uow() as uow:
+            host = uow.repo.get_for_update(HostRow, host_id)
+            if host is None:
+                raise NotFound(f"host_id: no host {host_id}")
+            tasks = uow.repo.tasks_per_host().get(host_id, 0)
+            if tasks:
+                raise FailedPrecondition(
+                    f"host {host.name} still has {tasks} task(s); wait for them to be cleared"
+                )
+            uow.repo.delete(host)
+            uow.commit()
+        log.info("host %s removed", host.name, extra={"host": host.name})
+
+    # -- storage domains ---------------------------------------------------------------------
+
+    def add_storage_domain(self, name: str, request_id: str = "") -> StorageDomainRow:
+        name = require_name("name", name)
+        request = optional_request("AddStorageDomain", request_id, name=name)
+        with self.uow() as uow:
+            existing = first_result(uow.repo, request)
+            if existing is not None:
+                found = uow.repo.get(StorageDomainRow, existing)
+                assert found is not None
+                return found
+            taken = uow.repo.storage_domain_by_name(name)
+            if taken is not None:
+                raise AlreadyExists(
+                    f"name: storage domain {name!r} exists ({taken.storage_domain_id})"
+                )
+            hosts = uow.repo.hosts_with_status(HostStatus.UP.value)
+            if not hosts:
+                raise FailedPrecondition("no host is UP to create the storage domain on")
+            address = hosts[0].address
+        domain = StorageDomainRow(storage_domain_id=str(uuid.uuid4()), name=name)
+        try:
+            self.agents.get(address).create_storage_domain(domain.storage_domain_id)
+        except AgentUnavailable as exc:
+            raise Unavailable(f"the host could not create the storage domain: {exc}") from None
+        except AgentRejected as exc:
+            raise FailedPrecondition(
+                f"the host refused to create the storage domain: {exc}"
+            ) from None
+        try:
+            with self.uow() as uow:
+                uow.repo.add(domain)
+                record_request(uow.repo, request, domain.storage_domain_id)
+                uow.commit()
+        except IntegrityError:
+            return self.add_storage_domain(name, request_id)
+        log.info("storage domain %s created as %s", name, domain.storage_domain_id)
+        return domain
+
+    def storage_domains(self) -> list[StorageDomainRow]:
+        with self.uow() as uow:
+            return uow.repo.storage_domains()
+
+    # -- disks -------------------------------------------------------------------------------
+
+    def disk(self, disk_id: str) -> DiskRow:
+        disk_id = require_uuid("disk_id", disk_id)
+        with self.uow() as uow:
+            disk = uow.repo.get(DiskRow, disk_id)
+            if disk is None:
+                raise NotFound(f"disk_id: no disk {disk_id}")
+            return disk
+
+    def disks(self, size: int, token: str) -> tuple[list[DiskRow], str]:
+        limit, after = page_size(size), decode_token(token)
+        with self.uow() as uow:
+            rows = uow.repo.disk_page(after, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, encode_token(rows[-1].created_at, rows[-1].disk_id) if more else ""
+
+    # -- VMs ---------------------------------------------------------------------------------
+
+    def add_vm(
+        self, name: str, disk_ids: list[str], request_id: str = ""
+    ) -> tuple[VmRow, list[str]]:
+        name = require_name("name", name)
+        if len(disk_ids) > MAX_VM_DISKS:
+            raise InvalidArgument("disk_ids", f"has {len(disk_ids)} disks; at most {MAX_VM_DISKS}")
+        ids = [require_uuid(f"disk_ids[{i}]", d) for i, d in enumerate(disk_ids)]
+        if len(set(ids)) != len(ids):
+            raise InvalidArgument("disk_ids", "lists a disk more than once")
+        request = optional_request("AddVm", request_id, name=name, disk_ids=ids)
+        with self.uow() as uow:
+            existing = first_result(uow.repo, request)
+            if existing is not None:
+                return self.vm(existing)
+            found = uow.repo.disks(ids)
+            for i, disk_id in enumerate(ids):
+                if disk_id not in found:
+                    raise NotFound(f"disk_ids[{i}]: no disk {disk_id}")
+            vm = VmRow(vm_id=str(uuid.uuid4()), name=name)
+            uow.repo.add(vm)
+            uow.flush()
+            uow.repo.add(
+                *(VmDiskRow(vm_id=vm.vm_id, position=i, disk_id=d) for i, d in enumerate(ids))
+            )
+            record_request(uow.repo, request, vm.vm_id)
+            uow.commit()
+        return vm, ids
+
+    def vm(self, vm_id: str) -> tuple[VmRow, list[str]]:
+        vm_id = require_uuid("vm_id", vm_id)
+        with self.uow() as uow:
+            vm = uow.repo.get(VmRow, vm_id)
+            if vm is None:
+                raise NotFound(f"vm_id: no VM {vm_id}")
+            return vm, uow.repo.vm_disk_ids(vm_id)
+
+    # -- templates ---------------------------------------------------------------------------
+
+    def template(self, template_id: str) -> TemplateInfo:
+        template_id = require_uuid("template_id", template_id)
+        with self.uow() as uow:
+            template = uow.repo.get(TemplateRow, template_id)
+            if template is None:
+                raise NotFound(f"template_id: no template {template_id}")
+            return TemplateInfo(template, uow.repo.template_disk_ids(template_id))
+
+    def templates(self, size: int, token: str) -> tuple[list[TemplateInfo], str]:
+        limit, after = page_size(size), decode_token(token)
+        with self.uow() as uow:
+            rows = uow.repo.template_page(after, limit + 1)
+            more = len(rows) > limit
+            rows = rows[:limit]
+            infos = [TemplateInfo(t, uow.repo.template_disk_ids(t.template_id)) for t in rows]
+        last = rows[-1] if rows else None
+        return infos, encode_token(last.created_at, last.template_id) if more and last else ""

@@ -1,0 +1,290 @@
+"""Running commands through their lifecycle: submit (validate, build children, placeholders in
+one transaction), execute (start each child's agent task, store its id), and end.
+
+Invariant 1 holds by construction: `execute` only calls an agent for a placeholder that is
+committed, with the placeholder's task id as the agent's request id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from engine_service import observability as metrics
+from engine_service.adapters.agent_client import AgentPool, AgentRejected, AgentUnavailable
+from engine_service.adapters.orm import ClientRequestRow, CommandRow, HostRow, TaskRow, utcnow
+from engine_service.adapters.repository import Repository
+from engine_service.crash import crash_point
+from engine_service.domain.model import CommandStatus, HostStatus, Outcome, TaskCleanup
+from engine_service.service_layer.commands.base import CommandBase, end_command
+from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
+from service_common.errors import AlreadyExists, FailedPrecondition, NotFound
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClientRequest:
+    """A client's request id for one RPC, and what the request asked."""
+
+    rpc: str
+    request_id: str
+    arguments: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.arguments, sort_keys=True).encode()).hexdigest()
+
+
+def first_result(repo: Repository, request: ClientRequest | None) -> str | None:
+    """The id made by the first request with this request id; ALREADY_EXISTS if that request
+    asked for something else; None if there was none."""
+    if request is None:
+        return None
+    row = repo.client_request(request.rpc, request.request_id)
+    if row is None:
+        return None
+    if row.fingerprint != request.fingerprint:
+        raise AlreadyExists(
+            f"request_id: {request.request_id} was already used for a different {request.rpc} "
+            "request; use a new request id"
+        )
+    return row.result_id
+
+
+def record_request(repo: Repository, request: ClientRequest | None, result_id: str) -> None:
+    if request is not None:
+        repo.add(
+            ClientRequestRow(
+                rpc=request.rpc,
+                request_id=request.request_id,
+                fingerprint=request.fingerprint,
+                result_id=result_id,
+            )
+        )
+
+
+class HostPicker:
+    """Picks the UP host with the fewest tasks in flight, counting the ones just picked."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.load = repo.tasks_per_host()
+        self.hosts = sorted(repo.hosts_with_status(HostStatus.UP.value), key=lambda h: h.name)
+        if not self.hosts:
+            raise FailedPrecondition("no host is UP: add a host or take one out of maintenance")
+
+    def __call__(self) -> str:
+        host = min(self.hosts, key=lambda h: self.load.get(h.host_id, 0))
+        self.load[host.host_id] = self.load.get(host.host_id, 0) + 1
+        return host.host_id
+
+
+class CommandLifecycle:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        agents: AgentPool,
+        start_attempts: int = 4,
+        retry_delay: float = 0.25,
+    ) -> None:
+        self.uow = uow
+        self.agents = agents
+        self.start_attempts = start_attempts
+        self.retry_delay = retry_delay
+        self._executing: set[str] = set()
+        self._lock = threading.Lock()
+
+    def executing(self) -> set[str]:
+        """Commands whose tasks this process is submitting right now."""
+        with self._lock:
+            return set(self._executing)
+
+    # -- submit ------------------------------------------------------------------------------
+
+    def submit(self, make_command: Callable[[], CommandBase], request: ClientRequest | None) -> str:
+        """Validate, build the children and commit every placeholder in one transaction, then
+        execute. Returns the command id; a repeated request returns the first one's."""
+        for attempt in range(3):
+            command = make_command()
+            try:
+                with self.uow() as uow:
+                    existing = first_result(uow.repo, request)
+                    if existing is not None:
+                        return existing
+                    command.validate(uow.repo)
+                    command.children = command.build_child_commands()
+                    command.insert_async_task_placeholders(uow.repo, HostPicker(uow.repo))
+                    record_request(uow.repo, request, command.command_id)
+                    uow.flush()
+                    crash_point("placeholders_uncommitted")
+                    uow.commit()
+            except IntegrityError:
+                # A concurrent request took a name, a lock or the request id first; the next
+                # attempt's validation says which, precisely.
+                log.info(
+                    "submit of %s conflicted (attempt %d); validating again",
+                    command.action_type,
+                    attempt + 1,
+                )
+                continue
+            log.info(
+                "command %s (%s) accepted with %d task placeholder(s)",
+                command.command_id,
+                command.action_type,
+                len(command.children),
+                extra={"command_id": command.command_id},
+            )
+            crash_point("after_placeholders_commit")
+            self.execute(command.command_id)
+            return command.command_id
+        raise FailedPrecondition("the request kept conflicting with concurrent ones; retry it")
+
+    # -- execute -----------------------------------------------------------------------------
+
+    def execute(self, root_id: str) -> None:
+        """Start the agent task of every placeholder of the command that has no agent id."""
+        with self._lock:
+            self._executing.add(root_id)
+        try:
+            with self.uow() as uow:
+                hosts = {h.host_id: h for h in uow.repo.hosts()}
+                pending = [
+                    (t.task_id, t.host_id, t.verb, dict(t.args))
+                    for t in uow.repo.tasks_of(root_id)
+                    if t.vdsm_task_id is None
+                ]
+            accepted_before = False
+            for task_id, host_id, verb, args in pending:
+                host = hosts[host_id]
+                with self.uow() as uow:
+                    if uow.repo.get(TaskRow, task_id) is None:
+                        return  # the command ended (cancelled, failed) meanwhile
+                try:
+                    vdsm_task_id = self._start(host, task_id, verb, args)
+                except (AgentUnavailable, AgentRejected) as exc:
+                    # An agent that did not answer may still have accepted: that placeholder
+                    # is kept as cleanup debt, looked up when the host answers again.
+                    self.finish(
+                        root_id,
+                        Outcome(
+                            CommandStatus.FAILED,
+                            f"host {host.name} did not start task {task_id} ({verb}): {exc}",
+                        ),
+                        [task_id] if isinstance(exc, AgentUnavailable) else [],
+                    )
+                    return
+                if not accepted_before:
+                    crash_point("after_agent_accept")
+                    accepted_before = True
+                if not self._store_agent_id(root_id, task_id, host_id, verb, args, vdsm_task_id):
+                    return
+                crash_point("after_vdsm_id_commit")
+        finally:
+            with self._lock:
+                self._executing.discard(root_id)
+
+    def _start(self, host: HostRow, task_id: str, verb: str, args: dict[str, Any]) -> str:
+        """Start the task, retrying UNAVAILABLE with the same request id (the agent's
+        idempotency makes that safe)."""
+        client = self.agents.get(host.address)
+        for attempt in range(1, self.start_attempts + 1):
+            try:
+                vdsm_task_id = client.start_task(verb, task_id, args)
+                log.info(
+                    "host %s accepted task %s as %s",
+                    host.name,
+                    task_id,
+                    vdsm_task_id,
+                    extra={"task_id": task_id, "host": host.name},
+                )
+                return vdsm_task_id
+            except AgentUnavailable:
+                if attempt == self.start_attempts:
+                    raise
+                time.sleep(self.retry_delay * attempt)
+        raise AssertionError("unreachable")
+
+    def _store_agent_id(
+        self,
+        root_id: str,
+        task_id: str,
+        host_id: str,
+        verb: str,
+        args: dict[str, Any],
+        vdsm_task_id: str,
+    ) -> bool:
+        with self.uow() as uow:
+            stored = uow.repo.set_vdsm_task_id(task_id, vdsm_task_id, utcnow())
+            if not stored:
+                # The command ended while this task was being started: keep the task on record
+                # so that it is stopped, compensated and cleared like the command's others.
+                uow.repo.add(
+                    TaskRow(
+                        task_id=task_id,
+                        command_id=root_id,
+                        root_command_id=root_id,
+                        host_id=host_id,
+                        vdsm_task_id=vdsm_task_id,
+                        submitted_at=utcnow(),
+                        verb=verb,
+                        args=args,
+                        storage_domain_id=args.get("storage_domain_id")
+                        or args["dst_storage_domain_id"],
+                        image_id=args.get("image_id") or args["dst_image_id"],
+                        state=None,
+                        result=None,
+                        progress_percent=0,
+                        message="",
+                        cleanup=TaskCleanup.COMPENSATE.value,
+                    )
+                )
+            uow.commit()
+        return stored
+
+    # -- end ---------------------------------------------------------------------------------
+
+    def finish(self, root_id: str, outcome: Outcome, unresolved: Sequence[str] = ()) -> bool:
+        """End a top-level command now, exactly once; False if it had already ended."""
+        with self.uow() as uow:
+            row = uow.repo.get(CommandRow, root_id)
+            if row is None:
+                raise NotFound(f"command_id: no command {root_id}")
+            removed = end_command(uow.repo, root_id, outcome, unresolved)
+            if removed is None:
+                return False
+            crash_point("before_end_commit")
+            uow.commit()
+            action_type = row.action_type
+        metrics.COMMANDS_ENDED.labels(action_type, outcome.status.value).inc()
+        log.log(
+            logging.INFO if outcome.status is CommandStatus.SUCCEEDED else logging.WARNING,
+            "command %s (%s) ended %s%s",
+            root_id,
+            action_type,
+            outcome.status.value,
+            f": {outcome.reason}" if outcome.reason else "",
+            extra={"command_id": root_id},
+        )
+        return True
+
+    def cancel(self, command_id: str) -> None:
+        with self.uow() as uow:
+            row = uow.repo.get(CommandRow, command_id)
+            if row is None:
+                raise NotFound(f"command_id: no command {command_id}")
+            if row.parent_id is not None:
+                raise FailedPrecondition(
+                    f"command {command_id} is a child of {row.parent_id}: cancel the parent"
+                )
+            if CommandStatus(row.status).terminal:
+                raise FailedPrecondition(f"command {command_id} is already {row.status}")
+        if not self.finish(command_id, Outcome(CommandStatus.CANCELLED, "cancelled by a client")):
+            raise FailedPrecondition(f"command {command_id} ended before it could be cancelled")

@@ -1,0 +1,131 @@
+"""Read models: commands with their children and tasks, and keyset page tokens."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from engine_service.adapters.orm import CommandRow, TaskRow
+from engine_service.adapters.repository import Repository
+from engine_service.domain.model import CommandStatus, mean_progress
+from engine_service.service_layer.async_task_manager import task_view
+from service_common.errors import InvalidArgument, NotFound
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    task_id: str
+    vdsm_task_id: str | None
+    host_id: str
+    state: str | None
+    result: str | None
+    progress_percent: int
+    verb: str
+    command_id: str
+    message: str
+
+
+@dataclass
+class CommandView:
+    command_id: str
+    action_type: str
+    status: CommandStatus
+    progress_percent: int
+    failure_reason: str
+    parent_id: str | None
+    target_id: str | None
+    created_at: datetime
+    ended_at: datetime | None
+    tasks: list[TaskInfo] = field(default_factory=list)
+    children: list[CommandView] = field(default_factory=list)
+
+    @property
+    def settled(self) -> bool:
+        """Terminal, and nothing left to clean up."""
+        return self.status.terminal and not self.tasks
+
+
+def _task_info(t: TaskRow) -> TaskInfo:
+    return TaskInfo(
+        t.task_id,
+        t.vdsm_task_id,
+        t.host_id,
+        t.state,
+        t.result,
+        t.progress_percent,
+        t.verb,
+        t.command_id,
+        t.message,
+    )
+
+
+def _view(row: CommandRow, tasks: Sequence[TaskRow]) -> CommandView:
+    status = CommandStatus(row.status)
+    progress = 100 if status is CommandStatus.SUCCEEDED else mean_progress(map(task_view, tasks))
+    return CommandView(
+        row.command_id,
+        row.action_type,
+        status,
+        progress,
+        row.failure_reason,
+        row.parent_id,
+        row.target_id,
+        row.created_at,
+        row.ended_at,
+        [_task_info(t) for t in tasks],
+    )
+
+
+def command_view(repo: Repository, command_id: str) -> CommandView:
+    row = repo.get(CommandRow, command_id)
+    if row is None:
+        raise NotFound(f"command_id: no command {command_id}")
+    return command_views(repo, [row])[0]
+
+
+def command_views(repo: Repository, rows: Sequence[CommandRow]) -> list[CommandView]:
+    """Views of commands (top-level or children), with two queries for the whole list."""
+    root_ids = [r.parent_id or r.command_id for r in rows]
+    tasks = repo.tasks_of_many(set(root_ids))
+    views = []
+    for row in rows:
+        if row.parent_id is not None:
+            views.append(_view(row, [t for t in tasks if t.command_id == row.command_id]))
+            continue
+        mine = [t for t in tasks if t.root_command_id == row.command_id]
+        view = _view(row, mine)
+        view.children = [
+            _view(child, [t for t in mine if t.command_id == child.command_id])
+            for child in repo.children(row.command_id)
+        ]
+        views.append(view)
+    return views
+
+
+def page_size(value: int) -> int:
+    if value < 0:
+        raise InvalidArgument("page_size", f"must not be negative, not {value}")
+    return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def encode_token(created_at: datetime, row_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), row_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str) -> tuple[datetime, str] | None:
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        created, row_id = json.loads(raw)
+        return datetime.fromisoformat(created), str(row_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidArgument("page_token", "is not a token this server gave out") from None

@@ -1,0 +1,66 @@
+"""Checks of design section 4's invariants from outside the engine: its database (read only),
+the agents' task lists and the storage directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, func, select
+
+from engine_service.adapters.db import make_engine
+from engine_service.adapters.orm import CommandRow, DiskRow, EntityLockRow, TaskRow, TemplateRow
+
+
+@dataclass(frozen=True)
+class DatabaseState:
+    commands: dict[str, int]  # status -> top-level commands
+    task_rows: int
+    placeholders: int  # task rows without an agent id
+    locks: int
+    locked_disks: int
+    locked_templates: int
+
+
+def database_state(url: str) -> DatabaseState:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as db:
+            commands = dict(
+                db.execute(
+                    select(CommandRow.status, func.count())
+                    .where(CommandRow.parent_id.is_(None))
+                    .group_by(CommandRow.status)
+                ).all()
+            )
+
+            def count(query: Select[Any]) -> int:
+                return int(db.execute(query).scalar() or 0)
+
+            return DatabaseState(
+                commands={str(k): int(v) for k, v in commands.items()},
+                task_rows=count(select(func.count()).select_from(TaskRow)),
+                placeholders=count(
+                    select(func.count()).select_from(TaskRow).where(TaskRow.vdsm_task_id.is_(None))
+                ),
+                locks=count(select(func.count()).select_from(EntityLockRow)),
+                locked_disks=count(
+                    select(func.count()).select_from(DiskRow).where(DiskRow.status == "LOCKED")
+                ),
+                locked_templates=count(
+                    select(func.count())
+                    .select_from(TemplateRow)
+                    .where(TemplateRow.status == "LOCKED")
+                ),
+            )
+    finally:
+        engine.dispose()
+
+
+def assert_settled(url: str) -> DatabaseState:
+    """Nothing active, nothing locked, no task row left (every command settled)."""
+    state = database_state(url)
+    assert state.commands.get("ACTIVE", 0) == 0, state
+    assert (state.task_rows, state.placeholders, state.locks) == (0, 0, 0), state
+    assert (state.locked_disks, state.locked_templates) == (0, 0), state
+    return state

@@ -1,0 +1,103 @@
+"""A small data center driven through the engine's API: hosts, storage domains, disks, a VM.
+
+dc = DataCenter(engine, agents)          # processes already started
+dc.register_hosts()
+src, dst = dc.add_domain("data1"), dc.add_domain("data2")
+vm = dc.add_vm("vm1", [dc.add_disk(src, 4 << 20) for _ in range(3)])
+command = dc.start_template(vm, "tpl", dst)
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from engine_service.v1 import engine_service_pb2 as pb
+from engine_service.v1 import engine_service_pb2_grpc as pb_grpc
+from harness.engine_client import RPC_TIMEOUT, wait_command
+from harness.processes import AgentProcess, EngineProcess
+
+T = RPC_TIMEOUT
+
+
+class DataCenter:
+    def __init__(self, engine: EngineProcess, agents: list[AgentProcess]) -> None:
+        self.engine = engine
+        self.agents = agents
+        self.hosts: dict[str, pb.Host] = {}  # agent workdir name -> host
+
+    @property
+    def stub(self) -> pb_grpc.EngineServiceStub:
+        return self.engine.stub()
+
+    @property
+    def storage_root(self) -> Path:
+        return self.agents[0].storage_root
+
+    def register_hosts(self) -> None:
+        """Add every agent not registered yet as a host named after its directory."""
+        for agent in self.agents:
+            name = agent.workdir.name
+            if name in self.hosts:
+                continue
+            reply = self.stub.AddHost(
+                pb.AddHostRequest(name=name, address=agent.address), timeout=T
+            )
+            self.hosts[name] = reply.host
+
+    def add_domain(self, name: str) -> str:
+        reply = self.stub.AddStorageDomain(pb.AddStorageDomainRequest(name=name), timeout=T)
+        return reply.storage_domain.storage_domain_id
+
+    def add_disk(
+        self, storage_domain_id: str, size_bytes: int, name: str = "disk", wait: bool = True
+    ) -> str:
+        reply = self.stub.AddDisk(
+            pb.AddDiskRequest(
+                name=name,
+                storage_domain_id=storage_domain_id,
+                size_bytes=size_bytes,
+                request_id=str(uuid.uuid4()),
+            ),
+            timeout=T,
+        )
+        if wait:
+            command = wait_command(self.stub, reply.command.command_id)
+            if command.status != pb.COMMAND_STATUS_SUCCEEDED:
+                raise RuntimeError(f"AddDisk failed: {command.failure_reason}")
+        return reply.disk.disk_id
+
+    def add_vm(self, name: str, disk_ids: list[str]) -> str:
+        return self.stub.AddVm(pb.AddVmRequest(name=name, disk_ids=disk_ids), timeout=T).vm.vm_id
+
+    def start_template(
+        self, vm_id: str, name: str, destination: str, request_id: str = ""
+    ) -> pb.AddVmTemplateResponse:
+        request = pb.AddVmTemplateRequest(
+            vm_id=vm_id,
+            name=name,
+            destination_storage_domain_id=destination,
+            request_id=request_id or str(uuid.uuid4()),
+        )
+        return self.stub.AddVmTemplate(request, timeout=T)
+
+    def disk(self, disk_id: str) -> pb.Disk:
+        return self.stub.GetDisk(pb.GetDiskRequest(disk_id=disk_id), timeout=T).disk
+
+    def image_path(self, disk: pb.Disk) -> Path:
+        return self.storage_root / disk.storage_domain_id / "images" / disk.image_id
+
+    def image_files(self) -> set[str]:
+        """Every file under the storage root, relative to it."""
+        root = self.storage_root
+        return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+    def agent_tasks(self) -> list[tuple[str, str]]:
+        """(agent name, agent task id) of every task any agent still knows."""
+        from vdsm_agent.v1 import agent_service_pb2 as apb
+
+        found = []
+        for agent in self.agents:
+            reply = agent.stub().GetAllTasksInfo(apb.GetAllTasksInfoRequest(), timeout=T)
+            found += [(agent.workdir.name, t.task_id) for t in reply.tasks]
+        return found

@@ -150,7 +150,9 @@ def test_list_commands_pages_and_filters(make_dc) -> None:
     )
     err = rpc_error(stub.ListCommands, pb.ListCommandsRequest(page_token="garbage!"))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "page_token" in str(err.details())
-    err = rpc_error(stub.ListCommands, pb.ListCommandsRequest(status=99)  # type: ignore[arg-type])
+    unknown_status = pb.ListCommandsRequest()
+    unknown_status.status = 99  # type: ignore[assignment]
+    err = rpc_error(stub.ListCommands, unknown_status)
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "status" in str(err.details())
 
 

@@ -1,0 +1,208 @@
+"""The engine's service layer in-process, over a real SQLite file and real agent processes."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from engine_service.adapters.agent_client import AgentClient, AgentPool
+from engine_service.adapters.db import make_engine, migrate
+from engine_service.adapters.orm import Base, TaskRow
+from engine_service.adapters.repository import Repository
+from engine_service.bootstrap import EngineSettings, bootstrap
+from engine_service.domain.model import CommandStatus, Outcome
+from engine_service.service_layer.async_task_manager import PollSettings
+from engine_service.service_layer.commands.add_vm_template import AddVmTemplate
+from engine_service.service_layer.engine import Engine
+from harness.invariants import database_state
+from service_common.errors import FailedPrecondition
+
+MiB = 1 << 20
+
+
+class CountingPool(AgentPool):
+    """Real agent clients that count the calls they make, per agent address and method."""
+
+    def __init__(self) -> None:
+        super().__init__(timeout=10)
+        self.calls: Counter[tuple[str, str]] = Counter()
+
+    def get(self, address: str) -> AgentClient:
+        client = super().get(address)
+        if not getattr(client, "counted", False):
+            original = client._call
+            pool = self
+
+            def counted(method: str, request: Any, timeout: float | None = None) -> Any:
+                pool.calls[(address, method)] += 1
+                return original(method, request, timeout)
+
+            client._call = counted  # type: ignore[method-assign]
+            client.counted = True  # type: ignore[attr-defined]
+        return client
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'engine.db'}"
+
+
+@pytest.fixture
+def pool() -> Iterator[CountingPool]:
+    pool = CountingPool()
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def engine(db_url: str, pool: CountingPool) -> Engine:
+    return bootstrap(EngineSettings(db_url, poll=PollSettings(interval=3600)), agents=pool)
+
+
+def setup_vm(engine: Engine, agents: list, disks: int = 3) -> tuple[str, str]:
+    """Hosts for `agents`, two domains, a VM of `disks` finished disks; returns (vm, dst)."""
+    for agent in agents:
+        engine.inventory.add_host(agent.workdir.name, agent.address)
+    src = engine.inventory.add_storage_domain("data1").storage_domain_id
+    dst = engine.inventory.add_storage_domain("data2").storage_domain_id
+    disk_ids = []
+    for i in range(disks):
+        disk, _ = engine.add_disk(f"d{i}", src, 64 * 1024)
+        assert disk is not None
+        disk_ids.append(disk.disk_id)
+    settle(engine)
+    vm, _ = engine.inventory.add_vm("vm", disk_ids)
+    return vm.vm_id, dst
+
+
+def settle(engine: Engine, rounds: int = 200) -> None:
+    """Poll until nothing is active and nothing is left to clean."""
+    for _ in range(rounds):
+        engine.manager.poll_once()
+        with engine.uow() as uow:
+            if not uow.repo.active_root_ids() and not uow.repo.tasks_to_clean():
+                return
+        threading.Event().wait(0.05)
+    raise AssertionError("commands did not settle")
+
+
+def test_placeholders_are_written_in_one_transaction(
+    engine: Engine, agent_factory, db_url, monkeypatch
+) -> None:
+    vm, dst = setup_vm(engine, [agent_factory()])
+    before = database_state(db_url)
+    agent_tasks_before = len(engine.agents.get(engine.inventory.hosts()[0].host.address).all_info())
+    added: list[object] = []
+    original_add = Repository.add
+
+    def add_then_fail(self: Repository, *rows: Any) -> None:
+        original_add(self, *rows)
+        added.extend(rows)
+        if sum(isinstance(r, TaskRow) for r in added) == 2:  # after the first placeholders
+            self.session.flush()
+            raise RuntimeError("the database failed in the middle of the placeholders")
+
+    monkeypatch.setattr(Repository, "add", add_then_fail)
+    with pytest.raises(RuntimeError, match="middle of the placeholders"):
+        engine.add_vm_template(vm, "half", dst)
+    monkeypatch.undo()
+    assert sum(isinstance(r, TaskRow) for r in added) == 2  # rows really were written first
+    assert database_state(db_url) == before  # no command, placeholder, lock or entity
+    client = engine.agents.get(engine.inventory.hosts()[0].host.address)
+    assert len(client.all_info()) == agent_tasks_before  # no agent task
+    _, view = engine.add_vm_template(vm, "half", dst)  # and nothing is stuck
+    settle(engine)
+    assert engine.command(view.command_id).status is CommandStatus.SUCCEEDED
+
+
+def test_one_status_call_per_host_per_poll_whatever_the_number_of_tasks(
+    engine: Engine, agent_factory, pool: CountingPool
+) -> None:
+    agents = [agent_factory("host1", throttle=MiB), agent_factory("host2", throttle=MiB)]
+    vm, dst = setup_vm(engine, agents, disks=6)
+    commands = [engine.add_vm_template(vm, "t", dst)[1]]  # 6 copies
+    commands += [engine.add_disk(f"extra{i}", dst, 8 * MiB)[1] for i in range(8)]
+    with engine.uow() as uow:
+        per_host = uow.repo.tasks_per_host()
+    assert sum(per_host.values()) == 14 and len(per_host) == 2  # spread over both hosts
+    pool.calls.clear()
+    polls = 3
+    for _ in range(polls):
+        engine.manager.poll_hosts()
+    status_calls = {
+        addr: n for (addr, method), n in pool.calls.items() if method == "GetAllTasksStatuses"
+    }
+    assert status_calls == {a.address: polls for a in agents}
+    assert not [m for (_, m), _ in pool.calls.items() if m == "GetTaskStatus"]
+    for command in commands:
+        with contextlib.suppress(FailedPrecondition):  # a fast copy may have ended already
+            engine.cancel(command.command_id)
+    settle(engine)
+
+
+def test_a_command_ends_exactly_once_when_enders_race(
+    engine: Engine, agent_factory, db_url
+) -> None:
+    vm, dst = setup_vm(engine, [agent_factory(throttle=MiB)], disks=2)
+    _, view = engine.add_vm_template(vm, "raced", dst)
+    results: list[bool] = []
+    barrier = threading.Barrier(4)
+
+    def end(status: CommandStatus) -> None:
+        barrier.wait()
+        results.append(engine.lifecycle.finish(view.command_id, Outcome(status, status.value)))
+
+    threads = [
+        threading.Thread(target=end, args=(s,))
+        for s in (
+            CommandStatus.FAILED,
+            CommandStatus.CANCELLED,
+            CommandStatus.FAILED,
+            CommandStatus.CANCELLED,
+        )
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
+    settle(engine)
+    state = database_state(db_url)
+    assert state.locks == 0 and state.task_rows == 0
+    assert sum(state.commands.values()) == 3  # 2 AddDisk + 1 template
+
+
+def test_a_new_command_type_is_one_module() -> None:
+    from engine_service.service_layer.commands.base import CommandBase
+
+    assert {"AddDisk", "CreateVolume", "AddVmTemplate", "CreateImageTemplate"} <= set(
+        CommandBase._types
+    )
+    assert AddVmTemplate.action_type == "AddVmTemplate"
+
+
+def test_migrations_produce_exactly_the_models(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    migrate(engine)
+    migrate(engine)  # idempotent at every start
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+    engine.dispose()
+
+
+def test_sqlite_is_durable_and_serialized(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()

@@ -1,162 +1,175 @@
-"""`make demo`: start a real vdsm-agent and drive a copy you can watch.
+"""`make demo`: the product in one screen.
 
-Two agents share one storage root, as two hypervisor hosts share an NFS export: host1 creates a
-volume, host2 (throttled, so the copy takes a few seconds) copies it into a second storage domain
-while a progress bar follows GetTaskStatus. Then host2 is killed with SIGKILL in the middle of a
-second copy and restarted: the task comes back finished with a clean failure and no partial file.
-Every process is stopped on exit and on Ctrl-C.
+Two host agents share one storage root; the engine runs on an SQLite file. Through `enginectl`
+we register the hosts, make two storage domains, three disks and a VM, and make a template
+with live progress per disk. Then a second template is started with the engine told to die
+in the middle of submitting it (ENGINE_CRASH_AT=after_agent_accept: one copy started on a
+host, its id never stored). The engine restarts, reconciles before it serves, and we show the
+report and the final state of both commands. Every process is stopped on exit and on Ctrl-C.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
+from typing import Any
 
-from harness.agent_client import RPC_TIMEOUT, task_status
-from harness.processes import AgentProcess
-from vdsm_agent.v1 import agent_service_pb2 as pb
-from vdsm_agent.v1 import agent_service_pb2_grpc as pb_grpc
-from vdsm_agent.wire import RESULT_FROM_PB, STATE_FROM_PB
+from harness.processes import AgentProcess, EngineProcess
 
 MiB = 1 << 20
-IMAGE_BYTES = 64 * MiB
-THROTTLE = 16 * MiB
-T = RPC_TIMEOUT
-TTY = sys.stdout.isatty()
-# VDSM's own words for the wire enums ("running", "cleanFailure").
-VDSM_STATE = {wire: state.value for wire, state in STATE_FROM_PB.items()}
-VDSM_RESULT = {wire: result.value for wire, result in RESULT_FROM_PB.items()}
+DISK_SIZE = "24MiB"
+THROTTLE = 12 * MiB  # bytes per second per task, so that progress can be watched
 
 
 def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def bar(percent: int, width: int = 40) -> str:
-    filled = width * percent // 100
-    return "[" + "#" * filled + "." * (width - filled) + f"] {percent:3d}%"
+class Ctl:
+    """Runs enginectl against the demo's engine and shows what it printed."""
 
+    def __init__(self, address: str) -> None:
+        self.env = {**os.environ, "ENGINECTL_ADDRESS": address}
 
-def follow(
-    stub: pb_grpc.AgentServiceStub, task_id: str, label: str, stop_at: int | None = None
-) -> pb.TaskStatus:
-    """Draw a progress bar until the task finishes (or reaches `stop_at` percent)."""
-    last = -1
-    while True:
-        status = task_status(stub, task_id)
-        state = VDSM_STATE[status.state]
-        if status.progress_percent != last or status.state == pb.TASK_STATE_FINISHED:
-            line = f"  {label:<10} {bar(status.progress_percent)} {state}"
-            if TTY:
-                print("\r" + line, end="", flush=True)
-            elif (
-                status.progress_percent // 10 != last // 10
-                or status.state == pb.TASK_STATE_FINISHED
-            ):
-                say(line)
-            last = status.progress_percent
-        if status.state == pb.TASK_STATE_FINISHED or (
-            stop_at and status.progress_percent >= stop_at
-        ):
-            if TTY:
-                print()
-            return status
-        time.sleep(0.1)
+    def show(self, *args: str) -> int:
+        say(f"$ enginectl {' '.join(args)}")
+        done = subprocess.run(
+            [sys.executable, "-m", "engine_service.entrypoints.cli", *args],
+            env=self.env,
+            check=False,
+        )
+        return done.returncode
 
-
-def result_name(status: pb.TaskStatus) -> str:
-    return VDSM_RESULT[status.result]
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    def json(self, *args: str) -> Any:
+        done = subprocess.run(
+            [sys.executable, "-m", "engine_service.entrypoints.cli", "--json", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"enginectl {' '.join(args)} failed: {done.stderr.strip()}")
+        return json.loads(done.stdout)
 
 
 def run(workdir: Path) -> None:
     storage = workdir / "storage"
-    host1 = AgentProcess(workdir / "host1", storage_root=storage)
-    host2 = AgentProcess(workdir / "host2", storage_root=storage, throttle=THROTTLE)
-    agents = [host1, host2]
+    agents = [
+        AgentProcess(workdir / f"host{i}", storage_root=storage, throttle=THROTTLE) for i in (1, 2)
+    ]
+    engine = EngineProcess(workdir / "engine", poll_interval=0.3)
     try:
-        say("== 1. Two host agents sharing one storage root")
+        say("== 1. Two host agents on one storage root, and the engine on SQLite")
         for agent in agents:
             agent.start()
-            throttle = f", throttled to {agent.throttle // MiB} MiB/s" if agent.throttle else ""
             say(
-                f"  {agent.workdir.name}: vdsm-agent on {agent.address}: {agent.health()}{throttle}"
+                f"  vdsm-agent {agent.workdir.name} on {agent.address} "
+                f"(throttled to {THROTTLE // MiB} MiB/s per task)"
             )
-        s1, s2 = host1.stub(), host2.stub()
+        engine.start()
+        say(f"  engine-service on {engine.address}, database {engine.database_url}")
+        ctl = Ctl(engine.address)
 
-        say("\n== 2. Two storage domains (directories under the root)")
-        src_sd, dst_sd = str(uuid.uuid4()), str(uuid.uuid4())
-        for sd in (src_sd, dst_sd):
-            s1.CreateStorageDomain(pb.CreateStorageDomainRequest(storage_domain_id=sd), timeout=T)
-            say(f"  {storage / sd / 'images'}")
+        say("\n== 2. Hosts and storage domains")
+        for agent in agents:
+            ctl.show("host", "add", agent.workdir.name, agent.address)
+        src = ctl.json("domain", "add", "data1")["storage_domain"]["storage_domain_id"]
+        dst = ctl.json("domain", "add", "data2")["storage_domain"]["storage_domain_id"]
+        ctl.show("domain", "list")
 
-        say(f"\n== 3. host1 creates a {IMAGE_BYTES // MiB} MiB volume (an async task)")
-        image = str(uuid.uuid4())
-        task = s1.CreateVolume(
-            pb.CreateVolumeRequest(
-                request_id=str(uuid.uuid4()),
-                storage_domain_id=src_sd,
-                image_id=image,
-                size_bytes=IMAGE_BYTES,
-                fill_pattern=b"demo disk bytes ",
-            ),
-            timeout=T,
-        ).task_id
-        status = follow(s1, task, "create")
-        say(f"  task {task}: {result_name(status)}")
-        s1.ClearTask(pb.ClearTaskRequest(task_id=task), timeout=T)
+        say(f"\n== 3. Three {DISK_SIZE} disks (AddDisk commands) and a VM")
+        disks = []
+        for i in range(3):
+            reply = ctl.json("disk", "add", f"disk{i}", "--domain", src, "--size", DISK_SIZE)
+            disks.append(reply["disk"]["disk_id"])
+        wait_all_settled(ctl)
+        ctl.show("disk", "list")
+        vm = ctl.json("vm", "add", "web", *sum((["--disk", d] for d in disks), []))["vm"]["vm_id"]
+        say(f"  VM web = {vm}")
 
-        say("\n== 4. host2 copies it to the other domain; the copy is verified byte for byte")
-        request = pb.CopyImageRequest(
-            request_id=str(uuid.uuid4()),
-            src_storage_domain_id=src_sd,
-            src_image_id=image,
-            dst_storage_domain_id=dst_sd,
-            dst_image_id=str(uuid.uuid4()),
+        say("\n== 4. A template from the VM: placeholders first, then one copy per disk")
+        code = ctl.show(
+            "template", "add", "--vm", vm, "--name", "golden", "--domain", dst, "--watch"
         )
-        task = s2.CopyImage(request, timeout=T).task_id
-        again = s2.CopyImage(request, timeout=T).task_id
-        say(f"  task {task}; the same request sent again returns task {again}")
-        status = follow(s2, task, "copy")
-        src_digest = digest(storage / src_sd / "images" / image)
-        dst_digest = digest(storage / dst_sd / "images" / request.dst_image_id)
-        say(
-            f"  {result_name(status)}: sha256 source {src_digest}, copy {dst_digest}"
-            f" -> {'identical' if src_digest == dst_digest else 'DIFFERENT'}"
-        )
-        s2.ClearTask(pb.ClearTaskRequest(task_id=task), timeout=T)
+        say(f"  (exit status {code})")
 
-        say("\n== 5. host2 is killed (SIGKILL) in the middle of a second copy")
-        request.request_id, request.dst_image_id = str(uuid.uuid4()), str(uuid.uuid4())
-        task = s2.CopyImage(request, timeout=T).task_id
-        follow(s2, task, "copy", stop_at=40)
-        host2.kill()
+        say("\n== 5. A second template; the engine dies in the middle of submitting it")
+        engine.kill()
+        engine.start(crash_at="after_agent_accept")
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "engine_service.entrypoints.cli",
+                "template",
+                "add",
+                "--vm",
+                vm,
+                "--name",
+                "silver",
+                "--domain",
+                dst,
+            ],
+            env=ctl.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        engine.wait_crashed()
+        say(f"  enginectl: {second.stderr.strip() or second.stdout.strip()}")
+        say("  the engine is gone: one copy was accepted by a host, its id never stored,")
+        say("  the other two placeholders never reached a host")
+
+        say("\n== 6. The engine restarts and reconciles before it serves")
+        engine.start()
+        ctl.show("reconcile")
+
+        say("\n== 7. Final states")
+        wait_all_settled(ctl)
+        ctl.show("command", "list")
+        ctl.show("template", "list")
         leftovers = sorted(p.name for p in storage.rglob("*.partial"))
-        say(f"  killed; partial file left on storage: {leftovers}")
-        host2.start()
-        status = task_status(s2, task)
-        say(f"  restarted: task {task} is {result_name(status)}: {status.message}")
-        say(f"  partial files now: {sorted(p.name for p in storage.rglob('*.partial'))}")
-        s2.ClearTask(pb.ClearTaskRequest(task_id=task), timeout=T)
+        say(
+            f"  partial files on storage: {leftovers or 'none'}; "
+            f"tasks left on the hosts: {count_agent_tasks(agents)}"
+        )
 
-        say("\n== 6. SIGTERM: both agents stop gracefully")
-        for agent in agents:
-            say(f"  {agent.workdir.name} exited with status {agent.terminate()}")
+        say("\n== 8. SIGTERM: everything stops gracefully")
+        for process in (engine, *agents):
+            say(f"  {process.workdir.name} exited with status {process.terminate()}")
     finally:
-        for agent in agents:
-            agent.close()
+        for process in (engine, *agents):
+            process.close()
+
+
+def wait_all_settled(ctl: Ctl, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        commands = ctl.json("command", "list").get("commands", [])
+        if all(c["status"] != "COMMAND_STATUS_ACTIVE" and not c.get("tasks") for c in commands):
+            return
+        time.sleep(0.5)
+    raise SystemExit("commands did not settle in time")
+
+
+def count_agent_tasks(agents: list[AgentProcess]) -> int:
+    from vdsm_agent.v1 import agent_service_pb2 as apb
+
+    return sum(
+        len(a.stub().GetAllTasksInfo(apb.GetAllTasksInfoRequest(), timeout=10).tasks)
+        for a in agents
+    )
 
 
 def main() -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="vdsm-demo-"))
+    workdir = Path(tempfile.mkdtemp(prefix="engine-demo-"))
     try:
         run(workdir)
         say("\nDemo finished.")

@@ -91,7 +91,8 @@ def run(workdir: Path) -> None:
             disks.append(reply["disk"]["disk_id"])
         wait_all_settled(ctl)
         ctl.show("disk", "list")
-        vm = ctl.json("vm", "add", "web", *sum((["--disk", d] for d in disks), []))["vm"]["vm_id"]
+        disk_args = [arg for d in disks for arg in ("--disk", d)]
+        vm = ctl.json("vm", "add", "web", *disk_args)["vm"]["vm_id"]
         say(f"  VM web = {vm}")
 
         say("\n== 4. A template from the VM: placeholders first, then one copy per disk")

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from engine_service.adapters.db import normalize_url
+from engine_service.entrypoints import server as engine_server
 from vdsm_agent.entrypoints import server as agent_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +26,7 @@ def compose() -> dict:
 
 
 def agents(compose: dict) -> dict[str, dict]:
-    found = {n: s for n, s in compose["services"].items() if s["command"][0] == "vdsm-agent"}
+    found = {n: s for n, s in ours(compose).items() if s["command"][0] == "vdsm-agent"}
     assert len(found) >= 2, "the compose file should run at least two agents"
     return found
 
@@ -33,9 +35,13 @@ def volume_targets(service: dict) -> dict[str, str]:
     return {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
 
 
+def ours(compose: dict) -> dict[str, dict]:
+    return {n: s for n, s in compose["services"].items() if s.get("build") == "."}
+
+
 def test_every_command_is_an_installed_console_script(compose: dict) -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    for name, service in compose["services"].items():
+    for name, service in ours(compose).items():
         assert service["command"][0] in scripts, name
         assert service["healthcheck"]["test"][1] in scripts, name
         assert service["build"] == "." and (ROOT / "Dockerfile").exists()
@@ -77,3 +83,30 @@ def test_agents_share_storage_but_not_state(compose: dict, monkeypatch) -> None:
     assert len(set(state)) == len(state), "each agent needs its own state directory"
     assert len(set(host_ports)) == len(host_ports), "published host ports collide"
     assert storage | set(state) <= set(compose["volumes"])
+
+
+def test_engine_service_matches_the_code(compose: dict, monkeypatch) -> None:
+    engines = {n: s for n, s in ours(compose).items() if s["command"][0] == "engine-service"}
+    assert len(engines) == 1
+    ((name, service),) = engines.items()
+    for key, value in service.get("environment", {}).items():
+        assert key.startswith(engine_server.ENV_PREFIX), key
+        monkeypatch.setenv(key, str(value))
+        flag = key.removeprefix(engine_server.ENV_PREFIX).lower()
+        assert hasattr(engine_server.parse_args([]), flag), f"{key} is not a flag's variable"
+    config = engine_server.parse_args(service["command"][1:])
+    port = config.listen.rsplit(":", 1)[1]
+    assert config.listen.startswith("0.0.0.0:")
+    assert port in {p.split(":")[1] for p in service["ports"]}
+    assert service["healthcheck"]["test"] == ["CMD", "grpc-health-probe", f"127.0.0.1:{port}"]
+    # The database is the compose PostgreSQL, reached with the driver the project ships.
+    assert normalize_url(config.database_url).startswith("postgresql+psycopg://")
+    db_host = config.database_url.split("@", 1)[1].split(":")[0].split("/")[0]
+    assert db_host in compose["services"]
+    postgres = compose["services"][db_host]
+    user = config.database_url.split("//", 1)[1].split(":", 1)[0]
+    assert postgres["environment"]["POSTGRES_USER"] == user
+    assert config.database_url.rsplit("/", 1)[1] == postgres["environment"]["POSTGRES_DB"]
+    assert service["depends_on"][db_host]["condition"] == "service_healthy"
+    for agent in agents(compose):
+        assert service["depends_on"][agent]["condition"] == "service_healthy"

@@ -23,6 +23,7 @@ from engine_service.adapters.agent_client import (
     AgentUnavailable,
 )
 from engine_service.adapters.orm import HostRow, TaskRow, utcnow
+from engine_service.adapters.repository import Repository
 from engine_service.crash import crash_point
 from engine_service.domain.model import (
     CommandStatus,
@@ -177,6 +178,8 @@ class AsyncTaskManager:
                             result.unreachable[ref.host_id],
                             extra={"host": host.name},
                         )
+                    if host.status == HostStatus.NON_RESPONSIVE.value:
+                        self._show_unreachable(uow.repo, host)
                     continue
                 host.failed_polls = 0
                 if host.status == HostStatus.NON_RESPONSIVE.value:
@@ -223,6 +226,20 @@ class AsyncTaskManager:
                         )
                 uow.repo.update_task_statuses(changes)
             uow.commit()
+
+    def _show_unreachable(self, repo: Repository, host: HostRow) -> None:
+        """Let the commands with unfinished tasks on a NON_RESPONSIVE host say so."""
+        since = f"{host.unreachable_since:%Y-%m-%d %H:%M:%S}" if host.unreachable_since else "?"
+        message = f"host {host.name} is NON_RESPONSIVE since {since} UTC"
+        repo.update_task_statuses(
+            [
+                {"task_id": t.task_id, "message": message}
+                for t in repo.submitted_tasks_on(host.host_id)
+                if t.cleanup == TaskCleanup.NONE.value
+                and t.state != TaskState.FINISHED.value
+                and t.message != message
+            ]
+        )
 
     # -- 2. end what is decided --------------------------------------------------------------
 

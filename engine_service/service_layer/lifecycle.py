@@ -156,19 +156,22 @@ class CommandLifecycle:
         try:
             with self.uow() as uow:
                 hosts = {h.host_id: h for h in uow.repo.hosts()}
+                children = {
+                    c.command_id: CommandBase.from_row(c) for c in uow.repo.children(root_id)
+                }
                 pending = [
-                    (t.task_id, t.host_id, t.verb, dict(t.args))
+                    (t.task_id, t.host_id, t.command_id, t.verb, dict(t.args))
                     for t in uow.repo.tasks_of(root_id)
                     if t.vdsm_task_id is None
                 ]
             accepted_before = False
-            for task_id, host_id, verb, args in pending:
+            for task_id, host_id, child_id, verb, args in pending:
                 host = hosts[host_id]
                 with self.uow() as uow:
                     if uow.repo.get(TaskRow, task_id) is None:
                         return  # the command ended (cancelled, failed) meanwhile
                 try:
-                    vdsm_task_id = self._start(host, task_id, verb, args)
+                    vdsm_task_id = self._start(host, task_id, children[child_id])
                 except (AgentUnavailable, AgentRejected) as exc:
                     # An agent that did not answer may still have accepted: that placeholder
                     # is kept as cleanup debt, looked up when the host answers again.
@@ -191,13 +194,13 @@ class CommandLifecycle:
             with self._lock:
                 self._executing.discard(root_id)
 
-    def _start(self, host: HostRow, task_id: str, verb: str, args: dict[str, Any]) -> str:
-        """Start the task, retrying UNAVAILABLE with the same request id (the agent's
-        idempotency makes that safe)."""
+    def _start(self, host: HostRow, task_id: str, child: CommandBase) -> str:
+        """Have the child start its task, retrying UNAVAILABLE with the same request id (the
+        agent's idempotency makes that safe)."""
         client = self.agents.get(host.address)
         for attempt in range(1, self.start_attempts + 1):
             try:
-                vdsm_task_id = client.start_task(verb, task_id, args)
+                vdsm_task_id = child.execute(client, task_id)
                 log.info(
                     "host %s accepted task %s as %s",
                     host.name,

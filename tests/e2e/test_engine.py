@@ -409,7 +409,7 @@ def test_a_repeated_request_id_makes_one_command(make_dc) -> None:
 
 def test_unreachable_host_turns_non_responsive_and_its_commands_time_out(make_dc) -> None:
     dc, vm, src, dst = make_dc(
-        throttle=MiB, engine_args=["--host-failure-polls", "3", "--task-timeout", "2"]
+        throttle=MiB, engine_args=["--host-failure-polls", "3", "--task-timeout", "3"]
     )
     stub = dc.stub
     files_before = dc.image_files()
@@ -420,12 +420,21 @@ def test_unreachable_host_turns_non_responsive_and_its_commands_time_out(make_dc
     agent = dc.agents[0]
     agent.kill()
     wait_for_host(stub, pb.HOST_STATUS_NON_RESPONSIVE)
+    showing = wait_command(
+        stub,
+        reply.command.command_id,
+        lambda c: (
+            all("NON_RESPONSIVE" in t.message for t in c.tasks)
+            or c.status != pb.COMMAND_STATUS_ACTIVE
+        ),
+    )
+    assert showing.status == pb.COMMAND_STATUS_ACTIVE  # shown while the timeout runs
     command = wait_command(
         stub, reply.command.command_id, lambda c: c.status != pb.COMMAND_STATUS_ACTIVE, timeout=30
     )
     assert command.status == pb.COMMAND_STATUS_FAILED
     assert "has not answered since" in command.failure_reason
-    assert "task timeout 2s" in command.failure_reason
+    assert "task timeout 3s" in command.failure_reason
     assert len(command.tasks) == 3  # the cleanup debt waits for the host
     assert (
         rpc_error(

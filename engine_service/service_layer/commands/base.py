@@ -8,7 +8,8 @@ the hooks it needs. The framework drives them (design section 3):
 3. `insert_async_task_placeholders(repo, pick_host)`: the parent row, its children, one
    placeholder per child task (engine-generated task id, no agent id), the entity locks and the
    target entities in LOCKED state: added to ONE transaction, which the caller commits.
-4. `task_plan()`: a child that runs one agent task says which verb, arguments and image.
+4. `task_plan()`: a child that runs one agent task says which verb, arguments and image;
+   `execute(agent, task_id)` starts it on the host chosen for its placeholder.
 5. `end_successfully(repo)` / `end_with_failure(repo)`: settle the entities, in the transaction
    that makes the command terminal and releases its locks (see `end_command`).
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
+from engine_service.adapters.agent_client import AgentClient
 from engine_service.adapters.orm import CommandRow, EntityLockRow, TaskRow, utcnow
 from engine_service.adapters.repository import Repository
 from engine_service.domain.model import CommandStatus, HostStatus, Outcome, TaskCleanup
@@ -81,6 +83,14 @@ class CommandBase:
 
     def task_plan(self) -> TaskPlan | None:
         return None
+
+    def execute(self, agent: AgentClient, task_id: str) -> str:
+        """Step 4, for a child with a task: ask its host's agent to start the task, with the
+        engine's task id as the request id. Returns the agent's task id."""
+        plan = self.task_plan()
+        if plan is None:
+            raise TypeError(f"{self.action_type} has no task to execute")
+        return agent.start_task(plan.verb, task_id, plan.args)
 
     def entity_locks(self) -> list[tuple[str, str]]:
         """(entity type, entity id) pairs to lock for the command's lifetime."""

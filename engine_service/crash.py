@@ -10,7 +10,7 @@ crash_point = CrashPoints(
         "placeholders_uncommitted",  # placeholder rows added, before the commit
         "after_placeholders_commit",  # committed, before any agent call
         "after_agent_accept",  # the first child accepted, its agent id not stored
-        "after_vdsm_id_commit",  # an agent id committed
+        "after_vdsm_id_commit",  # every child's agent id committed
         "before_end_commit",  # the command's end written, before the commit
         "before_clear",  # before ClearTask on the agent
         "mid_reconcile",  # inside the reconcile transaction

@@ -4,6 +4,7 @@ the agents' task lists and the storage directory."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -64,3 +65,24 @@ def assert_settled(url: str) -> DatabaseState:
     assert (state.task_rows, state.placeholders, state.locks) == (0, 0, 0), state
     assert (state.locked_disks, state.locked_templates) == (0, 0), state
     return state
+
+
+def storage_debris(url: str, storage_root: Path) -> list[str]:
+    """Files under the storage root that are not the image of a disk the engine knows: partial
+    files, and images a failed command left behind."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as db:
+            known = {
+                (sd, image)
+                for sd, image in db.execute(
+                    select(DiskRow.storage_domain_id, DiskRow.image_id)
+                ).all()
+            }
+    finally:
+        engine.dispose()
+    return sorted(
+        str(p.relative_to(storage_root))
+        for p in storage_root.rglob("*")
+        if p.is_file() and (p.parent.parent.name, p.name) not in known
+    )

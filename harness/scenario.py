@@ -9,12 +9,15 @@ command = dc.start_template(vm, "tpl", dst)
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from engine_service.v1 import engine_service_pb2 as pb
 from engine_service.v1 import engine_service_pb2_grpc as pb_grpc
-from harness.engine_client import RPC_TIMEOUT, wait_command
+from harness.engine_client import RPC_TIMEOUT, settled, wait_command
+from harness.invariants import assert_settled, storage_debris
 from harness.processes import AgentProcess, EngineProcess
 
 T = RPC_TIMEOUT
@@ -101,3 +104,66 @@ class DataCenter:
             reply = agent.stub().GetAllTasksInfo(apb.GetAllTasksInfoRequest(), timeout=T)
             found += [(agent.workdir.name, t.task_id) for t in reply.tasks]
         return found
+
+    def commands(self) -> list[pb.Command]:
+        """Every top-level command, newest first (all pages)."""
+        found: list[pb.Command] = []
+        request = pb.ListCommandsRequest(page_size=500)
+        while True:
+            reply = self.stub.ListCommands(request, timeout=T)
+            found += reply.commands
+            if not reply.next_page_token:
+                return found
+            request.page_token = reply.next_page_token
+
+    def wait_settled(self, timeout: float = 60.0) -> list[pb.Command]:
+        """Wait until every command is terminal with no task left to clean."""
+        deadline = time.monotonic() + timeout
+        while True:
+            commands = self.commands()
+            if all(settled(c) for c in commands):
+                return commands
+            if time.monotonic() > deadline:
+                busy = [c for c in commands if not settled(c)]
+                raise TimeoutError(f"{len(busy)} command(s) not settled after {timeout}s: {busy}")
+            time.sleep(0.1)
+
+    def check_invariants(self, timeout: float = 60.0) -> list[pb.Command]:
+        """Design section 4, from outside, once everything settled: every command terminal, no
+        placeholder, lock or LOCKED entity in the database, no task left on any agent, no
+        partial or orphaned image file on storage. Returns the commands."""
+        commands = self.wait_settled(timeout)
+        assert_settled(self.engine.database_url)
+        assert self.agent_tasks() == [], self.agent_tasks()
+        debris = storage_debris(self.engine.database_url, self.storage_root)
+        assert debris == [], debris
+        return commands
+
+
+def build_datacenter(
+    make_agent: Callable[..., AgentProcess],
+    make_engine: Callable[..., EngineProcess],
+    hosts: int = 1,
+    throttle: int | None = None,
+    engine_args: list[str] | None = None,
+    disks: int = 3,
+    disk_bytes: int = 2 << 20,
+) -> tuple[DataCenter, str, str, str]:
+    """A data center with a VM of `disks` disks; returns (dc, vm id, source domain, destination
+    domain). With `throttle`, the hosts are throttled, and the disks are made beforehand by an
+    unthrottled host "setup" that is put in maintenance afterwards (it stays UP for polling)."""
+    agents = [make_agent(f"host{i + 1}", throttle=throttle) for i in range(hosts)]
+    engine = make_engine(extra_args=engine_args or [])
+    setup = make_agent("setup") if throttle else None
+    dc = DataCenter(engine, [setup] if setup else agents)
+    dc.register_hosts()
+    src, dst = dc.add_domain("data1"), dc.add_domain("data2")
+    vm = dc.add_vm("vm1", [dc.add_disk(src, disk_bytes, f"disk{i}") for i in range(disks)])
+    if setup:
+        dc.agents = [*agents, setup]
+        dc.register_hosts()
+        dc.stub.SetHostMaintenance(
+            pb.SetHostMaintenanceRequest(host_id=dc.hosts["setup"].host_id, maintenance=True),
+            timeout=T,
+        )
+    return dc, vm, src, dst

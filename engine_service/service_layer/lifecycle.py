@@ -92,7 +92,7 @@ class CommandLifecycle:
         self,
         uow: UnitOfWorkFactory,
         agents: AgentPool,
-        start_attempts: int = 4,
+        start_attempts: int = 8,
         retry_delay: float = 0.25,
     ) -> None:
         self.uow = uow
@@ -189,7 +189,8 @@ class CommandLifecycle:
                     accepted_before = True
                 if not self._store_agent_id(root_id, task_id, host_id, verb, args, vdsm_task_id):
                     return
-                crash_point("after_vdsm_id_commit")
+            if pending:
+                crash_point("after_vdsm_id_commit")  # every child's agent id is committed
         finally:
             with self._lock:
                 self._executing.discard(root_id)
@@ -212,7 +213,8 @@ class CommandLifecycle:
             except AgentUnavailable:
                 if attempt == self.start_attempts:
                     raise
-                time.sleep(self.retry_delay * attempt)
+                # About 7 s in all by default: long enough for an agent to restart.
+                time.sleep(min(self.retry_delay * attempt, 2.0))
         raise AssertionError("unreachable")
 
     def _store_agent_id(

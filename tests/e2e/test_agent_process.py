@@ -199,8 +199,14 @@ def test_delete_image(agent: AgentProcess) -> None:
     stub = agent.stub()
     sd = make_domain(agent)
     image = make_volume(agent, sd, 4096)
+    # Work in progress of the image that no recorded task owns is deleted with it.
+    stray = agent.image_path(sd, image).with_name(f"{image}.{new_id()}.partial")
+    stray.write_bytes(b"left by a task the agent forgot")
+    other = agent.image_path(sd, new_id()).with_name(f"{new_id()}.{new_id()}.partial")
+    other.write_bytes(b"not this image's")
     stub.DeleteImage(pb.DeleteImageRequest(storage_domain_id=sd, image_id=image), timeout=T)
-    assert not agent.image_path(sd, image).exists()
+    assert not agent.image_path(sd, image).exists() and not stray.exists()
+    assert other.exists()
     with pytest.raises(grpc.RpcError) as err:
         stub.DeleteImage(pb.DeleteImageRequest(storage_domain_id=sd, image_id=image), timeout=T)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND

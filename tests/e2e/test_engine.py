@@ -14,7 +14,6 @@ import pytest
 from engine_service.v1 import engine_service_pb2 as pb
 from harness.engine_client import wait_command
 from harness.invariants import assert_settled, database_state
-from harness.scenario import DataCenter
 
 MiB = 1 << 20
 T = 30
@@ -26,38 +25,6 @@ def new_id() -> str:
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture
-def make_dc(agent_factory, engine_factory):
-    def make(
-        hosts: int = 1,
-        throttle: int | None = None,
-        engine_args: list[str] | None = None,
-        disks: int = 3,
-        disk_bytes: int = 2 * MiB,
-    ) -> tuple[DataCenter, str, str, str]:
-        """A data center with a VM of `disks` disks; returns (dc, vm, source, destination).
-
-        With `throttle`, the hosts are throttled and the disks are made beforehand by an
-        unthrottled host "setup", put in maintenance afterwards."""
-        agents = [agent_factory(f"host{i + 1}", throttle=throttle) for i in range(hosts)]
-        engine = engine_factory(extra_args=engine_args or [])
-        setup = agent_factory("setup") if throttle else None
-        dc = DataCenter(engine, [setup] if setup else agents)
-        dc.register_hosts()
-        src, dst = dc.add_domain("data1"), dc.add_domain("data2")
-        vm = dc.add_vm("vm1", [dc.add_disk(src, disk_bytes, f"disk{i}") for i in range(disks)])
-        if setup:
-            dc.agents = [*agents, setup]
-            dc.register_hosts()
-            dc.stub.SetHostMaintenance(
-                pb.SetHostMaintenanceRequest(host_id=dc.hosts["setup"].host_id, maintenance=True),
-                timeout=T,
-            )
-        return dc, vm, src, dst
-
-    return make
 
 
 def rpc_error(call, request) -> grpc.RpcError:

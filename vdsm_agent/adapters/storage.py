@@ -85,14 +85,17 @@ class StorageRoot:
         return self.image_path(ref, field).exists()
 
     def delete_image(self, ref: ImageRef) -> None:
+        """Delete the image and any work in progress of it left by tasks no longer recorded
+        (the caller makes sure no unfinished task writes it)."""
         self.require_domain(ref.storage_domain_id)
         path = self.image_path(ref)
-        try:
-            path.unlink()
-        except FileNotFoundError:
+        debris = list(path.parent.glob(f"{ref.image_id}.*.partial"))
+        if not path.exists() and not debris:
             raise NotFound(
                 f"image {ref.image_id} does not exist in storage domain {ref.storage_domain_id}"
-            ) from None
+            )
+        for stale in [path, *debris]:
+            stale.unlink(missing_ok=True)
         fsync_dir(path.parent)
 
     def remove_partial(self, ref: ImageRef, task_id: str) -> bool:

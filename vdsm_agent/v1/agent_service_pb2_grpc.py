@@ -116,9 +116,10 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteImage(self, request, context):
-        """Deletes an image file at once (not a task).
-        Errors: NOT_FOUND (no such domain or image), FAILED_PRECONDITION (an
-        unfinished task reads or writes the image).
+        """Deletes an image file at once (not a task), with any partial file of it
+        that a task no longer recorded left behind (`<image_id>.<task_id>.partial`).
+        Errors: NOT_FOUND (no such domain, and neither image nor partial file),
+        FAILED_PRECONDITION (an unfinished task reads or writes the image).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

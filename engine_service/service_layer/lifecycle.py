@@ -114,10 +114,15 @@ class CommandLifecycle:
         execute. Returns the command id; a repeated request returns the first one's."""
         for attempt in range(3):
             command = make_command()
+            # Marked as executing before its placeholders can be seen, so that a concurrent
+            # reconciliation never takes them for orphans.
+            with self._lock:
+                self._executing.add(command.command_id)
             try:
                 with self.uow() as uow:
                     existing = first_result(uow.repo, request)
                     if existing is not None:
+                        self._not_executing(command.command_id)
                         return existing
                     command.validate(uow.repo)
                     command.children = command.build_child_commands()
@@ -129,12 +134,16 @@ class CommandLifecycle:
             except IntegrityError:
                 # A concurrent request took a name, a lock or the request id first; the next
                 # attempt's validation says which, precisely.
+                self._not_executing(command.command_id)
                 log.info(
                     "submit of %s conflicted (attempt %d); validating again",
                     command.action_type,
                     attempt + 1,
                 )
                 continue
+            except BaseException:
+                self._not_executing(command.command_id)
+                raise
             log.info(
                 "command %s (%s) accepted with %d task placeholder(s)",
                 command.command_id,
@@ -146,6 +155,10 @@ class CommandLifecycle:
             self.execute(command.command_id)
             return command.command_id
         raise FailedPrecondition("the request kept conflicting with concurrent ones; retry it")
+
+    def _not_executing(self, root_id: str) -> None:
+        with self._lock:
+            self._executing.discard(root_id)
 
     # -- execute -----------------------------------------------------------------------------
 
@@ -192,8 +205,7 @@ class CommandLifecycle:
             if pending:
                 crash_point("after_vdsm_id_commit")  # every child's agent id is committed
         finally:
-            with self._lock:
-                self._executing.discard(root_id)
+            self._not_executing(root_id)
 
     def _start(self, host: HostRow, task_id: str, child: CommandBase) -> str:
         """Have the child start its task, retrying UNAVAILABLE with the same request id (the

@@ -82,15 +82,16 @@ class Reconciler:
         return report
 
     def _reconcile_placeholders(self) -> ReconcileReport:
-        executing = self.lifecycle.executing()
         report = ReconcileReport()
         with self.uow() as uow:
             hosts = {h.host_id: h for h in uow.repo.hosts()}
-            placeholders = [
-                (t.task_id, t.host_id, t.root_command_id)
-                for t in uow.repo.active_placeholders()
-                if t.root_command_id not in executing
+            seen = [
+                (t.task_id, t.host_id, t.root_command_id) for t in uow.repo.active_placeholders()
             ]
+        # After the read: a command is marked executing before its placeholders commit, so
+        # any placeholder seen above whose command is still being submitted is skipped.
+        executing = self.lifecycle.executing()
+        placeholders = [p for p in seen if p[2] not in executing]
         if not placeholders:
             return report
         # Step 1: ask each host once for the request ids it knows.

@@ -206,3 +206,28 @@ def test_sqlite_is_durable_and_serialized(tmp_path: Path) -> None:
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()
+
+
+def test_reconcile_during_submissions_never_fails_a_healthy_command(
+    engine: Engine, agent_factory
+) -> None:
+    vm, dst = setup_vm(engine, [agent_factory(throttle=MiB)], disks=1)
+    src = engine.inventory.storage_domains()[0].storage_domain_id
+    stop = threading.Event()
+    failed: list[str] = []
+
+    def reconcile_all_the_time() -> None:
+        while not stop.is_set():
+            failed.extend(engine.reconcile().failed_command_ids)
+
+    reconciler = threading.Thread(target=reconcile_all_the_time)
+    reconciler.start()
+    try:
+        views = [engine.add_disk(f"racing{i}", src, 4096)[1] for i in range(30)]
+    finally:
+        stop.set()
+        reconciler.join()
+    assert failed == []
+    assert {v.status for v in views} <= {CommandStatus.ACTIVE, CommandStatus.SUCCEEDED}
+    settle(engine)
+    assert {engine.command(v.command_id).status for v in views} == {CommandStatus.SUCCEEDED}

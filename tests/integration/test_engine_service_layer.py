@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -231,3 +232,35 @@ def test_reconcile_during_submissions_never_fails_a_healthy_command(
     assert {v.status for v in views} <= {CommandStatus.ACTIVE, CommandStatus.SUCCEEDED}
     settle(engine)
     assert {engine.command(v.command_id).status for v in views} == {CommandStatus.SUCCEEDED}
+
+
+def test_reconcile_reports_zombies_after_their_grace_and_then_zeros(
+    db_url: str, pool: CountingPool, agent_factory
+) -> None:
+    from vdsm_agent.v1 import agent_service_pb2 as apb
+
+    engine = bootstrap(
+        EngineSettings(db_url, poll=PollSettings(interval=3600, zombie_grace=0.5)), agents=pool
+    )
+    agent = agent_factory()
+    vm, dst = setup_vm(engine, [agent], disks=1)
+    agent.stub().CreateVolume(
+        apb.CreateVolumeRequest(
+            request_id=str(uuid.uuid4()),
+            storage_domain_id=dst,
+            image_id=str(uuid.uuid4()),
+            size_bytes=4096,
+        ),
+        timeout=10,
+    )
+    assert engine.reconcile().cleared_zombies == 0  # first seen: inside its grace
+    threading.Event().wait(0.6)
+    assert engine.reconcile().cleared_zombies == 1
+    again = engine.reconcile()
+    assert (
+        again.failed_command_ids,
+        again.removed_placeholders,
+        again.adopted_tasks,
+        again.cleared_zombies,
+    ) == ([], 0, 0, 0)
+    assert agent.stub().GetAllTasksInfo(apb.GetAllTasksInfoRequest(), timeout=10).tasks == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import sqlite3
 import uuid
 from pathlib import Path
 
@@ -444,10 +443,15 @@ def test_engine_restarts_without_losing_anything(make_dc) -> None:
     assert_settled(dc.engine.database_url)
 
 
-def test_the_database_is_sqlite_in_wal_mode(make_dc) -> None:
+def test_the_engine_migrates_its_database_at_startup(make_dc) -> None:
+    from sqlalchemy import inspect
+
+    from engine_service.adapters.db import make_engine
+
     dc, *_ = make_dc(disks=1)
-    path = dc.engine.database_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    engine = make_engine(dc.engine.database_url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
     assert {"commands", "async_tasks", "entity_locks", "alembic_version"} <= tables

@@ -7,7 +7,6 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,8 +51,8 @@ class CountingPool(AgentPool):
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'engine.db'}"
+def db_url(database_url: str) -> str:
+    return database_url
 
 
 @pytest.fixture
@@ -190,22 +189,26 @@ def test_a_new_command_type_is_one_module() -> None:
     assert AddVmTemplate.action_type == "AddVmTemplate"
 
 
-def test_migrations_produce_exactly_the_models(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+def test_migrations_produce_exactly_the_models(database_url: str) -> None:
+    engine = make_engine(database_url)
     migrate(engine)
     migrate(engine)  # idempotent at every start
     with engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-    assert diff == []
     engine.dispose()
+    assert diff == []
 
 
-def test_sqlite_is_durable_and_serialized(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+def test_commits_are_durable(database_url: str) -> None:
+    engine = make_engine(database_url)
     with engine.connect() as connection:
-        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
-        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        if engine.dialect.name == "sqlite":
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        else:
+            assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+            assert engine.dialect.driver == "psycopg"
     engine.dispose()
 
 

@@ -49,6 +49,8 @@ class HostRow(Base):
     failed_polls: Mapped[int] = mapped_column(Integer, default=0)
     # When it became NON_RESPONSIVE: its commands fail --task-timeout after this.
     unreachable_since: Mapped[datetime | None] = mapped_column(DateTime)
+    # When its agent last answered a poll (migration 0002).
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -50,6 +50,7 @@ def host_message(info: HostInfo) -> pb.Host:
         address=h.address,
         status=f"HOST_STATUS_{h.status}",
         tasks_in_flight=info.tasks_in_flight,
+        last_seen_at=timestamp(h.last_seen_at),
     )
 
 

@@ -182,6 +182,7 @@ class AsyncTaskManager:
                         self._show_unreachable(uow.repo, host)
                     continue
                 host.failed_polls = 0
+                host.last_seen_at = now
                 if host.status == HostStatus.NON_RESPONSIVE.value:
                     host.status = HostStatus.UP.value
                     host.unreachable_since = None

@@ -85,18 +85,20 @@ TASK_RESULT_CLEAN_SUCCESS: TaskResult
 TASK_RESULT_CLEAN_FAILURE: TaskResult
 
 class Host(_message.Message):
-    __slots__ = ("host_id", "name", "address", "status", "tasks_in_flight")
+    __slots__ = ("host_id", "name", "address", "status", "tasks_in_flight", "last_seen_at")
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     TASKS_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_AT_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     name: str
     address: str
     status: HostStatus
     tasks_in_flight: int
-    def __init__(self, host_id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., status: _Optional[_Union[HostStatus, str]] = ..., tasks_in_flight: _Optional[int] = ...) -> None: ...
+    last_seen_at: _timestamp_pb2.Timestamp
+    def __init__(self, host_id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., status: _Optional[_Union[HostStatus, str]] = ..., tasks_in_flight: _Optional[int] = ..., last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class StorageDomain(_message.Message):
     __slots__ = ("storage_domain_id", "name")

@@ -267,3 +267,63 @@ def test_reconcile_reports_zombies_after_their_grace_and_then_zeros(
         again.cleared_zombies,
     ) == ([], 0, 0, 0)
     assert agent.stub().GetAllTasksInfo(apb.GetAllTasksInfoRequest(), timeout=10).tasks == []
+
+
+def test_upgrading_from_the_first_revision_keeps_the_data(database_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from engine_service.adapters.db import alembic_config
+
+    engine = make_engine(database_url)
+    command.upgrade(alembic_config(engine), "0001")
+    ids = {k: str(uuid.uuid4()) for k in ("host", "sd", "disk", "cmd", "task")}
+    rows = [
+        (
+            "INSERT INTO hosts (host_id, name, address, status, failed_polls, created_at) "
+            "VALUES (:host, 'h1', '10.0.0.1:54321', 'UP', 0, CURRENT_TIMESTAMP)"
+        ),
+        (
+            "INSERT INTO storage_domains (storage_domain_id, name, created_at) "
+            "VALUES (:sd, 'data1', CURRENT_TIMESTAMP)"
+        ),
+        (
+            "INSERT INTO disks (disk_id, name, storage_domain_id, image_id, size_bytes, status, "
+            "created_at) VALUES (:disk, 'd', :sd, :task, 4096, 'LOCKED', CURRENT_TIMESTAMP)"
+        ),
+        (
+            "INSERT INTO commands (command_id, parent_id, action_type, status, params, target_id, "
+            "failure_reason, created_at) VALUES (:cmd, NULL, 'AddDisk', 'ACTIVE', '{}', :disk, '', "
+            "CURRENT_TIMESTAMP)"
+        ),
+        (
+            "INSERT INTO async_tasks (task_id, command_id, root_command_id, host_id, vdsm_task_id, "
+            "verb, args, storage_domain_id, image_id, progress_percent, message, cleanup, "
+            "created_at) VALUES (:task, :cmd, :cmd, :host, NULL, 'CreateVolume', '{}', :sd, :task, "
+            "0, '', '', CURRENT_TIMESTAMP)"
+        ),
+        (
+            "INSERT INTO entity_locks (entity_type, entity_id, command_id, created_at) "
+            "VALUES ('disk', :disk, :cmd, CURRENT_TIMESTAMP)"
+        ),
+    ]
+    with engine.begin() as connection:
+        for statement in rows:
+            connection.execute(text(statement), ids)
+    migrate(engine)  # what the next engine start does
+    with engine.connect() as connection:
+        assert (
+            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        )
+        host = connection.execute(text("SELECT name, last_seen_at FROM hosts")).one()
+        assert tuple(host) == ("h1", None)
+        placeholder = connection.execute(
+            text("SELECT task_id, vdsm_task_id, root_command_id FROM async_tasks")
+        ).one()
+        assert tuple(placeholder) == (ids["task"], None, ids["cmd"])
+        assert (
+            connection.execute(text("SELECT command_id FROM entity_locks")).scalar() == ids["cmd"]
+        )
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+    assert diff == []

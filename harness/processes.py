@@ -120,6 +120,22 @@ class ServiceProcess:
             f"{self.module} did not report SERVING in {timeout}s:\n" + self.log_tail()
         )
 
+    def wait_listening(self, timeout: float = 30.0) -> str:
+        """Wait until the process answers health checks at all (a standby engine answers
+        NOT_SERVING); returns the status."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ProcessFailed(
+                    f"{self.module} exited with {self.proc.returncode}:\n" + self.log_tail()
+                )
+            if not self.port and self._address_file.exists():
+                self.port = int(self._address_file.read_text().rsplit(":", 1)[1])
+            if self.port and (status := self.health()) != "UNREACHABLE":
+                return status
+            time.sleep(0.05)
+        raise ProcessFailed(f"{self.module} did not answer in {timeout}s:\n" + self.log_tail())
+
     def health(self, service: str = "", timeout: float = 1.0) -> str:
         """The health status name, or "UNREACHABLE"."""
         try:

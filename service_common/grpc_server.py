@@ -140,8 +140,8 @@ class GrpcServer:
         self.server.stop(grace_seconds).wait()
 
 
-def wait_for_stop_signal(log: logging.Logger) -> None:
-    """Block until SIGTERM or SIGINT."""
+def stop_signal(log: logging.Logger) -> threading.Event:
+    """An event set by SIGTERM or SIGINT."""
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -150,7 +150,12 @@ def wait_for_stop_signal(log: logging.Logger) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    stopping.wait()
+    return stopping
+
+
+def wait_for_stop_signal(log: logging.Logger) -> None:
+    """Block until SIGTERM or SIGINT."""
+    stop_signal(log).wait()
 
 
 def serve_metrics(address: str | None, log: logging.Logger) -> None:

@@ -21,6 +21,7 @@ from google.protobuf.message import Message
 
 from engine_service.v1 import engine_service_pb2 as pb
 from engine_service.v1 import engine_service_pb2_grpc as pb_grpc
+from service_common.health_probe import check as health_check
 
 EXIT_CODES = {
     grpc.StatusCode.INVALID_ARGUMENT: 2,
@@ -45,8 +46,22 @@ class Client:
     @property
     def stub(self) -> pb_grpc.EngineServiceStub:
         if self._stub is None:
-            self._stub = pb_grpc.EngineServiceStub(grpc.insecure_channel(self.address))
+            self._stub = pb_grpc.EngineServiceStub(grpc.insecure_channel(self.active_address()))
         return self._stub
+
+    def active_address(self) -> str:
+        """With several addresses (an active engine and standbys), the one that is SERVING."""
+        addresses = [a.strip() for a in self.address.split(",") if a.strip()]
+        if len(addresses) == 1:
+            return addresses[0]
+        for address in addresses:
+            try:
+                if health_check(address, timeout=min(self.timeout, 3.0)) == "SERVING":
+                    return address
+            except grpc.RpcError:
+                continue
+        click.echo(f"error: UNAVAILABLE: no engine is SERVING at {', '.join(addresses)}", err=True)
+        sys.exit(5)
 
     def call(self, method: str, request: Message) -> Any:
         try:
@@ -105,7 +120,8 @@ def request_id_option(f: Callable[..., Any]) -> Callable[..., Any]:
     envvar="ENGINECTL_ADDRESS",
     default="127.0.0.1:50051",
     show_default=True,
-    help="the engine's HOST:PORT (env ENGINECTL_ADDRESS)",
+    help="the engine's HOST:PORT, or several separated by commas (an active engine and its "
+    "standbys: the SERVING one is used) (env ENGINECTL_ADDRESS)",
 )
 @click.option(
     "--timeout",

@@ -14,13 +14,14 @@ from typing import Any
 
 import grpc
 
+from engine_service.adapters.lease import EngineLease, lease_for
 from engine_service.bootstrap import EngineSettings, bootstrap
 from engine_service.crash import crash_point
 from engine_service.entrypoints.grpc_servicer import EngineServicer
 from engine_service.service_layer.async_task_manager import PollSettings
 from engine_service.v1 import engine_service_pb2 as pb
 from engine_service.v1 import engine_service_pb2_grpc as pb_grpc
-from service_common.grpc_server import GrpcServer, serve_metrics, wait_for_stop_signal
+from service_common.grpc_server import GrpcServer, serve_metrics, stop_signal
 from service_common.logs import configure_logging
 
 log = logging.getLogger("engine_service")
@@ -181,6 +182,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     if crash_at:
         log.warning("ENGINE_CRASH_AT=%s: this process will die at that point", crash_at)
     log.info("starting: %s", {k: str(v) for k, v in config.__dict__.items()})
+    stopping = stop_signal(log)
+    readiness = ReadinessInterceptor()
+    server = GrpcServer(config.listen, [SERVICE_NAME], interceptors=[readiness])
+    serve_metrics(config.metrics_listen, log)
+    servicer = DeferredServicer()
+    pb_grpc.add_EngineServiceServicer_to_server(servicer, server.server)
+    server.start(config.bound_address_file)
+    log.warning(
+        "serving plaintext gRPC on %s (no TLS configured); NOT_SERVING until this "
+        "engine is the active one and its startup reconciliation committed",
+        server.address,
+    )
+    lease = lease_for(config.database_url)
+    if not wait_for_lease(lease, stopping):
+        server.stop(config.grace_seconds)
+        log.info("stopped while standby")
+        return
     settings = EngineSettings(
         database_url=config.database_url,
         orphans=config.orphans,
@@ -192,25 +210,58 @@ def main(argv: Sequence[str] | None = None) -> None:
         ),
     )
     engine = bootstrap(settings)
-    readiness = ReadinessInterceptor()
-    server = GrpcServer(config.listen, [SERVICE_NAME], interceptors=[readiness])
-    pb_grpc.add_EngineServiceServicer_to_server(EngineServicer(engine), server.server)
-    serve_metrics(config.metrics_listen, log)
-    server.start(config.bound_address_file)
-    log.warning(
-        "serving plaintext gRPC on %s (no TLS configured); NOT_SERVING until the "
-        "startup reconciliation commits",
-        server.address,
-    )
+    servicer.engine = engine
     report = engine.start()
     readiness.ready.set()
     server.set_serving(True)
-    log.info("SERVING; startup reconciliation: %s", report)
-    wait_for_stop_signal(log)
+    log.info("SERVING as the active engine; startup reconciliation: %s", report)
+    watch_lease(lease, stopping)
+    stopping.wait()
     log.info("stopping: health NOT_SERVING, letting in-flight RPCs finish")
     server.stop(config.grace_seconds)
     engine.stop()
+    lease.release()
     log.info("stopped")
+
+
+class DeferredServicer(EngineServicer):
+    """The servicer is registered before the engine exists (a standby serves health only);
+    the readiness interceptor keeps calls away until `engine` is set."""
+
+    def __init__(self) -> None:
+        pass
+
+
+def wait_for_lease(lease: EngineLease, stopping: threading.Event, retry: float = 1.0) -> bool:
+    """Become the active engine; a standby waits here, NOT_SERVING. False if told to stop."""
+    announced = False
+    while not stopping.is_set():
+        try:
+            if lease.try_acquire():
+                log.info("this engine holds the lease: it is the active engine")
+                return True
+            if not announced:
+                log.warning("another engine is active on this database: standing by")
+                announced = True
+        except Exception as exc:  # the database is not up yet, or went away
+            log.warning("cannot reach the database for the engine lease yet: %s", exc)
+        stopping.wait(retry)
+    return False
+
+
+def watch_lease(lease: EngineLease, stopping: threading.Event, every: float = 2.0) -> None:
+    """Fencing: an engine that lost its lease stops at once, so two never work together."""
+
+    def watch() -> None:
+        while not stopping.wait(every):
+            if not lease.held():
+                log.critical(
+                    "the engine lease was lost (database session gone): exiting so "
+                    "that a standby can take over"
+                )
+                os._exit(3)
+
+    threading.Thread(target=watch, name="lease-watchdog", daemon=True).start()
 
 
 if __name__ == "__main__":

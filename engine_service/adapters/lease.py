@@ -1,0 +1,96 @@
+"""Which engine is active: exactly one engine-service per database does the work.
+
+PostgreSQL: a session-level advisory lock held on a dedicated connection; it is released by
+the server the moment that session ends (the process died, the network broke), so a standby
+takes over within its retry interval. SQLite: an exclusive lock on a file beside the database,
+released by the kernel when the process dies. No home-made consensus.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import Protocol
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+LOCK_KEY = 0x656E67696E65  # "engine"
+
+
+class EngineLease(Protocol):
+    def try_acquire(self) -> bool:
+        """Become the active engine if no other is; True once held."""
+
+    def held(self) -> bool:
+        """Whether the lease is still ours (False once lost: stop working at once)."""
+
+    def release(self) -> None: ...
+
+
+class PostgresLease:
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url).set(drivername="postgresql")
+        self.dsn = parsed.render_as_string(hide_password=False)
+        self.connection: psycopg.Connection[tuple[object, ...]] | None = None
+
+    def try_acquire(self) -> bool:
+        if self.connection is None or self.connection.closed:
+            self.connection = psycopg.connect(
+                self.dsn,
+                autocommit=True,
+                connect_timeout=5,
+                application_name="engine-service lease",
+            )
+        row = self.connection.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+        return bool(row and row[0])
+
+    def held(self) -> bool:
+        if self.connection is None or self.connection.closed:
+            return False
+        try:
+            # A session-level advisory lock lives as long as its session: alive means held.
+            self.connection.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
+
+    def release(self) -> None:
+        if self.connection is not None and not self.connection.closed:
+            self.connection.close()
+
+
+class FileLease:
+    def __init__(self, database_path: Path) -> None:
+        self.path = database_path.with_name(database_path.name + ".lease")
+        self.fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        if self.fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f"{os.getpid()}\n".encode())
+        return True
+
+    def held(self) -> bool:
+        return self.fd is not None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def lease_for(database_url: str) -> EngineLease:
+    url = make_url(database_url)
+    if url.get_backend_name() == "postgresql":
+        return PostgresLease(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return FileLease(Path(url.database))
+    raise ValueError(f"no engine lease for {url.get_backend_name()} databases")

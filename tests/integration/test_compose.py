@@ -85,10 +85,25 @@ def test_agents_share_storage_but_not_state(compose: dict, monkeypatch) -> None:
     assert storage | set(state) <= set(compose["volumes"])
 
 
-def test_engine_service_matches_the_code(compose: dict, monkeypatch) -> None:
-    engines = {n: s for n, s in ours(compose).items() if s["command"][0] == "engine-service"}
-    assert len(engines) == 1
-    ((name, service),) = engines.items()
+def engines(compose: dict) -> dict[str, dict]:
+    return {n: s for n, s in ours(compose).items() if s["command"][0] == "engine-service"}
+
+
+def test_one_engine_and_a_standby_behind_a_profile(compose: dict) -> None:
+    found = engines(compose)
+    active = [n for n, s in found.items() if "profiles" not in s]
+    standbys = [n for n, s in found.items() if s.get("profiles") == ["standby"]]
+    assert len(active) == 1 and len(standbys) == 1, found
+    # Both on the same database, so that exactly one of them holds the lease.
+    urls = {engine_server.parse_args(s["command"][1:]).database_url for s in found.values()}
+    assert len(urls) == 1
+    host_ports = [p.split(":")[0] for s in found.values() for p in s["ports"]]
+    assert len(set(host_ports)) == len(host_ports)
+
+
+@pytest.mark.parametrize("which", ["engine", "engine-standby"])
+def test_engine_service_matches_the_code(compose: dict, monkeypatch, which: str) -> None:
+    service = engines(compose)[which]
     for key, value in service.get("environment", {}).items():
         assert key.startswith(engine_server.ENV_PREFIX), key
         monkeypatch.setenv(key, str(value))

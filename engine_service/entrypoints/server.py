@@ -39,6 +39,7 @@ class Config:
     host_failure_polls: int
     task_timeout: float
     zombie_grace: float
+    agent_deadline: float
     orphans: str
     metrics_listen: str | None
     log_format: str
@@ -111,6 +112,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         "stopped and cleared (default %(default)s)",
     )
     p.add_argument(
+        "--agent-deadline",
+        type=_positive(float),
+        default=_env("agent-deadline", "3"),
+        help="seconds a host's agent gets to answer a poll or a lookup; a slower host misses "
+        "that cycle and never delays the others (default %(default)s)",
+    )
+    p.add_argument(
         "--orphans",
         choices=("fail", "resubmit"),
         default=_env("orphans", "fail"),
@@ -145,6 +153,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         host_failure_polls=int(ns.host_failure_polls),
         task_timeout=float(ns.task_timeout),
         zombie_grace=float(ns.zombie_grace),
+        agent_deadline=float(ns.agent_deadline),
         orphans=ns.orphans,
         metrics_listen=ns.metrics_listen or None,
         log_format=ns.log_format,
@@ -207,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             host_failure_polls=config.host_failure_polls,
             task_timeout=config.task_timeout,
             zombie_grace=config.zombie_grace,
+            agent_deadline=config.agent_deadline,
         ),
     )
     engine = bootstrap(settings)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -64,6 +64,7 @@ class PollResult:
 
     started_at: datetime
     statuses: dict[str, dict[str, AgentTaskStatus]] = field(default_factory=dict)
+    asked_at: dict[str, datetime] = field(default_factory=dict)  # host id -> when the call began
     unreachable: dict[str, str] = field(default_factory=dict)  # host id -> error
 
 
@@ -92,7 +93,9 @@ class AsyncTaskManager:
         self.settings = settings
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="poll")
+        self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="poll")
+        self._poll_lock = threading.Lock()
+        self._inflight: dict[str, tuple[Future[dict[str, AgentTaskStatus]], datetime]] = {}
         self.zombies = ZombieTracker(self)
 
     # -- the loop ----------------------------------------------------------------------------
@@ -138,21 +141,33 @@ class AsyncTaskManager:
             ]
 
     def poll_hosts(self) -> PollResult:
-        hosts = self.hosts()
-        result = PollResult(started_at=utcnow())
-        # Every host at once, each with its own deadline: a dead host delays nobody.
-        futures = {
-            h.host_id: self._pool.submit(
-                self.agents.get(h.address).all_statuses, self.settings.agent_deadline
+        """One GetAllTasksStatuses per host, all at once, each with its own deadline. A host
+        that has not answered within one interval is left out of this cycle, its call still
+        in flight: its answer, or its failure, counts in a later cycle. So a slow or hung host
+        delays no other host's commands."""
+        with self._poll_lock:
+            hosts = self.hosts()
+            for h in hosts:
+                if h.host_id not in self._inflight:
+                    call = self._pool.submit(
+                        self.agents.get(h.address).all_statuses, self.settings.agent_deadline
+                    )
+                    self._inflight[h.host_id] = (call, utcnow())
+            wait(
+                [call for call, _ in self._inflight.values()],
+                timeout=min(self.settings.interval, self.settings.agent_deadline),
             )
-            for h in hosts
-        }
-        for host_id, future in futures.items():
-            try:
-                result.statuses[host_id] = future.result()
-            except (AgentUnavailable, AgentRejected) as exc:
-                result.unreachable[host_id] = str(exc)
-        self._record(hosts, result)
+            result = PollResult(started_at=utcnow())
+            for h in hosts:
+                if h.host_id not in self._inflight or not self._inflight[h.host_id][0].done():
+                    continue
+                call, asked_at = self._inflight.pop(h.host_id)
+                result.asked_at[h.host_id] = asked_at
+                try:
+                    result.statuses[h.host_id] = call.result()
+                except (AgentUnavailable, AgentRejected) as exc:
+                    result.unreachable[h.host_id] = str(exc)
+            self._record(hosts, result)
         return result
 
     def _record(self, hosts: list[HostRef], result: PollResult) -> None:
@@ -181,6 +196,8 @@ class AsyncTaskManager:
                     if host.status == HostStatus.NON_RESPONSIVE.value:
                         self._show_unreachable(uow.repo, host)
                     continue
+                if ref.host_id not in result.statuses:
+                    continue  # still answering: counted in a later cycle
                 host.failed_polls = 0
                 host.last_seen_at = now
                 if host.status == HostStatus.NON_RESPONSIVE.value:
@@ -206,7 +223,7 @@ class AsyncTaskManager:
                         task.cleanup == TaskCleanup.NONE.value
                         and task.state != TaskState.FINISHED.value
                         and task.submitted_at is not None
-                        and task.submitted_at < result.started_at
+                        and task.submitted_at < result.asked_at[ref.host_id]
                     ):
                         # Invariant 5: a task the agent cannot account for fails its command.
                         changes.append(

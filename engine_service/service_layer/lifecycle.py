@@ -168,7 +168,6 @@ class CommandLifecycle:
             self._executing.add(root_id)
         try:
             with self.uow() as uow:
-                hosts = {h.host_id: h for h in uow.repo.hosts()}
                 children = {
                     c.command_id: CommandBase.from_row(c) for c in uow.repo.children(root_id)
                 }
@@ -179,10 +178,14 @@ class CommandLifecycle:
                 ]
             accepted_before = False
             for task_id, host_id, child_id, verb, args in pending:
-                host = hosts[host_id]
-                with self.uow() as uow:
-                    if uow.repo.get(TaskRow, task_id) is None:
-                        return  # the command ended (cancelled, failed) meanwhile
+                try:
+                    host = self._host_for(task_id)
+                except FailedPrecondition as exc:
+                    self.finish(root_id, Outcome(CommandStatus.FAILED, str(exc)))
+                    return
+                if host is None:
+                    return  # the command ended (cancelled, failed) meanwhile
+                host_id = host.host_id
                 try:
                     vdsm_task_id = self._start(host, task_id, children[child_id])
                 except (AgentUnavailable, AgentRejected) as exc:
@@ -206,6 +209,39 @@ class CommandLifecycle:
                 crash_point("after_vdsm_id_commit")  # every child's agent id is committed
         finally:
             self._not_executing(root_id)
+
+    def _host_for(self, task_id: str) -> HostRow | None:
+        """The host a placeholder is about to be sent to. One that is no longer UP (it went
+        NON_RESPONSIVE or into maintenance since the placeholder was written) is swapped for
+        the least busy UP host: this task was never sent anywhere, so moving it is safe.
+        None if the placeholder is gone."""
+        with self.uow() as uow:
+            task = uow.repo.get(TaskRow, task_id)
+            if task is None:
+                return None
+            host = uow.repo.get(HostRow, task.host_id)
+            assert host is not None
+            if host.status == HostStatus.UP.value:
+                return host
+            try:
+                moved_to = HostPicker(uow.repo)()
+            except FailedPrecondition:
+                raise FailedPrecondition(
+                    f"no host is UP to run task {task_id} (its host {host.name} is {host.status})"
+                ) from None
+            task.host_id = moved_to
+            uow.commit()
+            target = uow.repo.get(HostRow, moved_to)
+            assert target is not None
+            log.warning(
+                "task %s moved from host %s (%s) to host %s before it was sent",
+                task_id,
+                host.name,
+                host.status,
+                target.name,
+                extra={"task_id": task_id, "host": target.name},
+            )
+            return target
 
     def _start(self, host: HostRow, task_id: str, child: CommandBase) -> str:
         """Have the child start its task, retrying UNAVAILABLE with the same request id (the

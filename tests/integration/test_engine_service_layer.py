@@ -327,3 +327,29 @@ def test_upgrading_from_the_first_revision_keeps_the_data(database_url: str) -> 
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_a_placeholder_moves_off_a_host_that_went_down_before_it_was_sent(
+    engine: Engine, agent_factory, monkeypatch
+) -> None:
+    from engine_service.adapters.orm import HostRow
+
+    agents = [agent_factory("host1"), agent_factory("host2")]
+    vm, dst = setup_vm(engine, agents, disks=2)
+    monkeypatch.setattr(engine.lifecycle, "execute", lambda root_id: None)  # hold the sending
+    _, view = engine.add_vm_template(vm, "moved", dst)
+    monkeypatch.undo()
+    hosts = {h.host.name: h.host.host_id for h in engine.inventory.hosts()}
+    with engine.uow() as uow:
+        assert {t.host_id for t in uow.repo.tasks_of(view.command_id)} == set(hosts.values())
+        down = uow.repo.get(HostRow, hosts["host1"])
+        assert down is not None
+        down.status = "NON_RESPONSIVE"
+        uow.commit()
+    engine.lifecycle.execute(view.command_id)
+    with engine.uow() as uow:
+        tasks = uow.repo.tasks_of(view.command_id)
+    assert {t.host_id for t in tasks} == {hosts["host2"]}
+    assert all(t.vdsm_task_id for t in tasks)
+    settle(engine)
+    assert engine.command(view.command_id).status is CommandStatus.SUCCEEDED

@@ -117,7 +117,17 @@ class Reconciler:
                 if answer is None:
                     unreachable.add(task_id)
         if self.orphans == "resubmit":
-            orphans_of = defaultdict(list)  # resubmitted below instead of failed
+            # Children a reachable host confirms it never got are sent again (to another host
+            # if theirs is no longer UP); a command with a child on an unreachable host cannot
+            # know, and fails by the seed's rule.
+            orphans_of = defaultdict(
+                list,
+                {
+                    root: ids
+                    for root, ids in orphans_of.items()
+                    if any(t in unreachable for t in ids)
+                },
+            )
         # Step 2: one transaction for everything.
         with self.uow() as uow:
             now = utcnow()

@@ -147,3 +147,33 @@ def test_a_hung_host_does_not_delay_the_others(make_dc) -> None:
     finally:
         os.kill(host2.proc.pid, signal.SIGCONT)
     dc.check_invariants()
+
+
+def test_resubmit_moves_never_started_children_to_an_up_host(make_dc) -> None:
+    from sqlalchemy import update
+
+    from engine_service.adapters.db import make_engine
+    from engine_service.adapters.orm import HostRow
+
+    dc, vm, src, dst = make_dc(
+        hosts=2, throttle=8 * MiB, disks=2, disk_bytes=MiB, engine_args=["--orphans", "resubmit"]
+    )
+    only_up(dc, "host1")
+    dc.engine.kill()
+    dc.engine.start(crash_at="after_placeholders_commit")
+    with pytest.raises(grpc.RpcError):
+        dc.start_template(vm, "resubmitted", dst)
+    dc.engine.wait_crashed()
+    # While the engine is down, an operator moves host1 into maintenance and host2 out of it.
+    db = make_engine(dc.engine.database_url)
+    with db.begin() as connection:
+        for name, status in (("host1", "MAINTENANCE"), ("host2", "UP")):
+            connection.execute(update(HostRow).where(HostRow.name == name).values(status=status))
+    db.dispose()
+    dc.engine.start()
+    reply = dc.stub.ReconcileOrphans(pb.ReconcileOrphansRequest(), timeout=T)
+    assert list(reply.startup_report.failed_command_ids) == []
+    (command,) = [c for c in dc.check_invariants() if c.action_type == "AddVmTemplate"]
+    assert command.status == pb.COMMAND_STATUS_SUCCEEDED, command.failure_reason
+    log = dc.engine.log_path.read_text()
+    assert log.count("moved from host host1 (MAINTENANCE) to host host2") == 2

@@ -21,6 +21,7 @@ from engine_service.entrypoints.grpc_servicer import EngineServicer
 from engine_service.service_layer.async_task_manager import PollSettings
 from engine_service.v1 import engine_service_pb2 as pb
 from engine_service.v1 import engine_service_pb2_grpc as pb_grpc
+from service_common.config import masked, parse_layered
 from service_common.grpc_server import GrpcServer, serve_metrics, stop_signal
 from service_common.logs import configure_logging
 
@@ -47,10 +48,6 @@ class Config:
     bound_address_file: Path | None
 
 
-def _env(flag: str, default: str | None) -> str | None:
-    return os.environ.get(ENV_PREFIX + flag.upper().replace("-", "_"), default)
-
-
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         value = kind(text)
@@ -70,80 +67,80 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     )
     p.add_argument(
         "--listen",
-        default=_env("listen", "127.0.0.1:50051"),
+        default="127.0.0.1:50051",
         help="HOST:PORT to serve gRPC on; port 0 picks a free one (default %(default)s)",
     )
     p.add_argument(
         "--state-dir",
         type=Path,
-        default=_env("state-dir", "/var/lib/engine-service"),
+        default="/var/lib/engine-service",
         help="where the default SQLite database lives (default %(default)s)",
     )
     p.add_argument(
         "--database-url",
-        default=_env("database-url", None),
+        default=None,
         help="an SQLAlchemy URL: sqlite:///FILE or postgresql://USER@HOST/DB "
         "(default: sqlite:///STATE_DIR/engine.db)",
     )
     p.add_argument(
         "--poll-interval",
         type=_positive(float),
-        default=_env("poll-interval", "1.0"),
+        default="1.0",
         help="seconds between two polls of every host (default %(default)s)",
     )
     p.add_argument(
         "--host-failure-polls",
         type=_positive(int),
-        default=_env("host-failure-polls", "3"),
+        default="3",
         help="failed polls in a row that make a host NON_RESPONSIVE (default %(default)s)",
     )
     p.add_argument(
         "--task-timeout",
         type=_positive(float),
-        default=_env("task-timeout", "300"),
+        default="300",
         help="seconds after a host became NON_RESPONSIVE that its commands fail "
         "(default %(default)s)",
     )
     p.add_argument(
         "--zombie-grace",
         type=_positive(float),
-        default=_env("zombie-grace", "60"),
+        default="60",
         help="seconds an agent task unknown to the engine may live before it is "
         "stopped and cleared (default %(default)s)",
     )
     p.add_argument(
         "--agent-deadline",
         type=_positive(float),
-        default=_env("agent-deadline", "3"),
+        default="3",
         help="seconds a host's agent gets to answer a poll or a lookup; a slower host misses "
         "that cycle and never delays the others (default %(default)s)",
     )
     p.add_argument(
         "--orphans",
         choices=("fail", "resubmit"),
-        default=_env("orphans", "fail"),
+        default="fail",
         help="commands whose placeholders never reached an agent at a restart: fail "
         "them (the default) or submit those children again",
     )
     p.add_argument(
         "--metrics-listen",
-        default=_env("metrics-listen", None),
+        default=None,
         help="HOST:PORT to serve Prometheus metrics at /metrics (default: off)",
     )
-    p.add_argument("--log-format", choices=("text", "json"), default=_env("log-format", "text"))
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument(
         "--grace",
         type=float,
-        default=_env("grace", "10"),
+        default="10",
         help="seconds in-flight RPCs get to finish after SIGTERM (default %(default)s)",
     )
     p.add_argument(
         "--bound-address-file",
         type=Path,
-        default=_env("bound-address-file", None),
+        default=None,
         help="write the HOST:PORT actually bound here once listening",
     )
-    ns = p.parse_args(argv)
+    ns = parse_layered(p, ENV_PREFIX, argv)
     state_dir = Path(ns.state_dir)
     return Config(
         listen=ns.listen,
@@ -190,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     crash_at = crash_point.check_configured()
     if crash_at:
         log.warning("ENGINE_CRASH_AT=%s: this process will die at that point", crash_at)
-    log.info("starting: %s", {k: str(v) for k, v in config.__dict__.items()})
+    log.info("effective configuration: %s", masked(config.__dict__))
     stopping = stop_signal(log)
     readiness = ReadinessInterceptor()
     server = GrpcServer(config.listen, [SERVICE_NAME], interceptors=[readiness])

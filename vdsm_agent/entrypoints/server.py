@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from service_common.config import masked, parse_layered
 from service_common.grpc_server import GrpcServer, serve_metrics, wait_for_stop_signal
 from service_common.logs import configure_logging
 from vdsm_agent.adapters.storage import StorageRoot
@@ -39,10 +39,6 @@ class Config:
     bound_address_file: Path | None
 
 
-def _env(flag: str, default: str | None) -> str | None:
-    return os.environ.get(ENV_PREFIX + flag.upper().replace("-", "_"), default)
-
-
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -59,53 +55,53 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     )
     p.add_argument(
         "--listen",
-        default=_env("listen", "127.0.0.1:54321"),
+        default="127.0.0.1:54321",
         help="HOST:PORT to serve gRPC on; port 0 picks a free one (default %(default)s)",
     )
     p.add_argument(
         "--storage-root",
         type=Path,
-        default=_env("storage-root", "/var/lib/vdsm-agent/storage"),
+        default="/var/lib/vdsm-agent/storage",
         help="the directory holding the storage domains, shared by every agent of a "
         "data center (default %(default)s)",
     )
     p.add_argument(
         "--state-dir",
         type=Path,
-        default=_env("state-dir", "/var/lib/vdsm-agent/state"),
+        default="/var/lib/vdsm-agent/state",
         help="where this agent keeps its task records (default %(default)s)",
     )
     p.add_argument(
         "--throttle",
         type=_positive_int,
-        default=_env("throttle", "0"),
+        default="0",
         help="limit each task's writing speed, bytes per second; 0 = no limit",
     )
     p.add_argument(
         "--workers",
         type=_positive_int,
-        default=_env("workers", "8"),
+        default="8",
         help="tasks that move bytes at once; more wait in state init (default %(default)s)",
     )
     p.add_argument(
         "--metrics-listen",
-        default=_env("metrics-listen", None),
+        default=None,
         help="HOST:PORT to serve Prometheus metrics at /metrics (default: off)",
     )
-    p.add_argument("--log-format", choices=("text", "json"), default=_env("log-format", "text"))
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument(
         "--grace",
         type=float,
-        default=_env("grace", "10"),
+        default="10",
         help="seconds in-flight RPCs get to finish after SIGTERM (default %(default)s)",
     )
     p.add_argument(
         "--bound-address-file",
         type=Path,
-        default=_env("bound-address-file", None),
+        default=None,
         help="write the HOST:PORT actually bound here once serving (for --listen :0)",
     )
-    ns = p.parse_args(argv)
+    ns = parse_layered(p, ENV_PREFIX, argv)
     if ns.workers < 1:
         p.error("--workers must be at least 1")
     return Config(
@@ -157,15 +153,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     crash_at = crash_point.check_configured()
     if crash_at:
         log.warning("VDSM_AGENT_CRASH_AT=%s: this process will die at that point", crash_at)
-    log.info(
-        "starting: listen=%s storage_root=%s state_dir=%s throttle=%s workers=%d metrics=%s",
-        config.listen,
-        config.storage_root,
-        config.state_dir,
-        config.throttle or "off",
-        config.workers,
-        config.metrics_listen or "off",
-    )
+    log.info("effective configuration: %s", masked(config.__dict__))
     server = AgentServer(config)
     serve_metrics(config.metrics_listen, log)
     server.start()

@@ -240,7 +240,11 @@ class AsyncTaskManager:
                             task.task_id,
                             host.name,
                             task.vdsm_task_id,
-                            extra={"task_id": task.task_id, "host": host.name},
+                            extra={
+                                "task_id": task.task_id,
+                                "host": host.name,
+                                "command_id": task.root_command_id,
+                            },
                         )
                 uow.repo.update_task_statuses(changes)
             uow.commit()
@@ -307,7 +311,7 @@ class AsyncTaskManager:
         this poll. Returns how many tasks were cleared and forgotten."""
         executing = self.lifecycle.executing()
         with self.uow() as uow:
-            hosts = {h.host_id: h.address for h in uow.repo.hosts()}
+            hosts = {h.host_id: h for h in uow.repo.hosts()}
             work = [
                 (
                     t.task_id,
@@ -325,7 +329,8 @@ class AsyncTaskManager:
         for task_id, host_id, vdsm_task_id, cleanup, sd_id, image_id, root_id in work:
             if host_id not in result.statuses or root_id in executing:
                 continue  # not reachable this cycle, or still being submitted
-            client = self.agents.get(hosts[host_id])
+            client = self.agents.get(hosts[host_id].address)
+            context = {"task_id": task_id, "command_id": root_id, "host": hosts[host_id].name}
             compensate = cleanup == TaskCleanup.COMPENSATE.value
             try:
                 if vdsm_task_id is None:
@@ -348,7 +353,7 @@ class AsyncTaskManager:
                         client.stop_task(vdsm_task_id)  # idempotent; finished by a later poll
                     continue
                 if compensate:
-                    self._delete_image(client, sd_id, image_id)
+                    self._delete_image(client, sd_id, image_id, context)
                 if status is not None:
                     crash_point("before_clear")
                     try:
@@ -362,7 +367,7 @@ class AsyncTaskManager:
                     "task %s cleared on its host%s",
                     task_id,
                     " after compensation" if compensate else "",
-                    extra={"task_id": task_id},
+                    extra=context,
                 )
             except AgentUnavailable:
                 result.statuses.pop(host_id, None)  # try this host again next cycle
@@ -371,18 +376,25 @@ class AsyncTaskManager:
                     "cleanup of task %s: the agent said %s; will retry",
                     task_id,
                     exc,
-                    extra={"task_id": task_id},
+                    extra=context,
                 )
         return forgotten
 
-    def _delete_image(self, client: AgentClient, sd_id: str, image_id: str) -> None:
+    def _delete_image(
+        self, client: AgentClient, sd_id: str, image_id: str, context: dict[str, str] | None = None
+    ) -> None:
         with self.uow() as uow:
             in_use = uow.repo.disk_with_image(sd_id, image_id)
         if in_use is not None:
             return  # a disk of the inventory owns it: never delete
         try:
             client.delete_image(sd_id, image_id)
-            log.info("compensation: deleted image %s in storage domain %s", image_id, sd_id)
+            log.info(
+                "compensation: deleted image %s in storage domain %s",
+                image_id,
+                sd_id,
+                extra=context,
+            )
         except AgentRejected as exc:
             if exc.code.name != "NOT_FOUND":
                 raise

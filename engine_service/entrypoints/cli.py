@@ -532,4 +532,4 @@ def follow(c: Client, command_id: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="enginectl")

@@ -95,3 +95,14 @@ def test_help_has_examples() -> None:
     )
     assert "Examples:" in done.stdout and "template add" in done.stdout
     assert "Exit codes" in done.stdout
+
+
+def test_shell_completion_is_available() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "engine_service.entrypoints.cli"],
+        env={**os.environ, "_ENGINECTL_COMPLETE": "bash_source"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "complete" in done.stdout and "_ENGINECTL_COMPLETE" in done.stdout

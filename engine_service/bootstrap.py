@@ -16,6 +16,7 @@ from engine_service.service_layer.inventory import Inventory
 from engine_service.service_layer.lifecycle import CommandLifecycle
 from engine_service.service_layer.reconciliation import Reconciler
 from engine_service.service_layer.unit_of_work import UnitOfWork
+from service_common.tls import ClientTls
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class EngineSettings:
     poll: PollSettings = field(default_factory=PollSettings)
     orphans: str = "fail"
     agent_timeout: float = 10.0
+    agent_tls: ClientTls | None = None
 
 
 def bootstrap(
@@ -36,7 +38,7 @@ def bootstrap(
     def uow() -> UnitOfWork:
         return UnitOfWork(sessions)
 
-    agents = agents or AgentPool(settings.agent_timeout)
+    agents = agents or AgentPool(settings.agent_timeout, settings.agent_tls)
     lifecycle = CommandLifecycle(uow, agents)
     manager = AsyncTaskManager(uow, agents, lifecycle, settings.poll)
     reconciler = Reconciler(

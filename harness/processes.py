@@ -28,6 +28,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from engine_service.v1 import engine_service_pb2_grpc
 from service_common.crash import CRASH_EXIT_CODE
+from service_common.grpc_client import client_channel
+from service_common.tls import ClientTls, channel
 from vdsm_agent.v1 import agent_service_pb2_grpc
 
 
@@ -48,6 +50,9 @@ class ServiceProcess:
         env: Mapping[str, str] | None = None,
         host: str = "127.0.0.1",
     ) -> None:
+        # How the harness itself reaches the process: TLS, and a bearer token for the API.
+        self.client_tls: ClientTls | None = None
+        self.token: str | None = None
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.extra_args = list(extra_args or [])
@@ -139,8 +144,8 @@ class ServiceProcess:
     def health(self, service: str = "", timeout: float = 1.0) -> str:
         """The health status name, or "UNREACHABLE"."""
         try:
-            with grpc.insecure_channel(self.address) as channel:
-                reply = health_pb2_grpc.HealthStub(channel).Check(
+            with channel(self.address, self.client_tls) as health_channel:
+                reply = health_pb2_grpc.HealthStub(health_channel).Check(
                     health_pb2.HealthCheckRequest(service=service), timeout=timeout
                 )
         except grpc.RpcError:
@@ -185,7 +190,7 @@ class ServiceProcess:
     def channel(self) -> grpc.Channel:
         """One channel per process, kept across restarts (gRPC reconnects by itself)."""
         if self._channel is None:
-            self._channel = grpc.insecure_channel(self.address)
+            self._channel = client_channel(self.address, self.client_tls, self.token)
         return self._channel
 
     def close(self) -> None:

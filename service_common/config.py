@@ -21,9 +21,16 @@ def env_name(prefix: str, dest: str) -> str:
 
 
 def parse_layered(
-    parser: argparse.ArgumentParser, prefix: str, argv: Sequence[str] | None
+    parser: argparse.ArgumentParser,
+    prefix: str,
+    argv: Sequence[str] | None,
+    env_names: Mapping[str, str] | None = None,
 ) -> argparse.Namespace:
-    """Parse `argv` over the file named by --config (or PREFIX + CONFIG) and the environment."""
+    """Parse `argv` over the file named by --config (or PREFIX + CONFIG) and the environment.
+
+    `env_names` maps a setting to a variable other than PREFIX + SETTING. A repeatable flag
+    (action "append") takes a list in the file and a comma-separated variable; flags given on
+    the command line replace, rather than extend, what the file or the environment said."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", type=Path, default=os.environ.get(env_name(prefix, "config")))
     known, _ = pre.parse_known_args(argv)
@@ -32,11 +39,17 @@ def parse_layered(
     if known.config is not None:
         layered.update(read_config_file(known.config, dests))
     for dest in dests:
-        from_env = os.environ.get(env_name(prefix, dest))
+        from_env = os.environ.get((env_names or {}).get(dest, env_name(prefix, dest)))
         if from_env is not None:
             layered[dest] = from_env
-    for dest, value in layered.items():
+    lists: dict[str, list[str]] = {}
+    for dest, value in list(layered.items()):
         action = dests[dest]
+        if isinstance(action, argparse._AppendAction):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            lists[dest] = [str(item).strip() for item in items if str(item).strip()]
+            del layered[dest]
+            continue
         if isinstance(value, str) and action.type is not None and callable(action.type):
             try:
                 value = action.type(value)
@@ -58,7 +71,11 @@ def parse_layered(
         help=f"a TOML file of settings named like the flags (env {prefix}CONFIG);"
         " the environment and flags override it",
     )
-    return parser.parse_args(argv)
+    ns = parser.parse_args(argv)
+    for dest, items in lists.items():
+        if getattr(ns, dest) is None:
+            setattr(ns, dest, items)
+    return ns
 
 
 def read_config_file(path: Path, dests: Mapping[str, argparse.Action]) -> dict[str, Any]:

@@ -96,6 +96,7 @@ class GrpcServer:
         service_names: Iterable[str],
         max_workers: int = 16,
         interceptors: Sequence[grpc.ServerInterceptor] = (),
+        credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
@@ -112,7 +113,10 @@ class GrpcServer:
             (*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
         host, _ = host_port(listen)
-        bound = self.server.add_insecure_port(listen)
+        if credentials is None:
+            bound = self.server.add_insecure_port(listen)
+        else:
+            bound = self.server.add_secure_port(listen, credentials)
         if not bound:
             raise SystemExit(f"cannot listen on {listen}")
         self.address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"

@@ -8,15 +8,20 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from service_common.tls import ClientTls, channel
 
-def check(address: str, service: str = "", timeout: float = 3.0) -> str:
+
+def check(
+    address: str, service: str = "", timeout: float = 3.0, tls: ClientTls | None = None
+) -> str:
     """The server's status name for `service` ("" = the whole server), or raise grpc.RpcError."""
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+    with channel(address, tls) as channel_:
+        stub = health_pb2_grpc.HealthStub(channel_)
         reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
@@ -26,9 +31,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("address", help="HOST:PORT of the gRPC server")
     p.add_argument("--service", default="", help="service name to check (default: the server)")
     p.add_argument("--timeout", type=float, default=3.0, help="seconds (default %(default)s)")
+    p.add_argument("--tls-ca", type=Path, help="the server speaks TLS: trust this CA")
+    p.add_argument("--tls-cert", type=Path, help="client certificate (mutual TLS)")
+    p.add_argument("--tls-key", type=Path, help="its private key")
     ns = p.parse_args(argv)
+    tls = ClientTls(ns.tls_ca, ns.tls_cert, ns.tls_key) if ns.tls_ca else None
     try:
-        status = check(ns.address, ns.service, ns.timeout)
+        status = check(ns.address, ns.service, ns.timeout, tls)
     except grpc.RpcError as exc:
         print(f"{ns.address}: {exc.code().name}: {exc.details()}", file=sys.stderr)
         sys.exit(2)

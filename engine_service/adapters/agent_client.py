@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from engine_service import observability as metrics
 from engine_service.domain.model import TaskResult, TaskState
+from service_common.tls import ClientTls, channel
 from vdsm_agent.v1 import agent_service_pb2 as pb
 from vdsm_agent.v1 import agent_service_pb2_grpc as pb_grpc
 from vdsm_agent.wire import RESULT_FROM_PB, STATE_FROM_PB
@@ -52,10 +53,10 @@ class AgentTaskInfo:
 
 
 class AgentClient:
-    def __init__(self, address: str, timeout: float = 5.0) -> None:
+    def __init__(self, address: str, timeout: float = 5.0, tls: ClientTls | None = None) -> None:
         self.address = address
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(address)
+        self.channel = channel(address, tls)
         self.stub = pb_grpc.AgentServiceStub(self.channel)
 
     def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
@@ -133,8 +134,9 @@ class AgentClient:
 class AgentPool:
     """One client per agent address, made on first use."""
 
-    def __init__(self, timeout: float = 5.0) -> None:
+    def __init__(self, timeout: float = 5.0, tls: ClientTls | None = None) -> None:
         self.timeout = timeout
+        self.tls = tls
         self._clients: dict[str, AgentClient] = {}
         self._lock = threading.Lock()
 
@@ -142,7 +144,7 @@ class AgentPool:
         with self._lock:
             client = self._clients.get(address)
             if client is None:
-                client = self._clients[address] = AgentClient(address, self.timeout)
+                client = self._clients[address] = AgentClient(address, self.timeout, self.tls)
             return client
 
     def close(self) -> None:

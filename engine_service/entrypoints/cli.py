@@ -12,6 +12,7 @@ import re
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -21,7 +22,9 @@ from google.protobuf.message import Message
 
 from engine_service.v1 import engine_service_pb2 as pb
 from engine_service.v1 import engine_service_pb2_grpc as pb_grpc
+from service_common.grpc_client import client_channel
 from service_common.health_probe import check as health_check
+from service_common.tls import ClientTls, init_pki
 
 EXIT_CODES = {
     grpc.StatusCode.INVALID_ARGUMENT: 2,
@@ -37,16 +40,27 @@ UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 class Client:
-    def __init__(self, address: str, timeout: float, as_json: bool) -> None:
+    def __init__(
+        self,
+        address: str,
+        timeout: float,
+        as_json: bool,
+        token: str | None = None,
+        tls: ClientTls | None = None,
+    ) -> None:
         self.address = address
         self.timeout = timeout
         self.as_json = as_json
+        self.token = token
+        self.tls = tls
         self._stub: pb_grpc.EngineServiceStub | None = None
 
     @property
     def stub(self) -> pb_grpc.EngineServiceStub:
         if self._stub is None:
-            self._stub = pb_grpc.EngineServiceStub(grpc.insecure_channel(self.active_address()))
+            self._stub = pb_grpc.EngineServiceStub(
+                client_channel(self.active_address(), self.tls, self.token)
+            )
         return self._stub
 
     def active_address(self) -> str:
@@ -56,7 +70,7 @@ class Client:
             return addresses[0]
         for address in addresses:
             try:
-                if health_check(address, timeout=min(self.timeout, 3.0)) == "SERVING":
+                if health_check(address, timeout=min(self.timeout, 3.0), tls=self.tls) == "SERVING":
                     return address
             except grpc.RpcError:
                 continue
@@ -131,8 +145,28 @@ def request_id_option(f: Callable[..., Any]) -> Callable[..., Any]:
     help="seconds per call (env ENGINECTL_TIMEOUT)",
 )
 @click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")
+@click.option(
+    "--token",
+    envvar="ENGINECTL_TOKEN",
+    default=None,
+    help="bearer token for an engine that requires one (env ENGINECTL_TOKEN)",
+)
+@click.option(
+    "--tls-ca",
+    envvar="ENGINECTL_TLS_CA",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="the engine API speaks TLS: trust this CA (env ENGINECTL_TLS_CA)",
+)
 @click.pass_context
-def main(ctx: click.Context, address: str, timeout: float, as_json: bool) -> None:
+def main(
+    ctx: click.Context,
+    address: str,
+    timeout: float,
+    as_json: bool,
+    token: str | None,
+    tls_ca: str | None,
+) -> None:
     """Drive the engine: hosts, storage domains, disks, VMs, templates and their commands.
 
     \b
@@ -143,8 +177,42 @@ def main(ctx: click.Context, address: str, timeout: float, as_json: bool) -> Non
       enginectl vm add web --disk DISK_ID --disk DISK_ID
       enginectl template add --vm VM_ID --name golden --domain SD_ID --watch
       enginectl --json command list --status failed
+      enginectl pki init --out ./pki --name agent1 --name agent2
     """
-    ctx.obj = Client(address, timeout, as_json)
+    ctx.obj = Client(address, timeout, as_json, token, ClientTls(Path(tls_ca)) if tls_ca else None)
+
+
+# -- PKI ------------------------------------------------------------------------------------
+
+
+@main.group()
+def pki() -> None:
+    """Certificates for a development or compose setup (no shelling out to openssl)."""
+
+
+@pki.command("init")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="where to write")
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    help="a host name or address the certificates must be valid for (repeatable); "
+    "localhost, 127.0.0.1 and ::1 are always included",
+)
+def pki_init(out: str, names: tuple[str, ...]) -> None:
+    """Create a CA, the engine's certificate (server and client) and the agents' one.
+
+    \b
+    Then, for mutual TLS between the engine and its agents:
+      vdsm-agent ... --tls-cert OUT/agent.pem --tls-key OUT/agent.key --tls-client-ca OUT/ca.pem
+      engine-service ... --agent-tls-ca OUT/ca.pem --agent-tls-cert OUT/engine.pem \\
+                         --agent-tls-key OUT/engine.key \\
+                         --tls-cert OUT/engine.pem --tls-key OUT/engine.key
+      enginectl --tls-ca OUT/ca.pem ...
+    """
+    files = init_pki(Path(out), names)
+    for role, path in files.items():
+        click.echo(f"{role:<11} {path}")
 
 
 # -- hosts --------------------------------------------------------------------------------------

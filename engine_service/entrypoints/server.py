@@ -4,6 +4,7 @@ reconciliation before SERVING, polling, and a graceful stop on SIGTERM."""
 from __future__ import annotations
 
 import argparse
+import hmac
 import logging
 import os
 import threading
@@ -24,6 +25,7 @@ from engine_service.v1 import engine_service_pb2_grpc as pb_grpc
 from service_common.config import masked, parse_layered
 from service_common.grpc_server import GrpcServer, serve_metrics, stop_signal
 from service_common.logs import configure_logging
+from service_common.tls import ClientTls, server_credentials
 
 log = logging.getLogger("engine_service")
 
@@ -46,6 +48,10 @@ class Config:
     log_format: str
     grace_seconds: float
     bound_address_file: Path | None
+    agent_tls: ClientTls | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    api_tokens: tuple[str, ...] = ()
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -140,7 +146,43 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         default=None,
         help="write the HOST:PORT actually bound here once listening",
     )
-    ns = parse_layered(p, ENV_PREFIX, argv)
+    p.add_argument(
+        "--agent-tls-ca",
+        type=Path,
+        default=None,
+        help="reach agents over TLS, trusting this CA (their host names are checked)",
+    )
+    p.add_argument(
+        "--agent-tls-cert",
+        type=Path,
+        default=None,
+        help="the engine's client certificate for agents that require one",
+    )
+    p.add_argument("--agent-tls-key", type=Path, default=None, help="its private key")
+    p.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=None,
+        help="serve the engine API over TLS with this certificate",
+    )
+    p.add_argument("--tls-key", type=Path, default=None, help="its private key")
+    p.add_argument(
+        "--api-token",
+        action="append",
+        default=None,
+        help="a bearer token the API accepts; repeatable (env ENGINE_API_TOKENS, "
+        "comma-separated). None configured: the API is open",
+    )
+    ns = parse_layered(p, ENV_PREFIX, argv, env_names={"api_token": "ENGINE_API_TOKENS"})
+    if (ns.tls_cert is None) != (ns.tls_key is None):
+        p.error("--tls-cert and --tls-key go together")
+    if (ns.agent_tls_cert is None) != (ns.agent_tls_key is None):
+        p.error("--agent-tls-cert and --agent-tls-key go together")
+    if ns.agent_tls_cert is not None and ns.agent_tls_ca is None:
+        p.error("--agent-tls-cert needs --agent-tls-ca")
+    agent_tls = (
+        ClientTls(ns.agent_tls_ca, ns.agent_tls_cert, ns.agent_tls_key) if ns.agent_tls_ca else None
+    )
     state_dir = Path(ns.state_dir)
     return Config(
         listen=ns.listen,
@@ -156,7 +198,47 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         log_format=ns.log_format,
         grace_seconds=float(ns.grace),
         bound_address_file=ns.bound_address_file,
+        agent_tls=agent_tls,
+        tls_cert=ns.tls_cert,
+        tls_key=ns.tls_key,
+        api_tokens=tuple(ns.api_token or ()),
     )
+
+
+def _refusal(handler: Any, code: grpc.StatusCode, message: str) -> Any:
+    def refuse(request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(code, message)
+
+    if handler is not None and handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(refuse)
+    return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+class TokenInterceptor(grpc.ServerInterceptor):
+    """With tokens configured, engine API calls need `authorization: Bearer <token>`; health
+    and reflection stay open. Tokens are compared in constant time."""
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        self.tokens = [t.encode() for t in tokens]
+
+    def accepts(self, metadata: Any) -> str | None:
+        """None if the call may go on, else why not."""
+        presented = [v for k, v in (metadata or ()) if k == "authorization"]
+        if not presented or not str(presented[0]).startswith("Bearer "):
+            return "missing bearer token: send the metadata 'authorization: Bearer <token>'"
+        offered = str(presented[0]).removeprefix("Bearer ").encode()
+        matched = False
+        for token in self.tokens:  # every one, so the time says nothing about which matched
+            matched |= hmac.compare_digest(offered, token)
+        return None if matched else "invalid bearer token"
+
+    def intercept_service(self, continuation: Any, details: Any) -> Any:
+        if not self.tokens or not details.method.startswith(f"/{SERVICE_NAME}/"):
+            return continuation(details)
+        problem = self.accepts(details.invocation_metadata)
+        if problem is None:
+            return continuation(details)
+        return _refusal(continuation(details), grpc.StatusCode.UNAUTHENTICATED, problem)
 
 
 class ReadinessInterceptor(grpc.ServerInterceptor):
@@ -169,16 +251,12 @@ class ReadinessInterceptor(grpc.ServerInterceptor):
         if self.ready.is_set() or not details.method.startswith(f"/{SERVICE_NAME}/"):
             return continuation(details)
 
-        def refuse(request: Any, context: grpc.ServicerContext) -> Any:
-            context.abort(
-                grpc.StatusCode.UNAVAILABLE,
-                "the engine is starting (reconciling); retry when health is SERVING",
-            )
-
-        handler = continuation(details)
-        if handler is not None and handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(refuse)
-        return grpc.unary_unary_rpc_method_handler(refuse)
+        return _refusal(
+            continuation(details),
+            grpc.StatusCode.UNAVAILABLE,
+            "the engine is not serving (standing by, or reconciling at startup); "
+            "retry when its health is SERVING",
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -190,22 +268,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     log.info("effective configuration: %s", masked(config.__dict__))
     stopping = stop_signal(log)
     readiness = ReadinessInterceptor()
-    server = GrpcServer(config.listen, [SERVICE_NAME], interceptors=[readiness])
+    credentials = (
+        server_credentials(config.tls_cert, config.tls_key)
+        if config.tls_cert and config.tls_key
+        else None
+    )
+    server = GrpcServer(
+        config.listen,
+        [SERVICE_NAME],
+        credentials=credentials,
+        interceptors=[TokenInterceptor(config.api_tokens), readiness],
+    )
     serve_metrics(config.metrics_listen, log)
     servicer = DeferredServicer()
     pb_grpc.add_EngineServiceServicer_to_server(servicer, server.server)
     server.start(config.bound_address_file)
-    log.warning(
-        "serving plaintext gRPC on %s (no TLS configured); NOT_SERVING until this "
-        "engine is the active one and its startup reconciliation committed",
-        server.address,
-    )
+    log_security(config, server.address)
     lease = lease_for(config.database_url)
     if not wait_for_lease(lease, stopping):
         server.stop(config.grace_seconds)
         log.info("stopped while standby")
         return
     settings = EngineSettings(
+        agent_tls=config.agent_tls,
         database_url=config.database_url,
         orphans=config.orphans,
         poll=PollSettings(
@@ -229,6 +314,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     engine.stop()
     lease.release()
     log.info("stopped")
+
+
+def log_security(config: Config, address: str) -> None:
+    api = "TLS" if config.tls_cert else "PLAINTEXT (no --tls-cert; local development only)"
+    auth = f"{len(config.api_tokens)} bearer token(s)" if config.api_tokens else "NO token (open)"
+    if config.agent_tls is None:
+        agents = "PLAINTEXT (no --agent-tls-ca; local development only)"
+    elif config.agent_tls.cert is None:
+        agents = "TLS trusting the agent CA, without a client certificate"
+    else:
+        agents = "mutual TLS"
+    level = (
+        logging.INFO
+        if config.tls_cert and config.api_tokens and config.agent_tls
+        else logging.WARNING
+    )
+    log.log(
+        level,
+        "API on %s: %s, %s; to agents: %s. NOT_SERVING until this engine is the "
+        "active one and its startup reconciliation committed",
+        address,
+        api,
+        auth,
+        agents,
+    )
 
 
 class DeferredServicer(EngineServicer):

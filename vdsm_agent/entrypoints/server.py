@@ -12,6 +12,7 @@ from pathlib import Path
 from service_common.config import masked, parse_layered
 from service_common.grpc_server import GrpcServer, serve_metrics, wait_for_stop_signal
 from service_common.logs import configure_logging
+from service_common.tls import server_credentials
 from vdsm_agent.adapters.storage import StorageRoot
 from vdsm_agent.adapters.task_store import TaskStore
 from vdsm_agent.crash import crash_point
@@ -37,6 +38,9 @@ class Config:
     log_format: str
     grace_seconds: float
     bound_address_file: Path | None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
 
 
 def _positive_int(text: str) -> int:
@@ -101,9 +105,26 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         default=None,
         help="write the HOST:PORT actually bound here once serving (for --listen :0)",
     )
+    p.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=None,
+        help="this agent's certificate (PEM): serve TLS instead of plaintext",
+    )
+    p.add_argument("--tls-key", type=Path, default=None, help="the certificate's private key")
+    p.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        default=None,
+        help="accept only clients with a certificate this CA signed (mutual TLS)",
+    )
     ns = parse_layered(p, ENV_PREFIX, argv)
     if ns.workers < 1:
         p.error("--workers must be at least 1")
+    if (ns.tls_cert is None) != (ns.tls_key is None):
+        p.error("--tls-cert and --tls-key go together")
+    if ns.tls_client_ca is not None and ns.tls_cert is None:
+        p.error("--tls-client-ca needs --tls-cert and --tls-key")
     return Config(
         listen=ns.listen,
         storage_root=ns.storage_root,
@@ -114,6 +135,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         log_format=ns.log_format,
         grace_seconds=float(ns.grace),
         bound_address_file=ns.bound_address_file,
+        tls_cert=ns.tls_cert,
+        tls_key=ns.tls_key,
+        tls_client_ca=ns.tls_client_ca,
     )
 
 
@@ -128,7 +152,12 @@ class AgentServer:
             throttle_bytes_per_s=config.throttle,
             workers=config.workers,
         )
-        self.grpc = GrpcServer(config.listen, [SERVICE_NAME])
+        credentials = (
+            server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
+            if config.tls_cert and config.tls_key
+            else None
+        )
+        self.grpc = GrpcServer(config.listen, [SERVICE_NAME], credentials=credentials)
         pb_grpc.add_AgentServiceServicer_to_server(AgentServicer(self.tasks), self.grpc.server)
 
     @property
@@ -138,7 +167,23 @@ class AgentServer:
     def start(self) -> None:
         self.grpc.start(self.config.bound_address_file)
         self.grpc.set_serving(True)
-        log.warning("serving plaintext gRPC on %s (no TLS configured)", self.address)
+        if self.config.tls_client_ca:
+            log.info(
+                "serving mutual TLS on %s: only clients signed by %s get in",
+                self.address,
+                self.config.tls_client_ca,
+            )
+        elif self.config.tls_cert:
+            log.warning(
+                "serving TLS on %s WITHOUT client certificates (no --tls-client-ca): "
+                "any client may drive this host",
+                self.address,
+            )
+        else:
+            log.warning(
+                "serving PLAINTEXT gRPC on %s: no TLS configured, for local development only",
+                self.address,
+            )
 
     def stop(self) -> None:
         log.info("stopping: health NOT_SERVING, letting in-flight RPCs finish")

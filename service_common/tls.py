@@ -1,0 +1,154 @@
+"""TLS for both services: server and channel credentials, and a development PKI.
+
+As VDSM trusts only the engine's CA, an agent given `--tls-client-ca` accepts only clients whose
+certificate that CA signed; the engine verifies each agent's certificate and host name (gRPC
+checks the address it dials against the certificate's subject alternative names).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+def read(path: Path | None) -> bytes | None:
+    return path.read_bytes() if path is not None else None
+
+
+def server_credentials(
+    cert: Path, key: Path, client_ca: Path | None = None
+) -> grpc.ServerCredentials:
+    """TLS with this certificate; with `client_ca`, clients must present a certificate it signed."""
+    return grpc.ssl_server_credentials(
+        [(key.read_bytes(), cert.read_bytes())],
+        root_certificates=read(client_ca),
+        require_client_auth=client_ca is not None,
+    )
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """How a client reaches a TLS server: the CA to trust and, for mutual TLS, its own pair."""
+
+    ca: Path
+    cert: Path | None = None
+    key: Path | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca.read_bytes(),
+            private_key=read(self.key),
+            certificate_chain=read(self.cert),
+        )
+
+
+def channel(address: str, tls: ClientTls | None = None) -> grpc.Channel:
+    if tls is None:
+        return grpc.insecure_channel(address)
+    return grpc.secure_channel(address, tls.credentials())
+
+
+# -- a development PKI -------------------------------------------------------------------------
+
+DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "durable-virt-tasks dev"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _write(path: Path, data: bytes, private: bool = False) -> None:
+    path.write_bytes(data)
+    path.chmod(0o600 if private else 0o644)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _alt_names(names: Iterable[str]) -> x509.SubjectAlternativeName:
+    entries: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            entries.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            entries.append(x509.DNSName(name))
+    return x509.SubjectAlternativeName(entries)
+
+
+def init_pki(
+    out: Path, names: Iterable[str] = (), days: int = 825, ca_name: str = "engine CA"
+) -> dict[str, Path]:
+    """Create a CA, a certificate for the engine (server and client) and one for the agents
+    (server), both valid for `names` plus localhost. Returns the files by role."""
+    out.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(ca_name))
+        .issuer_name(_name(ca_name))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = {"ca": out / "ca.pem", "ca_key": out / "ca.key"}
+    _write(files["ca"], ca_cert.public_bytes(serialization.Encoding.PEM))
+    _write(files["ca_key"], _key_pem(ca_key), private=True)
+    all_names = list(dict.fromkeys([*DEFAULT_NAMES, *names]))
+    for role, usages in (
+        ("engine", [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+        ("agent", [ExtendedKeyUsageOID.SERVER_AUTH]),
+    ):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(role))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=days))
+            .add_extension(_alt_names(all_names), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256())
+        )
+        files[role] = out / f"{role}.pem"
+        files[f"{role}_key"] = out / f"{role}.key"
+        _write(files[role], cert.public_bytes(serialization.Encoding.PEM))
+        _write(files[f"{role}_key"], _key_pem(key), private=True)
+    return files

@@ -42,6 +42,8 @@ class ClientTls:
     ca: Path
     cert: Path | None = None
     key: Path | None = None
+    # Check the server's certificate against this name instead of the dialled address.
+    server_name: str | None = None
 
     def credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(
@@ -54,7 +56,8 @@ class ClientTls:
 def channel(address: str, tls: ClientTls | None = None) -> grpc.Channel:
     if tls is None:
         return grpc.insecure_channel(address)
-    return grpc.secure_channel(address, tls.credentials())
+    options = [("grpc.ssl_target_name_override", tls.server_name)] if tls.server_name else []
+    return grpc.secure_channel(address, tls.credentials(), options=options)
 
 
 # -- a development PKI -------------------------------------------------------------------------
@@ -93,10 +96,15 @@ def _alt_names(names: Iterable[str]) -> x509.SubjectAlternativeName:
 
 
 def init_pki(
-    out: Path, names: Iterable[str] = (), days: int = 825, ca_name: str = "engine CA"
+    out: Path,
+    names: Iterable[str] = (),
+    days: int = 825,
+    ca_name: str = "engine CA",
+    include_local: bool = True,
 ) -> dict[str, Path]:
     """Create a CA, a certificate for the engine (server and client) and one for the agents
-    (server), both valid for `names` plus localhost. Returns the files by role."""
+    (server), both valid for `names` plus (unless told otherwise) localhost. Returns the files
+    by role."""
     out.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -128,7 +136,7 @@ def init_pki(
     files = {"ca": out / "ca.pem", "ca_key": out / "ca.key"}
     _write(files["ca"], ca_cert.public_bytes(serialization.Encoding.PEM))
     _write(files["ca_key"], _key_pem(ca_key), private=True)
-    all_names = list(dict.fromkeys([*DEFAULT_NAMES, *names]))
+    all_names = list(dict.fromkeys([*(DEFAULT_NAMES if include_local else ()), *names]))
     for role, usages in (
         ("engine", [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
         ("agent", [ExtendedKeyUsageOID.SERVER_AUTH]),

@@ -1,0 +1,198 @@
+"""Trust: only the engine drives an agent (mutual TLS), only token holders drive the engine,
+and no id reaches outside the storage root."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+
+from engine_service.v1 import engine_service_pb2 as pb
+from engine_service.v1 import engine_service_pb2_grpc as pb_grpc
+from harness.scenario import DataCenter
+from service_common.grpc_client import client_channel
+from service_common.tls import ClientTls, init_pki
+from vdsm_agent.v1 import agent_service_pb2 as apb
+from vdsm_agent.v1 import agent_service_pb2_grpc as apb_grpc
+
+T = 10
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> dict[str, Path]:
+    return init_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def other_pki(tmp_path_factory) -> dict[str, Path]:
+    return init_pki(tmp_path_factory.mktemp("other-pki"), ca_name="someone else's CA")
+
+
+def mtls_agent(agent_factory, pki: dict[str, Path], name: str = "host1"):
+    agent = agent_factory(
+        name,
+        start=False,
+        extra_args=[
+            "--tls-cert",
+            str(pki["agent"]),
+            "--tls-key",
+            str(pki["agent_key"]),
+            "--tls-client-ca",
+            str(pki["ca"]),
+        ],
+    )
+    agent.client_tls = ClientTls(pki["ca"], pki["engine"], pki["engine_key"])
+    agent.start()
+    return agent
+
+
+def create_domain(channel: grpc.Channel) -> None:
+    apb_grpc.AgentServiceStub(channel).CreateStorageDomain(
+        apb.CreateStorageDomainRequest(storage_domain_id=str(uuid.uuid4())), timeout=T
+    )
+
+
+def test_an_agent_with_mutual_tls_admits_only_clients_signed_by_its_ca(
+    agent_factory, pki, other_pki
+) -> None:
+    agent = mtls_agent(agent_factory, pki)
+    create_domain(agent.channel())  # the engine's certificate gets in
+    refused = {
+        "no client certificate": grpc.secure_channel(
+            agent.address, ClientTls(pki["ca"]).credentials()
+        ),
+        "a certificate from another CA": grpc.secure_channel(
+            agent.address,
+            ClientTls(pki["ca"], other_pki["engine"], other_pki["engine_key"]).credentials(),
+        ),
+        "plaintext": grpc.insecure_channel(agent.address),
+    }
+    for what, channel in refused.items():
+        with pytest.raises(grpc.RpcError) as err:
+            create_domain(channel)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE, what
+        channel.close()
+    assert "mutual TLS" in agent.log_path.read_text()
+
+
+def test_the_engine_drives_mtls_agents_and_checks_their_host_name(
+    agent_factory, engine_factory, pki, tmp_path
+) -> None:
+    agent = mtls_agent(agent_factory, pki)
+    engine_tls = [
+        "--agent-tls-ca",
+        str(pki["ca"]),
+        "--agent-tls-cert",
+        str(pki["engine"]),
+        "--agent-tls-key",
+        str(pki["engine_key"]),
+    ]
+    dc = DataCenter(engine_factory(extra_args=engine_tls), [agent])
+    dc.register_hosts()
+    sd = dc.add_domain("data1")
+    dc.add_disk(sd, 4096)  # a whole command over mutual TLS
+    # An agent whose certificate names another host is refused by the engine.
+    elsewhere = init_pki(tmp_path / "elsewhere", names=["agent9.example"], include_local=False)
+    impostor = agent_factory(
+        "impostor",
+        start=False,
+        extra_args=[
+            "--tls-cert",
+            str(elsewhere["agent"]),
+            "--tls-key",
+            str(elsewhere["agent_key"]),
+        ],
+    )
+    impostor.client_tls = ClientTls(elsewhere["ca"], server_name="agent9.example")
+    impostor.start()
+    with pytest.raises(grpc.RpcError) as err:
+        dc.stub.AddHost(pb.AddHostRequest(name="impostor", address=impostor.address), timeout=T)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_the_engine_api_needs_a_token_when_tokens_are_configured(engine_factory, pki) -> None:
+    engine = engine_factory(
+        start=False,
+        extra_args=["--tls-cert", str(pki["engine"]), "--tls-key", str(pki["engine_key"])],
+        env={"ENGINE_API_TOKENS": "first-token,second-token"},
+    )
+    engine.client_tls = ClientTls(pki["ca"])
+    engine.start()  # health stays open: the harness sees SERVING without a token
+    request = pb.ListHostsRequest()
+    for token, code in (
+        (None, grpc.StatusCode.UNAUTHENTICATED),
+        ("wrong-token", grpc.StatusCode.UNAUTHENTICATED),
+        ("first-token", None),
+        ("second-token", None),
+    ):
+        stub = pb_grpc.EngineServiceStub(client_channel(engine.address, engine.client_tls, token))
+        if code is None:
+            stub.ListHosts(request, timeout=T)
+            continue
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ListHosts(request, timeout=T)
+        assert err.value.code() == code and "bearer token" in str(err.value.details())
+    plaintext = pb_grpc.EngineServiceStub(grpc.insecure_channel(engine.address))
+    with pytest.raises(grpc.RpcError) as err:
+        plaintext.ListHosts(request, timeout=T)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    ctl = [
+        sys.executable,
+        "-m",
+        "engine_service.entrypoints.cli",
+        "--address",
+        engine.address,
+        "--tls-ca",
+        str(pki["ca"]),
+        "host",
+        "list",
+    ]
+    env = {**os.environ, "ENGINECTL_TOKEN": "second-token"}
+    assert subprocess.run(ctl, env=env, capture_output=True, check=False).returncode == 0
+    denied = subprocess.run(ctl, capture_output=True, text=True, check=False)
+    assert denied.returncode == 6 and "UNAUTHENTICATED" in denied.stderr
+    assert "second-token" not in engine.log_path.read_text()  # secrets are masked
+
+
+ID_FIELDS = [
+    ("GetDisk", "disk_id"),
+    ("GetVm", "vm_id"),
+    ("GetVmTemplate", "template_id"),
+    ("GetCommand", "command_id"),
+    ("CancelCommand", "command_id"),
+    ("RemoveHost", "host_id"),
+    ("SetHostMaintenance", "host_id"),
+    ("AddDisk", "storage_domain_id"),
+    ("AddDisk", "request_id"),
+    ("AddVmTemplate", "vm_id"),
+    ("AddVmTemplate", "destination_storage_domain_id"),
+    ("AddVm", "disk_ids"),
+]
+
+
+def test_path_escapes_through_every_engine_id_field_are_invalid_argument(make_dc) -> None:
+    dc, vm, src, dst = make_dc(disks=1)
+    before = dc.image_files()
+    valid = {
+        "name": "n",
+        "storage_domain_id": src,
+        "size_bytes": 4096,
+        "vm_id": vm,
+        "destination_storage_domain_id": dst,
+    }
+    for rpc, field in ID_FIELDS:
+        request_type = getattr(pb, f"{rpc}Request")
+        names = {f.name for f in request_type.DESCRIPTOR.fields}
+        for evil in ("../../etc/passwd", "/etc", "..", f"{src}/../x"):
+            args = {k: v for k, v in valid.items() if k in names}
+            args[field] = [evil] if field == "disk_ids" else evil
+            with pytest.raises(grpc.RpcError) as err:
+                getattr(dc.stub, rpc)(request_type(**args), timeout=T)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (rpc, field, evil)
+            assert field in str(err.value.details()), (rpc, err.value.details())
+    assert dc.image_files() == before

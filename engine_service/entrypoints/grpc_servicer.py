@@ -4,6 +4,7 @@ result into messages; errors become status codes through `rpc` (service_common).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -129,8 +130,10 @@ def status_filter(value: int) -> CommandStatus | None:
 
 
 class EngineServicer(pb_grpc.EngineServiceServicer):
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, max_watchers: int = 64) -> None:
         self.engine = engine
+        self.watchers = threading.BoundedSemaphore(max_watchers)
+        self.max_watchers = max_watchers
 
     @rpc
     def AddHost(
@@ -260,15 +263,24 @@ class EngineServicer(pb_grpc.EngineServiceServicer):
     def WatchCommand(
         self, request: pb.WatchCommandRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.WatchCommandResponse]:
-        first = self._watch_first(request, context)
-        yield first
-        last = first.command
-        while context.is_active() and not _settled(last):
-            time.sleep(WATCH_INTERVAL)
-            current = self._watch_next(request, context)
-            if current != last:
-                last = current
-                yield pb.WatchCommandResponse(command=current)
+        if not self.watchers.acquire(blocking=False):
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{self.max_watchers} WatchCommand streams are open already; close "
+                "one or poll GetCommand",
+            )
+        try:
+            first = self._watch_first(request, context)
+            yield first
+            last = first.command
+            while context.is_active() and not _settled(last):
+                time.sleep(WATCH_INTERVAL)
+                current = self._watch_next(request, context)
+                if current != last:
+                    last = current
+                    yield pb.WatchCommandResponse(command=current)
+        finally:
+            self.watchers.release()
 
     @rpc
     def _watch_first(

@@ -52,6 +52,7 @@ class Config:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     api_tokens: tuple[str, ...] = ()
+    max_watchers: int = 64
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -167,6 +168,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     )
     p.add_argument("--tls-key", type=Path, default=None, help="its private key")
     p.add_argument(
+        "--max-watchers",
+        type=_positive(int),
+        default="64",
+        help="WatchCommand streams open at once; more get RESOURCE_EXHAUSTED (default %(default)s)",
+    )
+    p.add_argument(
         "--api-token",
         action="append",
         default=None,
@@ -202,6 +209,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         tls_cert=ns.tls_cert,
         tls_key=ns.tls_key,
         api_tokens=tuple(ns.api_token or ()),
+        max_watchers=int(ns.max_watchers),
     )
 
 
@@ -280,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         interceptors=[TokenInterceptor(config.api_tokens), readiness],
     )
     serve_metrics(config.metrics_listen, log)
-    servicer = DeferredServicer()
+    servicer = DeferredServicer(config.max_watchers)
     pb_grpc.add_EngineServiceServicer_to_server(servicer, server.server)
     server.start(config.bound_address_file)
     log_security(config, server.address)
@@ -345,8 +353,9 @@ class DeferredServicer(EngineServicer):
     """The servicer is registered before the engine exists (a standby serves health only);
     the readiness interceptor keeps calls away until `engine` is set."""
 
-    def __init__(self) -> None:
-        pass
+    def __init__(self, max_watchers: int) -> None:
+        self.watchers = threading.BoundedSemaphore(max_watchers)
+        self.max_watchers = max_watchers
 
 
 def wait_for_lease(lease: EngineLease, stopping: threading.Event, retry: float = 1.0) -> bool:

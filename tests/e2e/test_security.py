@@ -196,3 +196,33 @@ def test_path_escapes_through_every_engine_id_field_are_invalid_argument(make_dc
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (rpc, field, evil)
             assert field in str(err.value.details()), (rpc, err.value.details())
     assert dc.image_files() == before
+
+
+def test_watch_streams_are_limited(make_dc) -> None:
+    import threading
+
+    dc, vm, src, dst = make_dc(throttle=1 << 20, engine_args=["--max-watchers", "2"])
+    reply = dc.start_template(vm, "watched", dst)
+    streams = [
+        dc.stub.WatchCommand(
+            pb.WatchCommandRequest(command_id=reply.command.command_id), timeout=60
+        )
+        for _ in range(2)
+    ]
+    firsts = [next(s) for s in streams]  # two watchers hold their slots
+    assert all(f.command.status == pb.COMMAND_STATUS_ACTIVE for f in firsts)
+    with pytest.raises(grpc.RpcError) as err:
+        next(
+            dc.stub.WatchCommand(
+                pb.WatchCommandRequest(command_id=reply.command.command_id), timeout=10
+            )
+        )
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    for stream in streams:
+        stream.cancel()
+    threading.Event().wait(0.5)  # the server notices the cancellations
+    again = dc.stub.WatchCommand(
+        pb.WatchCommandRequest(command_id=reply.command.command_id), timeout=60
+    )
+    assert next(again).command.command_id == reply.command.command_id
+    again.cancel()

@@ -19,7 +19,7 @@ from engine_service.adapters.orm import (
 )
 from engine_service.domain.model import HostStatus
 from engine_service.service_layer.lifecycle import ClientRequest, first_result, record_request
-from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
+from engine_service.service_layer.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from engine_service.service_layer.views import decode_token, encode_token, page_size
 from service_common.errors import (
     AlreadyExists,
@@ -91,11 +91,12 @@ class Inventory:
         request = optional_request("AddHost", request_id, name=name, address=address)
         with self.uow() as uow:
             existing = first_result(uow.repo, request)
-            if existing is not None:
-                return self.host(existing)
-            self._check_host_free(
-                uow.repo.host_by(name=name), uow.repo.host_by(address=address), name, address
-            )
+            if existing is None:
+                self._check_host_free(
+                    uow.repo.host_by(name=name), uow.repo.host_by(address=address), name, address
+                )
+        if existing is not None:  # read outside the unit above: SQLite has one writer at a time
+            return self.host(existing)
         if not self.agents.get(address).serving(self.agent_deadline):
             raise Unavailable(f"address: no agent answers at {address} (is vdsm-agent running?)")
         host = HostRow(
@@ -247,21 +248,27 @@ class Inventory:
         request = optional_request("AddVm", request_id, name=name, disk_ids=ids)
         with self.uow() as uow:
             existing = first_result(uow.repo, request)
-            if existing is not None:
-                return self.vm(existing)
-            found = uow.repo.disks(ids)
-            for i, disk_id in enumerate(ids):
-                if disk_id not in found:
-                    raise NotFound(f"disk_ids[{i}]: no disk {disk_id}")
-            vm = VmRow(vm_id=str(uuid.uuid4()), name=name)
-            uow.repo.add(vm)
-            uow.flush()
-            uow.repo.add(
-                *(VmDiskRow(vm_id=vm.vm_id, position=i, disk_id=d) for i, d in enumerate(ids))
-            )
-            record_request(uow.repo, request, vm.vm_id)
-            uow.commit()
+            if existing is None:
+                vm = self._insert_vm(uow, name, ids, request)
+        if existing is not None:  # read outside the unit above: SQLite has one writer at a time
+            return self.vm(existing)
         return vm, ids
+
+    @staticmethod
+    def _insert_vm(
+        uow: UnitOfWork, name: str, ids: list[str], request: ClientRequest | None
+    ) -> VmRow:
+        found = uow.repo.disks(ids)
+        for i, disk_id in enumerate(ids):
+            if disk_id not in found:
+                raise NotFound(f"disk_ids[{i}]: no disk {disk_id}")
+        vm = VmRow(vm_id=str(uuid.uuid4()), name=name)
+        uow.repo.add(vm)
+        uow.flush()
+        uow.repo.add(*(VmDiskRow(vm_id=vm.vm_id, position=i, disk_id=d) for i, d in enumerate(ids)))
+        record_request(uow.repo, request, vm.vm_id)
+        uow.commit()
+        return vm
 
     def vm(self, vm_id: str) -> tuple[VmRow, list[str]]:
         vm_id = require_uuid("vm_id", vm_id)

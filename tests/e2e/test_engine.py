@@ -455,3 +455,15 @@ def test_the_engine_migrates_its_database_at_startup(make_dc) -> None:
     finally:
         engine.dispose()
     assert {"commands", "async_tasks", "entity_locks", "alembic_version"} <= tables
+
+
+def test_repeating_add_vm_and_add_host_returns_the_first_result(make_dc, agent_factory) -> None:
+    dc, vm, src, dst = make_dc(disks=1)
+    disk_ids = list(dc.stub.GetVm(pb.GetVmRequest(vm_id=vm), timeout=T).vm.disk_ids)
+    request = pb.AddVmRequest(name="again", disk_ids=disk_ids, request_id=new_id())
+    first, second = (dc.stub.AddVm(request, timeout=5).vm for _ in range(2))
+    assert first == second
+    other = agent_factory("host9")
+    host_request = pb.AddHostRequest(name="host9", address=other.address, request_id=new_id())
+    one, two = (dc.stub.AddHost(host_request, timeout=5).host for _ in range(2))
+    assert one.host_id == two.host_id

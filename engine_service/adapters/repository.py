@@ -6,7 +6,7 @@ deletes its placeholders and locks with one statement each.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -131,15 +131,6 @@ class Repository:
         )
         return list(self.session.scalars(query))
 
-    def delete_template(self, template_id: str) -> None:
-        self.session.execute(
-            delete(TemplateDiskRow).where(TemplateDiskRow.template_id == template_id)
-        )
-        self.session.execute(delete(TemplateRow).where(TemplateRow.template_id == template_id))
-
-    def delete_disks(self, disk_ids: Iterable[str]) -> None:
-        self.session.execute(delete(DiskRow).where(DiskRow.disk_id.in_(list(disk_ids))))
-
     def set_disk_status(self, disk_ids: Iterable[str], status: str) -> None:
         self.session.execute(
             update(DiskRow).where(DiskRow.disk_id.in_(list(disk_ids))).values(status=status)
@@ -262,21 +253,7 @@ class Repository:
             self.session.execute(update(TaskRow), list(changes))
 
     def settle_tasks(self, root_id: str, cleanup: str) -> int:
-        """At a command's end: placeholders that never reached an agent are deleted; the
-        others are marked with what is left to do. Returns the placeholders deleted."""
-        removed = self.session.execute(
-            delete(TaskRow).where(
-                TaskRow.root_command_id == root_id,
-                TaskRow.vdsm_task_id.is_(None),
-                TaskRow.cleanup == "",
-            )
-        ).rowcount  # type: ignore[attr-defined]
-        self.session.execute(
-            update(TaskRow)
-            .where(TaskRow.root_command_id == root_id, TaskRow.cleanup == "")
-            .values(cleanup=cleanup)
-        )
-        return int(removed)
+        return self.settle_tasks_of(self.one_command(root_id), cleanup)
 
     def mark_unresolved(self, task_ids: Sequence[str], cleanup: str) -> None:
         """Placeholders that may or may not have reached an agent that did not answer: kept
@@ -296,10 +273,13 @@ class Repository:
     def delete_task(self, task_id: str) -> None:
         self.session.execute(delete(TaskRow).where(TaskRow.task_id == task_id))
 
-    def known_task_ids(self) -> tuple[set[str], set[str]]:
-        """(every agent task id the engine knows, every task id it generated)."""
-        rows = self.session.execute(select(TaskRow.vdsm_task_id, TaskRow.task_id)).all()
-        return {v for v, _ in rows if v is not None}, {t for _, t in rows}
+    def known_among(self, column: str, ids: Sequence[str]) -> set[str]:
+        """Which of `ids` the engine has as task `column` ("task_id" or "vdsm_task_id")."""
+        col = getattr(TaskRow, column)
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            found.update(self.session.scalars(select(col).where(col.in_(ids[start : start + 500]))))
+        return found
 
     def disk_with_image(self, storage_domain_id: str, image_id: str) -> DiskRow | None:
         return self.session.scalars(
@@ -307,6 +287,160 @@ class Repository:
                 DiskRow.storage_domain_id == storage_domain_id, DiskRow.image_id == image_id
             )
         ).first()
+
+    # -- failing many commands at once (set-based) -------------------------------------------
+
+    @staticmethod
+    def one_command(command_id: str) -> Select[Any]:
+        """A command id as a subquery, so that single commands take the set-based paths."""
+        return select(CommandRow.command_id).where(CommandRow.command_id == command_id)
+
+    def fail_orphaned_commands(
+        self,
+        reason: str,
+        now: datetime,
+        cutoff: datetime,
+        executing: Iterable[str],
+        only_hosts: Iterable[str] | None = None,
+    ) -> Select[Any]:
+        """Make FAILED, in one statement each for parents and children, every ACTIVE command
+        with a placeholder written before `cutoff` that is not being submitted (and, with
+        `only_hosts`, that is on one of those hosts). Returns the batch as a subquery."""
+        orphaned = select(TaskRow.root_command_id).where(
+            TaskRow.vdsm_task_id.is_(None),
+            TaskRow.cleanup == "",
+            TaskRow.created_at < cutoff,
+            TaskRow.root_command_id.not_in(list(executing)),
+        )
+        if only_hosts is not None:
+            orphaned = orphaned.where(TaskRow.host_id.in_(list(only_hosts)))
+        self.session.execute(
+            update(CommandRow)
+            .where(
+                CommandRow.parent_id.is_(None),
+                CommandRow.status == "ACTIVE",
+                CommandRow.command_id.in_(orphaned),
+            )
+            .values(status="FAILED", failure_reason=reason, ended_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        batch = select(CommandRow.command_id).where(
+            CommandRow.parent_id.is_(None),
+            CommandRow.status == "FAILED",
+            CommandRow.failure_reason == reason,
+            CommandRow.ended_at == now,
+        )
+        self.session.execute(
+            update(CommandRow)
+            .where(CommandRow.parent_id.in_(batch), CommandRow.status == "ACTIVE")
+            .values(status="FAILED", failure_reason=reason, ended_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return batch
+
+    def action_types_in(self, roots: Select[Any]) -> dict[str, int]:
+        return {
+            t: int(n)
+            for t, n in self.session.execute(
+                select(CommandRow.action_type, func.count())
+                .where(CommandRow.command_id.in_(roots))
+                .group_by(CommandRow.action_type)
+            ).all()
+        }
+
+    def command_ids_in(self, roots: Select[Any]) -> list[str]:
+        return list(self.session.scalars(roots))
+
+    def commands_in(self, roots: Select[Any]) -> Iterator[CommandRow]:
+        yield from self.session.scalars(
+            select(CommandRow)
+            .where(CommandRow.command_id.in_(roots))
+            .execution_options(yield_per=500)
+        )
+
+    def delete_disks_written_by(self, roots: Select[Any]) -> None:
+        """The disks whose images the commands' tasks write: what the commands created."""
+        images = select(TaskRow.image_id).where(TaskRow.root_command_id.in_(roots))
+        self.session.execute(
+            delete(DiskRow)
+            .where(DiskRow.image_id.in_(images))
+            .execution_options(synchronize_session=False)
+        )
+
+    def delete_templates_made_by(self, roots: Select[Any]) -> None:
+        targets = select(CommandRow.target_id).where(CommandRow.command_id.in_(roots))
+        for table, key in (
+            (TemplateDiskRow, TemplateDiskRow.template_id),
+            (TemplateRow, TemplateRow.template_id),
+        ):
+            self.session.execute(
+                delete(table).where(key.in_(targets)).execution_options(synchronize_session=False)
+            )
+
+    def unlock_disks_locked_by(self, roots: Select[Any]) -> None:
+        """Disks the commands held locked are usable again."""
+        locked = select(EntityLockRow.entity_id).where(
+            EntityLockRow.entity_type == "disk", EntityLockRow.command_id.in_(roots)
+        )
+        self.session.execute(
+            update(DiskRow)
+            .where(DiskRow.disk_id.in_(locked))
+            .values(status="OK")
+            .execution_options(synchronize_session=False)
+        )
+
+    def settle_tasks_of(
+        self, roots: Select[Any], cleanup: str, keep_hosts: Iterable[str] = ()
+    ) -> int:
+        """Delete the placeholders of the commands that never reached an agent (but keep, as
+        debt, those on `keep_hosts`, which could not be asked); mark every other task with
+        what is left to do. Returns the placeholders deleted."""
+        removed = self.session.execute(
+            delete(TaskRow)
+            .where(
+                TaskRow.root_command_id.in_(roots),
+                TaskRow.vdsm_task_id.is_(None),
+                TaskRow.cleanup == "",
+                TaskRow.host_id.not_in(list(keep_hosts)),
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        self.session.execute(
+            update(TaskRow)
+            .where(TaskRow.root_command_id.in_(roots), TaskRow.cleanup == "")
+            .values(cleanup=cleanup)
+            .execution_options(synchronize_session=False)
+        )
+        return int(removed)
+
+    def release_locks_of(self, roots: Select[Any]) -> None:
+        self.session.execute(
+            delete(EntityLockRow)
+            .where(EntityLockRow.command_id.in_(roots))
+            .execution_options(synchronize_session=False)
+        )
+
+    def hosts_with_placeholders(self, cutoff: datetime) -> list[HostRow]:
+        with_placeholders = select(TaskRow.host_id).where(
+            TaskRow.vdsm_task_id.is_(None), TaskRow.cleanup == "", TaskRow.created_at < cutoff
+        )
+        return list(
+            self.session.scalars(select(HostRow).where(HostRow.host_id.in_(with_placeholders)))
+        )
+
+    def placeholders_among(self, task_ids: Sequence[str]) -> set[str]:
+        """Which of these task ids are placeholders (no agent id yet), in chunks."""
+        found: set[str] = set()
+        for start in range(0, len(task_ids), 500):
+            chunk = list(task_ids[start : start + 500])
+            found.update(
+                self.session.scalars(
+                    select(TaskRow.task_id).where(
+                        TaskRow.task_id.in_(chunk), TaskRow.vdsm_task_id.is_(None)
+                    )
+                )
+            )
+        return found
 
     # -- locks and client requests ---------------------------------------------------------
 
@@ -325,7 +459,7 @@ class Repository:
         return {entity_id: command_id for entity_id, command_id in rows}
 
     def release_locks(self, command_id: str) -> None:
-        self.session.execute(delete(EntityLockRow).where(EntityLockRow.command_id == command_id))
+        self.release_locks_of(self.one_command(command_id))
 
     def locks_of(self, command_id: str) -> list[EntityLockRow]:
         return list(

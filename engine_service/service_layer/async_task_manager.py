@@ -140,6 +140,18 @@ class AsyncTaskManager:
                 for h in uow.repo.hosts()
             ]
 
+    def peek_hosts(self) -> PollResult:
+        """Every host's task statuses, without recording anything (for reconciliation)."""
+        result = PollResult(started_at=utcnow())
+        for h in self.hosts():
+            try:
+                result.statuses[h.host_id] = self.agents.get(h.address).all_statuses(
+                    self.settings.agent_deadline
+                )
+            except (AgentUnavailable, AgentRejected) as exc:
+                result.unreachable[h.host_id] = str(exc)
+        return result
+
     def poll_hosts(self) -> PollResult:
         """One GetAllTasksStatuses per host, all at once, each with its own deadline. A host
         that has not answered within one interval is left out of this cycle, its call still
@@ -423,7 +435,11 @@ class ZombieTracker:
         m = self.manager
         with m.uow() as uow:
             hosts = {h.host_id: h for h in uow.repo.hosts()}
-            known_vdsm, known_requests = uow.repo.known_task_ids()
+            # Only the agents' ids are looked up, in chunks: memory follows what the agents
+            # report, not the size of the engine's tables.
+            known_vdsm = uow.repo.known_among(
+                "vdsm_task_id", [v for statuses in result.statuses.values() for v in statuses]
+            )
         now = utcnow()
         seen: set[tuple[str, str]] = set()
         cleared = 0
@@ -439,18 +455,23 @@ class ZombieTracker:
                 >= timedelta(seconds=m.settings.zombie_grace)
             ]
             if due:
-                cleared += self._clear(hosts[host_id], due, known_requests)
+                cleared += self._clear(hosts[host_id], due)
         for key in list(self.first_seen):
             if key not in seen:
                 del self.first_seen[key]
         return cleared
 
-    def _clear(self, host: HostRow, due: list[AgentTaskStatus], known_requests: set[str]) -> int:
+    def _clear(self, host: HostRow, due: list[AgentTaskStatus]) -> int:
         m = self.manager
         client = m.agents.get(host.address)
         cleared = 0
         try:
             infos = {i.vdsm_task_id: i for i in client.all_info(m.settings.agent_deadline)}
+            with m.uow() as uow:
+                known_requests = uow.repo.known_among(
+                    "task_id",
+                    [infos[s.vdsm_task_id].request_id for s in due if s.vdsm_task_id in infos],
+                )
             for status in due:
                 info = infos.get(status.vdsm_task_id)
                 if info is None or info.request_id in known_requests:

@@ -29,6 +29,7 @@ from engine_service.service_layer.views import (
     encode_token,
     page_size,
 )
+from service_common.errors import NotFound
 from service_common.ids import require_uuid
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,8 @@ class Engine:
         if view.target_id:
             try:
                 template = self.inventory.template(view.target_id)
-            except LookupError:
-                template = None
+            except NotFound:
+                template = None  # the command failed already and its template is gone
         return template, view
 
     def command(self, command_id: str) -> CommandView:

@@ -17,7 +17,7 @@ from engine_service.adapters.orm import (
     VmDiskRow,
     VmRow,
 )
-from engine_service.domain.model import HostStatus
+from engine_service.domain.model import DiskStatus, HostStatus
 from engine_service.service_layer.lifecycle import ClientRequest, first_result, record_request
 from engine_service.service_layer.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from engine_service.service_layer.views import decode_token, encode_token, page_size
@@ -262,6 +262,10 @@ class Inventory:
         for i, disk_id in enumerate(ids):
             if disk_id not in found:
                 raise NotFound(f"disk_ids[{i}]: no disk {disk_id}")
+            if found[disk_id].status != DiskStatus.OK.value:
+                raise FailedPrecondition(
+                    f"disk_ids[{i}]: disk {disk_id} is {found[disk_id].status}, not OK"
+                )
         vm = VmRow(vm_id=str(uuid.uuid4()), name=name)
         uow.repo.add(vm)
         uow.flush()

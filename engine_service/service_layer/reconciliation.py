@@ -17,16 +17,15 @@ Running it again changes nothing: the second report is all zeros.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 from engine_service import observability as metrics
 from engine_service.adapters.agent_client import AgentPool, AgentRejected, AgentUnavailable
 from engine_service.adapters.orm import CommandRow, utcnow
 from engine_service.crash import crash_point
-from engine_service.domain.model import CommandStatus, Outcome
+from engine_service.domain.model import CommandStatus, TaskCleanup
 from engine_service.service_layer.async_task_manager import AsyncTaskManager
-from engine_service.service_layer.commands.base import end_command
+from engine_service.service_layer.commands.base import CommandBase
 from engine_service.service_layer.lifecycle import CommandLifecycle
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
 
@@ -65,16 +64,17 @@ class Reconciler:
         report = self._reconcile_placeholders()
         if self.orphans == "resubmit":
             self._resubmit()
-        report.cleared_zombies = self.manager.zombies.handle(self.manager.poll_hosts())
+        report.cleared_zombies = self.manager.zombies.handle(self.manager.peek_hosts())
         for what in ("removed_placeholders", "adopted_tasks"):
             metrics.RECONCILED.labels(what).inc(getattr(report, what))
         metrics.RECONCILED.labels("failed_commands").inc(len(report.failed_command_ids))
         if report != ReconcileReport():
+            failed = report.failed_command_ids
             log.warning(
                 "reconciliation: failed %d command(s) %s, removed %d placeholder(s), "
                 "adopted %d task(s), cleared %d zombie(s)",
-                len(report.failed_command_ids),
-                report.failed_command_ids,
+                len(failed),
+                failed[:5] + (["..."] if len(failed) > 5 else []),
                 report.removed_placeholders,
                 report.adopted_tasks,
                 report.cleared_zombies,
@@ -82,74 +82,70 @@ class Reconciler:
         return report
 
     def _reconcile_placeholders(self) -> ReconcileReport:
+        """Steps 1, 2 and 5, with set-based SQL: the work per orphaned command is a few rows in
+        a handful of statements, whatever the number of commands."""
         report = ReconcileReport()
+        cutoff = utcnow()  # placeholders written later belong to submissions under way
         with self.uow() as uow:
-            hosts = {h.host_id: h for h in uow.repo.hosts()}
-            seen = [
-                (t.task_id, t.host_id, t.root_command_id) for t in uow.repo.active_placeholders()
-            ]
-        # After the read: a command is marked executing before its placeholders commit, so
-        # any placeholder seen above whose command is still being submitted is skipped.
-        executing = self.lifecycle.executing()
-        placeholders = [p for p in seen if p[2] not in executing]
-        if not placeholders:
+            hosts = uow.repo.hosts_with_placeholders(cutoff)
+        if not hosts:
             return report
         # Step 1: ask each host once for the request ids it knows.
-        known: dict[str, dict[str, str] | None] = {}
-        for host_id in {host for _, host, _ in placeholders}:
+        known: dict[str, dict[str, str]] = {}
+        unreachable: list[str] = []
+        for host in hosts:
             try:
-                infos = self.agents.get(hosts[host_id].address).all_info(self.lookup_deadline)
-                known[host_id] = {i.request_id: i.vdsm_task_id for i in infos}
+                infos = self.agents.get(host.address).all_info(self.lookup_deadline)
+                known[host.host_id] = {i.request_id: i.vdsm_task_id for i in infos}
             except (AgentUnavailable, AgentRejected) as exc:
                 log.warning(
-                    "host %s did not answer the reconciliation lookup: %s", hosts[host_id].name, exc
+                    "host %s did not answer the reconciliation lookup: %s",
+                    host.name,
+                    exc,
+                    extra={"host": host.name},
                 )
-                known[host_id] = None
-        adopt: dict[str, str] = {}
-        orphans_of: dict[str, list[str]] = defaultdict(list)
-        unreachable: set[str] = set()
-        for task_id, host_id, root_id in placeholders:
-            answer = known[host_id]
-            if answer is not None and task_id in answer:
-                adopt[task_id] = answer[task_id]
-            else:
-                orphans_of[root_id].append(task_id)
-                if answer is None:
-                    unreachable.add(task_id)
-        if self.orphans == "resubmit":
-            # Children a reachable host confirms it never got are sent again (to another host
-            # if theirs is no longer UP); a command with a child on an unreachable host cannot
-            # know, and fails by the seed's rule.
-            orphans_of = defaultdict(
-                list,
-                {
-                    root: ids
-                    for root, ids in orphans_of.items()
-                    if any(t in unreachable for t in ids)
-                },
-            )
+                unreachable.append(host.host_id)
+        # After the lookups: a command is marked executing before its placeholders commit, so
+        # one still being submitted is left alone.
+        executing = self.lifecycle.executing()
+        with self.uow() as uow:
+            adopt = {
+                task_id: answer[task_id]
+                for answer in known.values()
+                for task_id in uow.repo.placeholders_among(list(answer))
+            }
         # Step 2: one transaction for everything.
         with self.uow() as uow:
             now = utcnow()
             for task_id, vdsm_task_id in adopt.items():
                 if uow.repo.set_vdsm_task_id(task_id, vdsm_task_id, now):
                     report.adopted_tasks += 1
-            for root_id, orphan_ids in orphans_of.items():
-                # Step 5: orphans on an unreachable host are kept as debt, not deleted.
-                debt = [t for t in orphan_ids if t in unreachable]
-                removed = end_command(
-                    uow.repo, root_id, Outcome(CommandStatus.FAILED, ORPHAN_REASON), debt
-                )
-                if removed is not None:
-                    report.failed_command_ids.append(root_id)
-                    report.removed_placeholders += removed
+            if self.orphans == "resubmit" and not unreachable:
+                uow.commit()  # nothing to fail: confirmed orphans are resubmitted
+                return report
+            # With resubmit, only a child on an unreachable host (it might have started) fails
+            # its command; with fail, every orphan does (the seed's rule).
+            batch = uow.repo.fail_orphaned_commands(
+                ORPHAN_REASON,
+                now,
+                cutoff,
+                executing,
+                only_hosts=unreachable if self.orphans == "resubmit" else None,
+            )
+            types = uow.repo.action_types_in(batch)
+            for action_type in types:
+                command_type = CommandBase.type_named(action_type)
+                command_type.fail_many(uow.repo, batch.where(CommandRow.action_type == action_type))
+            # Step 5: placeholders on an unreachable host are kept as debt, not deleted.
+            report.removed_placeholders = uow.repo.settle_tasks_of(
+                batch, TaskCleanup.COMPENSATE.value, keep_hosts=unreachable
+            )
+            uow.repo.release_locks_of(batch)
+            report.failed_command_ids = uow.repo.command_ids_in(batch)
             crash_point("mid_reconcile")
             uow.commit()
-        for root_id in report.failed_command_ids:
-            with self.uow() as uow:
-                row = uow.repo.get(CommandRow, root_id)
-                action = row.action_type if row else "?"
-            metrics.COMMANDS_ENDED.labels(action, CommandStatus.FAILED.value).inc()
+        for action_type, count in types.items():
+            metrics.COMMANDS_ENDED.labels(action_type, CommandStatus.FAILED.value).inc(count)
         return report
 
     def _resubmit(self) -> None:

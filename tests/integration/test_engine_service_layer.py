@@ -353,3 +353,21 @@ def test_a_placeholder_moves_off_a_host_that_went_down_before_it_was_sent(
     assert all(t.vdsm_task_id for t in tasks)
     settle(engine)
     assert engine.command(view.command_id).status is CommandStatus.SUCCEEDED
+
+
+def test_a_command_that_fails_before_its_reply_is_built_is_still_answered(
+    engine: Engine, agent_factory, monkeypatch
+) -> None:
+    vm, dst = setup_vm(engine, [agent_factory()], disks=1)
+    execute = engine.lifecycle.execute
+
+    def execute_then_fail(root_id: str) -> None:  # the poller ends it before the reply
+        execute(root_id)
+        engine.lifecycle.finish(root_id, Outcome(CommandStatus.FAILED, "the host failed it"))
+
+    monkeypatch.setattr(engine.lifecycle, "execute", execute_then_fail)
+    template, view = engine.add_vm_template(vm, "short-lived", dst)
+    assert template is None
+    assert view.status is CommandStatus.FAILED and view.failure_reason == "the host failed it"
+    monkeypatch.undo()
+    settle(engine)

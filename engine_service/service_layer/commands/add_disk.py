@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Select
+
 from engine_service.adapters.orm import DiskRow, StorageDomainRow
 from engine_service.adapters.repository import Repository
 from engine_service.domain.model import DiskStatus
@@ -70,8 +72,9 @@ class AddDisk(CommandBase):
     def end_successfully(self, repo: Repository) -> None:
         repo.set_disk_status([self.params["disk_id"]], DiskStatus.OK.value)
 
-    def end_with_failure(self, repo: Repository) -> None:
-        repo.delete_disks([self.params["disk_id"]])  # its image is deleted by compensation
+    @classmethod
+    def fail_many(cls, repo: Repository, roots: Select[Any]) -> None:
+        repo.delete_disks_written_by(roots)  # their images are deleted by compensation
 
 
 class CreateVolume(CommandBase):

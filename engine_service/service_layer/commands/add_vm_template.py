@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Select
+
 from engine_service.adapters.orm import (
     DiskRow,
     StorageDomainRow,
@@ -130,10 +132,11 @@ class AddVmTemplate(CommandBase):
         template.status = TemplateStatus.OK.value
         repo.set_disk_status(self._copy_ids() + self._source_ids(), DiskStatus.OK.value)
 
-    def end_with_failure(self, repo: Repository) -> None:
-        repo.delete_template(self.params["template_id"])
-        repo.delete_disks(self._copy_ids())  # their images are deleted by compensation
-        repo.set_disk_status(self._source_ids(), DiskStatus.OK.value)
+    @classmethod
+    def fail_many(cls, repo: Repository, roots: Select[Any]) -> None:
+        repo.delete_templates_made_by(roots)
+        repo.delete_disks_written_by(roots)  # the copies; their images go by compensation
+        repo.unlock_disks_locked_by(roots)  # the sources
 
 
 class CreateImageTemplate(CommandBase):

@@ -11,7 +11,9 @@ the hooks it needs. The framework drives them (design section 3):
 4. `task_plan()`: a child that runs one agent task says which verb, arguments and image;
    `execute(agent, task_id)` starts it on the host chosen for its placeholder.
 5. `end_successfully(repo)` / `end_with_failure(repo)`: settle the entities, in the transaction
-   that makes the command terminal and releases its locks (see `end_command`).
+   that makes the command terminal and releases its locks (see `end_command`). `fail_many`
+   settles a whole batch of failed commands of one type with set-based SQL; a type that
+   implements it gets `end_with_failure` for free.
 
 After a restart a command is rebuilt from its row (`from_row`), so everything a hook needs must
 be in `params`.
@@ -24,6 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
+
+from sqlalchemy import Select
 
 from engine_service.adapters.agent_client import AgentClient
 from engine_service.adapters.orm import CommandRow, EntityLockRow, TaskRow, utcnow
@@ -64,13 +68,15 @@ class CommandBase:
         self.children: list[CommandBase] = []
 
     @staticmethod
-    def from_row(row: CommandRow) -> CommandBase:
+    def type_named(action_type: str) -> type[CommandBase]:
         try:
-            cls = CommandBase._types[row.action_type]
+            return CommandBase._types[action_type]
         except KeyError:
-            raise LookupError(
-                f"command {row.command_id} has unknown type {row.action_type}"
-            ) from None
+            raise LookupError(f"no command type {action_type!r} is registered") from None
+
+    @staticmethod
+    def from_row(row: CommandRow) -> CommandBase:
+        cls = CommandBase.type_named(row.action_type)
         return cls(dict(row.params), row.command_id, row.target_id)
 
     # -- hooks -----------------------------------------------------------------------------
@@ -103,7 +109,18 @@ class CommandBase:
         pass
 
     def end_with_failure(self, repo: Repository) -> None:
-        pass
+        """Settle this command's entities after a failure or a cancel. A type that implements
+        `fail_many` needs nothing more: it is used for the one command."""
+        if type(self).fail_many.__func__ is not CommandBase.fail_many.__func__:  # type: ignore[attr-defined]
+            type(self).fail_many(repo, repo.one_command(self.command_id))
+
+    @classmethod
+    def fail_many(cls, repo: Repository, roots: Select[Any]) -> None:
+        """Settle the entities of many failed commands of this type at once (reconciliation
+        fails thousands in one transaction): set-based SQL over `roots`, a subquery of
+        command ids. The default settles them one at a time with `end_with_failure`."""
+        for row in repo.commands_in(roots):
+            cls.from_row(row).end_with_failure(repo)
 
     # -- framework ---------------------------------------------------------------------------
 

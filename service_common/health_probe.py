@@ -38,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     tls = ClientTls(ns.tls_ca, ns.tls_cert, ns.tls_key) if ns.tls_ca else None
     try:
         status = check(ns.address, ns.service, ns.timeout, tls)
+    except OSError as exc:
+        print(f"{ns.address}: cannot read a TLS file: {exc}", file=sys.stderr)
+        sys.exit(2)
     except grpc.RpcError as exc:
         print(f"{ns.address}: {exc.code().name}: {exc.details()}", file=sys.stderr)
         sys.exit(2)

@@ -125,3 +125,42 @@ def test_engine_service_matches_the_code(compose: dict, monkeypatch, which: str)
     assert service["depends_on"][db_host]["condition"] == "service_healthy"
     for agent in agents(compose):
         assert service["depends_on"][agent]["condition"] == "service_healthy"
+
+
+def test_the_tls_override_matches_the_code(compose: dict, monkeypatch, tmp_path) -> None:
+    from engine_service.entrypoints.cli import main as enginectl
+    from service_common.health_probe import main as probe
+    from service_common.tls import init_pki
+
+    init_pki(tmp_path / "pki")
+    override = yaml.safe_load((ROOT / "docker-compose.tls.yml").read_text())
+    assert set(override["services"]) <= set(compose["services"])
+    for name, service in override["services"].items():
+        base = compose["services"][name]
+        env = {k: str(v) for k, v in service["environment"].items()}
+        assert any("/pki" in v for v in env.values()), name
+        assert "./pki:/pki:ro" in service["volumes"], name
+        # The override replaces the volume list: it must keep the base's volumes.
+        assert set(base.get("volumes", [])) <= set(service["volumes"]), name
+        prefix = "ENGINE_" if base["command"][0] == "engine-service" else "VDSM_AGENT_"
+        parser = engine_server if prefix == "ENGINE_" else agent_server
+        pki = tmp_path / "pki"  # what `enginectl pki init --out ./pki` makes
+        for key, value in env.items():
+            assert key.startswith(prefix), key
+            local = value.replace("/pki", str(pki)) if value.startswith("/pki") else value
+            monkeypatch.setenv(
+                key, local.replace("${ENGINE_API_TOKENS:?set ENGINE_API_TOKENS}", "t1,t2")
+            )
+        config = parser.parse_args(base["command"][1:])
+        if prefix == "ENGINE_":
+            assert config.agent_tls is not None and config.agent_tls.cert is not None
+            assert config.tls_cert is not None and config.api_tokens == ("t1", "t2")
+        else:
+            assert config.tls_client_ca is not None and config.tls_cert is not None
+        for key in env:
+            monkeypatch.delenv(key)
+        probe_args = [a.replace("/pki", str(pki)) for a in service["healthcheck"]["test"][2:]]
+        with pytest.raises(SystemExit) as exit_status:  # parses, then reaches nothing
+            probe(["127.0.0.1:1", "--timeout", "0.2", *probe_args[1:]])
+        assert exit_status.value.code == 2
+    assert enginectl is not None

@@ -48,6 +48,29 @@ class DataCenter:
             )
             self.hosts[name] = reply.host
 
+    def restart_agent(
+        self, agent: AgentProcess, crash_at: str | None = None, timeout: float = 30.0
+    ) -> None:
+        """SIGKILL a host's agent, start it again (armed at `crash_at` if given) and wait until
+        a poll after the restart has succeeded. Polls that began while the agent was down
+        still count as failures when they end, and three make the host NON_RESPONSIVE for a
+        moment, when no new task may go there. One poll per host is in flight at a time, so
+        once one that began after the restart succeeds, no stale failure can follow."""
+        agent.kill()
+        agent.start(crash_at=crash_at)
+        back_at = time.time()
+        name = agent.workdir.name
+        deadline = time.monotonic() + timeout
+        while True:
+            hosts = {h.name: h for h in self.stub.ListHosts(pb.ListHostsRequest(), timeout=T).hosts}
+            host = hosts[name]
+            seen = host.last_seen_at.seconds + host.last_seen_at.nanos / 1e9
+            if seen > back_at and host.status in (pb.HOST_STATUS_UP, pb.HOST_STATUS_MAINTENANCE):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"host {name} not seen UP since its restart after {timeout}s")
+            time.sleep(0.05)
+
     def add_domain(self, name: str) -> str:
         reply = self.stub.AddStorageDomain(pb.AddStorageDomainRequest(name=name), timeout=T)
         return reply.storage_domain.storage_domain_id

@@ -140,8 +140,7 @@ def test_engine_crash_mid_reconcile_changes_nothing(make_dc) -> None:
 def test_agent_crash_after_task_persist_the_retry_finds_the_same_task(make_dc) -> None:
     dc, vm, src, dst = make_dc(throttle=8 * MiB)
     host = dc.agents[0]
-    host.kill()
-    host.start(crash_at="after_task_persist")
+    dc.restart_agent(host, crash_at="after_task_persist")
     answer: list[str | None] = []
     submit = threading.Thread(target=lambda: answer.append(start_template(dc, vm, "tpl", dst)))
     submit.start()
@@ -161,8 +160,7 @@ def test_agent_killed_mid_copy_fails_and_compensates_and_the_engine_stays_health
     dc, vm, src, dst = make_dc(throttle=2 * MiB)
     files_before = dc.image_files()
     host = dc.agents[0]
-    host.kill()
-    host.start(crash_at="mid_copy")
+    dc.restart_agent(host, crash_at="mid_copy")
     command_id = start_template(dc, vm, "tpl", dst)
     assert command_id is not None
     host.wait_crashed()

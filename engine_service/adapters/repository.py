@@ -461,12 +461,5 @@ class Repository:
     def release_locks(self, command_id: str) -> None:
         self.release_locks_of(self.one_command(command_id))
 
-    def locks_of(self, command_id: str) -> list[EntityLockRow]:
-        return list(
-            self.session.scalars(
-                select(EntityLockRow).where(EntityLockRow.command_id == command_id)
-            )
-        )
-
     def client_request(self, rpc: str, request_id: str) -> ClientRequestRow | None:
         return self.session.get(ClientRequestRow, (rpc, request_id))

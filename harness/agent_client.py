@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
+from harness.waiting import poll_until
 from vdsm_agent.v1 import agent_service_pb2 as pb
 from vdsm_agent.v1 import agent_service_pb2_grpc as pb_grpc
 
@@ -24,14 +24,10 @@ def wait_task(
     interval: float = 0.05,
 ) -> pb.TaskStatus:
     """Poll GetTaskStatus until `until(status)` holds (default: finished); return that status."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status = task_status(stub, task_id)
-        if until(status):
-            return status
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"task {task_id} still {pb.TaskState.Name(status.state)} "
-                f"at {status.progress_percent}% after {timeout}s"
-            )
-        time.sleep(interval)
+    return poll_until(
+        lambda: task_status(stub, task_id),
+        until,
+        timeout,
+        interval,
+        lambda s: f"task {task_id} still {pb.TaskState.Name(s.state)} at {s.progress_percent}%",
+    )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from engine_service.v1 import engine_service_pb2 as pb
 from engine_service.v1 import engine_service_pb2_grpc as pb_grpc
+from harness.waiting import poll_until
 
 RPC_TIMEOUT = 30.0
 
@@ -28,14 +28,13 @@ def wait_command(
     interval: float = 0.05,
 ) -> pb.Command:
     """Poll GetCommand until `until(command)` holds (default: settled); return that command."""
-    deadline = time.monotonic() + timeout
-    while True:
-        command = get_command(stub, command_id)
-        if until(command):
-            return command
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"command {command_id} still {pb.CommandStatus.Name(command.status)} with "
-                f"{len(command.tasks)} task(s) after {timeout}s: {command}"
-            )
-        time.sleep(interval)
+    return poll_until(
+        lambda: get_command(stub, command_id),
+        until,
+        timeout,
+        interval,
+        lambda c: (
+            f"command {command_id} still {pb.CommandStatus.Name(c.status)} with "
+            f"{len(c.tasks)} task(s): {c}"
+        ),
+    )

@@ -62,7 +62,6 @@ class HostRef:
 class PollResult:
     """What one poll saw: each reachable host's tasks; the hosts that did not answer."""
 
-    started_at: datetime
     statuses: dict[str, dict[str, AgentTaskStatus]] = field(default_factory=dict)
     asked_at: dict[str, datetime] = field(default_factory=dict)  # host id -> when the call began
     unreachable: dict[str, str] = field(default_factory=dict)  # host id -> error
@@ -142,7 +141,7 @@ class AsyncTaskManager:
 
     def peek_hosts(self) -> PollResult:
         """Every host's task statuses, without recording anything (for reconciliation)."""
-        result = PollResult(started_at=utcnow())
+        result = PollResult()
         for h in self.hosts():
             try:
                 result.statuses[h.host_id] = self.agents.get(h.address).all_statuses(
@@ -169,7 +168,7 @@ class AsyncTaskManager:
                 [call for call, _ in self._inflight.values()],
                 timeout=min(self.settings.interval, self.settings.agent_deadline),
             )
-            result = PollResult(started_at=utcnow())
+            result = PollResult()
             for h in hosts:
                 if h.host_id not in self._inflight or not self._inflight[h.host_id][0].done():
                     continue

@@ -10,20 +10,10 @@ import uuid
 
 import pytest
 
+from harness.enginectl import run as ctl
 from harness.scenario import DataCenter
 
 MiB = 1 << 20
-
-
-def ctl(address: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "engine_service.entrypoints.cli", *args],
-        env={**os.environ, "ENGINECTL_ADDRESS": address},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture

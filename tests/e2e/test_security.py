@@ -3,9 +3,6 @@ and no id reaches outside the storage root."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import pytest
 
 from engine_service.v1 import engine_service_pb2 as pb
 from engine_service.v1 import engine_service_pb2_grpc as pb_grpc
+from harness.enginectl import run as ctl
 from harness.scenario import DataCenter
 from service_common.grpc_client import client_channel
 from service_common.tls import ClientTls, init_pki
@@ -141,20 +139,9 @@ def test_the_engine_api_needs_a_token_when_tokens_are_configured(engine_factory,
     with pytest.raises(grpc.RpcError) as err:
         plaintext.ListHosts(request, timeout=T)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-    ctl = [
-        sys.executable,
-        "-m",
-        "engine_service.entrypoints.cli",
-        "--address",
-        engine.address,
-        "--tls-ca",
-        str(pki["ca"]),
-        "host",
-        "list",
-    ]
-    env = {**os.environ, "ENGINECTL_TOKEN": "second-token"}
-    assert subprocess.run(ctl, env=env, capture_output=True, check=False).returncode == 0
-    denied = subprocess.run(ctl, capture_output=True, text=True, check=False)
+    args = ("--tls-ca", str(pki["ca"]), "host", "list")
+    assert ctl(engine.address, *args, env={"ENGINECTL_TOKEN": "second-token"}).returncode == 0
+    denied = ctl(engine.address, *args)
     assert denied.returncode == 6 and "UNAUTHENTICATED" in denied.stderr
     assert "second-token" not in engine.log_path.read_text()  # secrets are masked
 

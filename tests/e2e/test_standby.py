@@ -3,15 +3,13 @@ reconciles and takes over within a bounded time."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import grpc
 
 from engine_service.v1 import engine_service_pb2 as pb
 from harness.engine_client import wait_command
+from harness.enginectl import run as ctl
 
 MiB = 1 << 20
 T = 30
@@ -59,14 +57,3 @@ def test_a_second_engine_never_works_beside_the_active_one(make_dc, engine_facto
     assert second.wait_listening() == "NOT_SERVING"
     assert second.terminate() == 0  # a standby stops cleanly too
     assert "standing by" in second.log_path.read_text()
-
-
-def ctl(address: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "engine_service.entrypoints.cli", *args],
-        env={**os.environ, "ENGINECTL_ADDRESS": address},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from engine_service.adapters.agent_client import AgentPool
-from engine_service.adapters.orm import DiskRow
+from engine_service.adapters.orm import DiskRow, TemplateRow
 from engine_service.domain.model import CommandStatus
 from engine_service.service_layer.async_task_manager import AsyncTaskManager
 from engine_service.service_layer.commands.add_disk import AddDisk
@@ -29,7 +29,6 @@ from engine_service.service_layer.views import (
     encode_token,
     page_size,
 )
-from service_common.errors import NotFound
 from service_common.ids import require_uuid
 
 log = logging.getLogger(__name__)
@@ -48,6 +47,9 @@ class Engine:
 
     def start(self) -> ReconcileReport:
         """Reconcile (before the engine may report SERVING), then start polling."""
+        with self.uow() as uow:
+            uow.repo.refresh_statistics()  # a restart may follow a burst of new rows
+            uow.commit()
         report = self.reconciler.reconcile()
         self.reconciler.startup_report = report
         self.manager.start()
@@ -75,8 +77,8 @@ class Engine:
         command_id = self.lifecycle.submit(
             lambda: AddDisk.create(name, storage_domain_id, size_bytes), request
         )
-        view = self.command(command_id)
-        with self.uow() as uow:
+        with self.uow() as uow:  # one read for the whole reply
+            view = command_view(uow.repo, command_id)
             disk = uow.repo.get(DiskRow, view.target_id) if view.target_id else None
         return disk, view
 
@@ -96,13 +98,13 @@ class Engine:
         command_id = self.lifecycle.submit(
             lambda: AddVmTemplate.create(vm_id, name, destination), request
         )
-        view = self.command(command_id)
-        template = None
-        if view.target_id:
-            try:
-                template = self.inventory.template(view.target_id)
-            except NotFound:
-                template = None  # the command failed already and its template is gone
+        with self.uow() as uow:  # one read for the whole reply
+            view = command_view(uow.repo, command_id)
+            row = uow.repo.get(TemplateRow, view.target_id) if view.target_id else None
+            # None: the command failed already and its template is gone.
+            template = (
+                TemplateInfo(row, uow.repo.template_disk_ids(row.template_id)) if row else None
+            )
         return template, view
 
     def command(self, command_id: str) -> CommandView:

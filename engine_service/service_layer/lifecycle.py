@@ -87,6 +87,52 @@ class HostPicker:
         return host.host_id
 
 
+HOST_SNAPSHOT_SECONDS = 1.0
+
+
+class HostSnapshot:
+    """The hosts as read at one moment, trusted for HOST_SNAPSHOT_SECONDS."""
+
+    def __init__(self, hosts: Sequence[HostRow]) -> None:
+        self.refresh(hosts)
+
+    def refresh(self, hosts: Sequence[HostRow]) -> None:
+        self.taken = time.monotonic()
+        self.hosts = {h.host_id: h for h in hosts}
+
+    def up(self, host_id: str) -> HostRow | None:
+        """The host, if the snapshot is fresh and has it UP."""
+        if time.monotonic() - self.taken > HOST_SNAPSHOT_SECONDS:
+            return None
+        host = self.hosts.get(host_id)
+        return host if host is not None and host.status == HostStatus.UP.value else None
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A placeholder whose agent task is still to be started."""
+
+    task_id: str
+    host_id: str
+    command_id: str
+    verb: str
+    args: dict[str, Any]
+
+    @classmethod
+    def of(cls, task: TaskRow) -> _Pending:
+        return cls(task.task_id, task.host_id, task.command_id, task.verb, dict(task.args))
+
+
+@dataclass
+class Plan:
+    """What `execute` works through: a command's children, its unsent placeholders, and the
+    hosts they were assigned to."""
+
+    children: dict[str, CommandBase]
+    pending: list[_Pending]
+    hosts: HostSnapshot
+
+
 class CommandLifecycle:
     def __init__(
         self,
@@ -126,7 +172,8 @@ class CommandLifecycle:
                         return existing
                     command.validate(uow.repo)
                     command.children = command.build_child_commands()
-                    command.insert_async_task_placeholders(uow.repo, HostPicker(uow.repo))
+                    picker = HostPicker(uow.repo)
+                    placeholders = command.insert_async_task_placeholders(uow.repo, picker)
                     record_request(uow.repo, request, command.command_id)
                     uow.flush()
                     crash_point("placeholders_uncommitted")
@@ -152,7 +199,14 @@ class CommandLifecycle:
                 extra={"command_id": command.command_id},
             )
             crash_point("after_placeholders_commit")
-            self.execute(command.command_id)
+            self.execute(
+                command.command_id,
+                Plan(
+                    {c.command_id: c for c in command.children},
+                    [_Pending.of(t) for t in placeholders],
+                    HostSnapshot(picker.hosts),
+                ),
+            )
             return command.command_id
         raise FailedPrecondition("the request kept conflicting with concurrent ones; retry it")
 
@@ -162,32 +216,31 @@ class CommandLifecycle:
 
     # -- execute -----------------------------------------------------------------------------
 
-    def execute(self, root_id: str) -> None:
-        """Start the agent task of every placeholder of the command that has no agent id."""
+    def execute(self, root_id: str, plan: Plan | None = None) -> None:
+        """Start the agent task of every placeholder of the command that has no agent id.
+        `submit` passes the `plan` it has just committed; without one it is read back."""
         with self._lock:
             self._executing.add(root_id)
         try:
-            with self.uow() as uow:
-                children = {
-                    c.command_id: CommandBase.from_row(c) for c in uow.repo.children(root_id)
-                }
-                pending = [
-                    (t.task_id, t.host_id, t.command_id, t.verb, dict(t.args))
-                    for t in uow.repo.tasks_of(root_id)
-                    if t.vdsm_task_id is None
-                ]
+            if plan is None:
+                with self.uow() as uow:
+                    repo = uow.repo
+                    plan = Plan(
+                        {c.command_id: CommandBase.from_row(c) for c in repo.children(root_id)},
+                        [_Pending.of(t) for t in repo.tasks_of(root_id) if t.vdsm_task_id is None],
+                        HostSnapshot(repo.hosts()),
+                    )
             accepted_before = False
-            for task_id, host_id, child_id, verb, args in pending:
+            for task in plan.pending:
                 try:
-                    host = self._host_for(task_id)
+                    host = self._host_for(task, plan.hosts)
                 except FailedPrecondition as exc:
                     self.finish(root_id, Outcome(CommandStatus.FAILED, str(exc)))
                     return
                 if host is None:
                     return  # the command ended (cancelled, failed) meanwhile
-                host_id = host.host_id
                 try:
-                    vdsm_task_id = self._start(host, task_id, children[child_id])
+                    vdsm_task_id = self._start(host, task.task_id, plan.children[task.command_id])
                 except (AgentUnavailable, AgentRejected) as exc:
                     # An agent that did not answer may still have accepted: that placeholder
                     # is kept as cleanup debt, looked up when the host answers again.
@@ -195,51 +248,62 @@ class CommandLifecycle:
                         root_id,
                         Outcome(
                             CommandStatus.FAILED,
-                            f"host {host.name} did not start task {task_id} ({verb}): {exc}",
+                            f"host {host.name} did not start task {task.task_id} ({task.verb}): "
+                            f"{exc}",
                         ),
-                        [task_id] if isinstance(exc, AgentUnavailable) else [],
+                        [task.task_id] if isinstance(exc, AgentUnavailable) else [],
                     )
                     return
                 if not accepted_before:
                     crash_point("after_agent_accept")
                     accepted_before = True
-                if not self._store_agent_id(root_id, task_id, host_id, verb, args, vdsm_task_id):
+                if not self._store_agent_id(root_id, task, host.host_id, vdsm_task_id):
                     return
-            if pending:
+            if plan.pending:
                 crash_point("after_vdsm_id_commit")  # every child's agent id is committed
         finally:
             self._not_executing(root_id)
 
-    def _host_for(self, task_id: str) -> HostRow | None:
+    def _host_for(self, task: _Pending, hosts: HostSnapshot) -> HostRow | None:
         """The host a placeholder is about to be sent to. One that is no longer UP (it went
         NON_RESPONSIVE or into maintenance since the placeholder was written) is swapped for
         the least busy UP host: this task was never sent anywhere, so moving it is safe.
-        None if the placeholder is gone."""
+        None if the placeholder is gone.
+
+        While `hosts` (read when the command was submitted or read back) is younger than
+        HOST_SNAPSHOT_SECONDS and says the host is UP, it is trusted: the tasks of a command
+        go out within milliseconds, and a task sent to a host that has just gone down fails
+        like any other. Otherwise the placeholder and its host are read again."""
+        fresh = hosts.up(task.host_id)
+        if fresh is not None:
+            return fresh
         with self.uow() as uow:
-            task = uow.repo.get(TaskRow, task_id)
-            if task is None:
+            row = uow.repo.get(TaskRow, task.task_id)
+            if row is None:
                 return None
-            host = uow.repo.get(HostRow, task.host_id)
+            host = uow.repo.get(HostRow, row.host_id)
             assert host is not None
+            hosts.refresh(uow.repo.hosts())
             if host.status == HostStatus.UP.value:
                 return host
             try:
                 moved_to = HostPicker(uow.repo)()
             except FailedPrecondition:
                 raise FailedPrecondition(
-                    f"no host is UP to run task {task_id} (its host {host.name} is {host.status})"
+                    f"no host is UP to run task {task.task_id} "
+                    f"(its host {host.name} is {host.status})"
                 ) from None
-            task.host_id = moved_to
+            row.host_id = moved_to
             uow.commit()
             target = uow.repo.get(HostRow, moved_to)
             assert target is not None
             log.warning(
                 "task %s moved from host %s (%s) to host %s before it was sent",
-                task_id,
+                task.task_id,
                 host.name,
                 host.status,
                 target.name,
-                extra={"task_id": task_id, "host": target.name},
+                extra={"task_id": task.task_id, "host": target.name},
             )
             return target
 
@@ -266,28 +330,23 @@ class CommandLifecycle:
         raise AssertionError("unreachable")
 
     def _store_agent_id(
-        self,
-        root_id: str,
-        task_id: str,
-        host_id: str,
-        verb: str,
-        args: dict[str, Any],
-        vdsm_task_id: str,
+        self, root_id: str, task: _Pending, host_id: str, vdsm_task_id: str
     ) -> bool:
         with self.uow() as uow:
-            stored = uow.repo.set_vdsm_task_id(task_id, vdsm_task_id, utcnow())
+            stored = uow.repo.set_vdsm_task_id(task.task_id, vdsm_task_id, utcnow())
             if not stored:
                 # The command ended while this task was being started: keep the task on record
                 # so that it is stopped, compensated and cleared like the command's others.
+                args = task.args
                 uow.repo.add(
                     TaskRow(
-                        task_id=task_id,
+                        task_id=task.task_id,
                         command_id=root_id,
                         root_command_id=root_id,
                         host_id=host_id,
                         vdsm_task_id=vdsm_task_id,
                         submitted_at=utcnow(),
-                        verb=verb,
+                        verb=task.verb,
                         args=args,
                         storage_domain_id=args.get("storage_domain_id")
                         or args["dst_storage_domain_id"],

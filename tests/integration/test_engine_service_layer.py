@@ -336,7 +336,7 @@ def test_a_placeholder_moves_off_a_host_that_went_down_before_it_was_sent(
 
     agents = [agent_factory("host1"), agent_factory("host2")]
     vm, dst = setup_vm(engine, agents, disks=2)
-    monkeypatch.setattr(engine.lifecycle, "execute", lambda root_id: None)  # hold the sending
+    monkeypatch.setattr(engine.lifecycle, "execute", lambda root_id, plan=None: None)  # hold it
     _, view = engine.add_vm_template(vm, "moved", dst)
     monkeypatch.undo()
     hosts = {h.host.name: h.host.host_id for h in engine.inventory.hosts()}
@@ -361,8 +361,8 @@ def test_a_command_that_fails_before_its_reply_is_built_is_still_answered(
     vm, dst = setup_vm(engine, [agent_factory()], disks=1)
     execute = engine.lifecycle.execute
 
-    def execute_then_fail(root_id: str) -> None:  # the poller ends it before the reply
-        execute(root_id)
+    def execute_then_fail(root_id: str, plan=None) -> None:  # the poller ends it first
+        execute(root_id, plan)
         engine.lifecycle.finish(root_id, Outcome(CommandStatus.FAILED, "the host failed it"))
 
     monkeypatch.setattr(engine.lifecycle, "execute", execute_then_fail)
@@ -371,3 +371,23 @@ def test_a_command_that_fails_before_its_reply_is_built_is_still_answered(
     assert view.status is CommandStatus.FAILED and view.failure_reason == "the host failed it"
     monkeypatch.undo()
     settle(engine)
+
+
+def test_submitting_a_template_takes_one_transaction_per_durable_step(
+    db_url: str, pool: CountingPool, agent_factory
+) -> None:
+    """The hot path of benchmark 1: the placeholders' transaction, one per agent id stored
+    and one to read the reply; no transaction per task to re-read its host."""
+    from sqlalchemy import event
+
+    db = make_engine(db_url)
+    engine = bootstrap(EngineSettings(db_url, poll=PollSettings(interval=3600)), db=db, agents=pool)
+    vm, dst = setup_vm(engine, [agent_factory()], disks=4)
+    seen = Counter[str]()
+    event.listen(db, "begin", lambda conn: seen.update(["begin"]))
+    event.listen(db, "commit", lambda conn: seen.update(["commit"]))
+    _, view = engine.add_vm_template(vm, "counted", dst)
+    assert len(view.tasks) == 4 and all(t.vdsm_task_id for t in view.tasks)
+    assert seen == {"begin": 1 + 4 + 1, "commit": 1 + 4}
+    settle(engine)
+    db.dispose()

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from engine_service.adapters.orm import (
@@ -42,6 +42,35 @@ def _page(
     return query.order_by(*order).limit(limit)
 
 
+class TaskStatusRow(Protocol):
+    """A task's status columns, read without loading the ORM object."""
+
+    task_id: str
+    root_command_id: str
+    host_id: str
+    vdsm_task_id: str | None
+    submitted_at: datetime | None
+    state: str | None
+    result: str | None
+    progress_percent: int
+    message: str
+    cleanup: str
+
+
+STATUS_COLUMNS = (
+    TaskRow.task_id,
+    TaskRow.root_command_id,
+    TaskRow.host_id,
+    TaskRow.vdsm_task_id,
+    TaskRow.submitted_at,
+    TaskRow.state,
+    TaskRow.result,
+    TaskRow.progress_percent,
+    TaskRow.message,
+    TaskRow.cleanup,
+)
+
+
 class Repository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -65,9 +94,27 @@ class Repository:
 
     # -- hosts -----------------------------------------------------------------------------
 
+    def hosts_for_update(self, host_ids: Sequence[str]) -> dict[str, HostRow]:
+        """These hosts, locked for this transaction (on PostgreSQL), in one query."""
+        rows = self.session.scalars(
+            select(HostRow)
+            .where(HostRow.host_id.in_(list(host_ids)))
+            .order_by(HostRow.host_id)
+            .with_for_update()
+        )
+        return {h.host_id: h for h in rows}
+
     def host_by(self, *, name: str | None = None, address: str | None = None) -> HostRow | None:
         column, value = (HostRow.name, name) if name is not None else (HostRow.address, address)
         return self.session.scalars(select(HostRow).where(column == value)).first()
+
+    def refresh_statistics(self) -> None:
+        """Let PostgreSQL plan reconciliation's set-based statements on current row counts.
+        Without statistics (tables filled since the last autovacuum analyze) it picks nested
+        loops for the IN (subquery) joins: 16 s instead of 20 ms for 4,000 commands."""
+        bind = self.session.get_bind()
+        if bind.dialect.name == "postgresql":
+            self.session.execute(text("ANALYZE commands, async_tasks, disks, entity_locks"))
 
     def hosts(self) -> list[HostRow]:
         return list(self.session.scalars(select(HostRow).order_by(HostRow.name)))
@@ -224,15 +271,26 @@ class Repository:
             )
         )
 
-    def active_tasks(self) -> list[TaskRow]:
-        """Tasks of commands that are still ACTIVE."""
-        return list(self.session.scalars(select(TaskRow).where(TaskRow.cleanup == "")))
+    def active_tasks(self, host_ids: Sequence[str] | None = None) -> list[TaskStatusRow]:
+        """Tasks of commands that are still ACTIVE (on `host_ids`, if given), as plain rows
+        of the status columns: a poll reads every task in flight, and loading thousands of
+        ORM objects each cycle cost it more than everything else together."""
+        query = select(*STATUS_COLUMNS).where(TaskRow.cleanup == "")
+        if host_ids is not None:
+            query = query.where(TaskRow.host_id.in_(list(host_ids)))
+        return cast(list[TaskStatusRow], self.session.execute(query).all())
 
-    def submitted_tasks_on(self, host_id: str) -> list[TaskRow]:
-        return list(
-            self.session.scalars(
-                select(TaskRow).where(TaskRow.host_id == host_id, TaskRow.vdsm_task_id.is_not(None))
-            )
+    def submitted_tasks_on(self, host_ids: Sequence[str]) -> list[TaskStatusRow]:
+        """The tasks on these hosts that have an agent id, as plain rows (see active_tasks)."""
+        if not host_ids:
+            return []
+        return cast(
+            list[TaskStatusRow],
+            self.session.execute(
+                select(*STATUS_COLUMNS).where(
+                    TaskRow.host_id.in_(list(host_ids)), TaskRow.vdsm_task_id.is_not(None)
+                )
+            ).all(),
         )
 
     def tasks_to_clean(self) -> list[TaskRow]:

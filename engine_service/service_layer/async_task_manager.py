@@ -22,8 +22,8 @@ from engine_service.adapters.agent_client import (
     AgentTaskStatus,
     AgentUnavailable,
 )
-from engine_service.adapters.orm import HostRow, TaskRow, utcnow
-from engine_service.adapters.repository import Repository
+from engine_service.adapters.orm import HostRow, utcnow
+from engine_service.adapters.repository import Repository, TaskStatusRow
 from engine_service.crash import crash_point
 from engine_service.domain.model import (
     CommandStatus,
@@ -67,7 +67,7 @@ class PollResult:
     unreachable: dict[str, str] = field(default_factory=dict)  # host id -> error
 
 
-def task_view(task: TaskRow) -> TaskView:
+def task_view(task: TaskStatusRow) -> TaskView:
     return TaskView(
         task.task_id,
         task.vdsm_task_id,
@@ -184,8 +184,13 @@ class AsyncTaskManager:
     def _record(self, hosts: list[HostRef], result: PollResult) -> None:
         now = utcnow()
         with self.uow() as uow:
+            rows = uow.repo.hosts_for_update([ref.host_id for ref in hosts])
+            answered = [ref.host_id for ref in hosts if ref.host_id in result.statuses]
+            submitted: dict[str, list[TaskStatusRow]] = defaultdict(list)
+            for t in uow.repo.submitted_tasks_on(answered):
+                submitted[t.host_id].append(t)
             for ref in hosts:
-                host = uow.repo.get_for_update(HostRow, ref.host_id)
+                host = rows.get(ref.host_id)
                 if host is None:
                     continue
                 if ref.host_id in result.unreachable:
@@ -217,7 +222,7 @@ class AsyncTaskManager:
                     log.info("host %s answers again: UP", host.name, extra={"host": host.name})
                 changes = []
                 seen = result.statuses[ref.host_id]
-                for task in uow.repo.submitted_tasks_on(ref.host_id):
+                for task in submitted[ref.host_id]:
                     assert task.vdsm_task_id is not None
                     status = seen.get(task.vdsm_task_id)
                     if status is not None:
@@ -267,7 +272,7 @@ class AsyncTaskManager:
         repo.update_task_statuses(
             [
                 {"task_id": t.task_id, "message": message}
-                for t in repo.submitted_tasks_on(host.host_id)
+                for t in repo.submitted_tasks_on([host.host_id])
                 if t.cleanup == TaskCleanup.NONE.value
                 and t.state != TaskState.FINISHED.value
                 and t.message != message
@@ -296,10 +301,10 @@ class AsyncTaskManager:
                 for h in uow.repo.hosts_with_status(HostStatus.NON_RESPONSIVE.value)
                 if h.unreachable_since is not None and h.unreachable_since <= deadline
             }
+            if not dead:
+                return []
             victims = {
-                t.root_command_id: dead[t.host_id]
-                for t in uow.repo.active_tasks()
-                if t.host_id in dead
+                t.root_command_id: dead[t.host_id] for t in uow.repo.active_tasks(list(dead))
             }
             reasons = {
                 root: (

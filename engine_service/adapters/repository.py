@@ -328,8 +328,10 @@ class Repository:
             )
         )
 
-    def delete_task(self, task_id: str) -> None:
-        self.session.execute(delete(TaskRow).where(TaskRow.task_id == task_id))
+    def delete_tasks(self, task_ids: Sequence[str]) -> None:
+        for start in range(0, len(task_ids), 500):
+            chunk = list(task_ids[start : start + 500])
+            self.session.execute(delete(TaskRow).where(TaskRow.task_id.in_(chunk)))
 
     def known_among(self, column: str, ids: Sequence[str]) -> set[str]:
         """Which of `ids` the engine has as task `column` ("task_id" or "vdsm_task_id")."""

@@ -286,12 +286,12 @@ class AsyncTaskManager:
             by_root: dict[str, list[TaskView]] = defaultdict(list)
             for task in uow.repo.active_tasks():
                 by_root[task.root_command_id].append(task_view(task))
-        ended = []
-        for root_id, tasks in by_root.items():
-            outcome = decide_outcome(tasks)
-            if outcome is not None and self.lifecycle.finish(root_id, outcome):
-                ended.append(root_id)
-        return ended
+        decided = {
+            root_id: outcome
+            for root_id, tasks in by_root.items()
+            if (outcome := decide_outcome(tasks)) is not None
+        }
+        return self.lifecycle.finish_many(decided) if decided else []
 
     def fail_commands_on_dead_hosts(self) -> list[str]:
         deadline = utcnow() - timedelta(seconds=self.settings.task_timeout)
@@ -341,7 +341,24 @@ class AsyncTaskManager:
                 for t in uow.repo.tasks_to_clean()
             ]
         infos: dict[str, dict[str, str]] = {}
-        forgotten = 0
+        forget: list[str] = []
+        try:
+            self._clean(work, hosts, executing, result, infos, forget)
+        finally:
+            # One commit for the whole cycle. A crash before it leaves rows whose agent tasks
+            # are gone: the next cycle finds them unknown to the agent and forgets them then.
+            self._forget(forget)
+        return len(forget)
+
+    def _clean(
+        self,
+        work: list[tuple[str, str, str | None, str, str, str, str]],
+        hosts: dict[str, HostRow],
+        executing: set[str],
+        result: PollResult,
+        infos: dict[str, dict[str, str]],
+        forget: list[str],
+    ) -> None:
         for task_id, host_id, vdsm_task_id, cleanup, sd_id, image_id, root_id in work:
             if host_id not in result.statuses or root_id in executing:
                 continue  # not reachable this cycle, or still being submitted
@@ -359,8 +376,7 @@ class AsyncTaskManager:
                         }
                     vdsm_task_id = infos[host_id].get(task_id)
                     if vdsm_task_id is None:
-                        self._forget(task_id)
-                        forgotten += 1
+                        forget.append(task_id)
                         continue
                     self._adopt(task_id, vdsm_task_id)
                 status = result.statuses[host_id].get(vdsm_task_id)
@@ -377,8 +393,7 @@ class AsyncTaskManager:
                     except AgentRejected as exc:
                         if exc.code.name != "NOT_FOUND":
                             raise
-                self._forget(task_id)
-                forgotten += 1
+                forget.append(task_id)
                 log.info(
                     "task %s cleared on its host%s",
                     task_id,
@@ -394,7 +409,6 @@ class AsyncTaskManager:
                     exc,
                     extra=context,
                 )
-        return forgotten
 
     def _delete_image(
         self, client: AgentClient, sd_id: str, image_id: str, context: dict[str, str] | None = None
@@ -420,10 +434,11 @@ class AsyncTaskManager:
             uow.repo.set_vdsm_task_id(task_id, vdsm_task_id, utcnow())
             uow.commit()
 
-    def _forget(self, task_id: str) -> None:
-        with self.uow() as uow:
-            uow.repo.delete_task(task_id)
-            uow.commit()
+    def _forget(self, task_ids: list[str]) -> None:
+        if task_ids:
+            with self.uow() as uow:
+                uow.repo.delete_tasks(task_ids)
+                uow.commit()
 
 
 class ZombieTracker:

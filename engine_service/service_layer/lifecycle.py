@@ -365,27 +365,42 @@ class CommandLifecycle:
 
     def finish(self, root_id: str, outcome: Outcome, unresolved: Sequence[str] = ()) -> bool:
         """End a top-level command now, exactly once; False if it had already ended."""
+        return bool(self.finish_many({root_id: outcome}, unresolved, missing_is_error=True))
+
+    def finish_many(
+        self,
+        outcomes: dict[str, Outcome],
+        unresolved: Sequence[str] = (),
+        missing_is_error: bool = False,
+    ) -> list[str]:
+        """End these top-level commands, each exactly once, in ONE transaction (a poll ends
+        every command it decided with one commit). Returns the ones this call ended."""
+        ended: list[tuple[str, str, Outcome]] = []
         with self.uow() as uow:
-            row = uow.repo.get(CommandRow, root_id)
-            if row is None:
-                raise NotFound(f"command_id: no command {root_id}")
-            removed = end_command(uow.repo, root_id, outcome, unresolved)
-            if removed is None:
-                return False
+            for root_id, outcome in outcomes.items():
+                row = uow.repo.get(CommandRow, root_id)
+                if row is None:
+                    if missing_is_error:
+                        raise NotFound(f"command_id: no command {root_id}")
+                    continue
+                if end_command(uow.repo, root_id, outcome, unresolved) is not None:
+                    ended.append((root_id, row.action_type, outcome))
+            if not ended:
+                return []
             crash_point("before_end_commit")
             uow.commit()
-            action_type = row.action_type
-        metrics.COMMANDS_ENDED.labels(action_type, outcome.status.value).inc()
-        log.log(
-            logging.INFO if outcome.status is CommandStatus.SUCCEEDED else logging.WARNING,
-            "command %s (%s) ended %s%s",
-            root_id,
-            action_type,
-            outcome.status.value,
-            f": {outcome.reason}" if outcome.reason else "",
-            extra={"command_id": root_id},
-        )
-        return True
+        for root_id, action_type, outcome in ended:
+            metrics.COMMANDS_ENDED.labels(action_type, outcome.status.value).inc()
+            log.log(
+                logging.INFO if outcome.status is CommandStatus.SUCCEEDED else logging.WARNING,
+                "command %s (%s) ended %s%s",
+                root_id,
+                action_type,
+                outcome.status.value,
+                f": {outcome.reason}" if outcome.reason else "",
+                extra={"command_id": root_id},
+            )
+        return [root_id for root_id, _, _ in ended]
 
     def cancel(self, command_id: str) -> None:
         with self.uow() as uow:

@@ -35,8 +35,8 @@ def bootstrap(
     migrate(db)
     sessions = session_factory(db)
 
-    def uow() -> UnitOfWork:
-        return UnitOfWork(sessions)
+    def uow(read_only: bool = False) -> UnitOfWork:
+        return UnitOfWork(sessions, read_only)
 
     agents = agents or AgentPool(settings.agent_timeout, settings.agent_tls)
     lifecycle = CommandLifecycle(uow, agents)

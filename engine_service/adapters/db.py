@@ -3,7 +3,8 @@
 SQLite (the embedded default) runs in WAL mode with synchronous=FULL, so a committed placeholder
 survives a power cut before any agent is called, and every transaction starts with BEGIN
 IMMEDIATE, so concurrent writers queue up instead of failing to upgrade a read lock.
-PostgreSQL keeps synchronous_commit=on. A plain postgresql:// URL uses psycopg 3.
+Units of work that only read start with a plain BEGIN instead. PostgreSQL keeps
+synchronous_commit=on. A plain postgresql:// URL uses psycopg 3.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# The connection execution option of a unit of work that only reads: a plain BEGIN on SQLite.
+READ_ONLY = "engine_read_only"
 
 
 def normalize_url(url: str) -> str:
@@ -49,7 +52,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def on_begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            if connection.get_execution_options().get(READ_ONLY):
+                connection.exec_driver_sql("BEGIN")
+            else:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)

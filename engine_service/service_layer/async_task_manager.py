@@ -125,7 +125,7 @@ class AsyncTaskManager:
             self.fail_commands_on_dead_hosts()
             self.clean_up(result)
             self.zombies.handle(result)
-            with self.uow() as uow:
+            with self.uow(read_only=True) as uow:
                 metrics.COMMANDS_ACTIVE.set(uow.repo.count_active_roots())
                 metrics.TASKS_IN_FLIGHT.set(sum(uow.repo.tasks_per_host().values()))
         return result
@@ -133,7 +133,7 @@ class AsyncTaskManager:
     # -- 1. poll -----------------------------------------------------------------------------
 
     def hosts(self) -> list[HostRef]:
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             return [
                 HostRef(h.host_id, h.name, h.address, HostStatus(h.status))
                 for h in uow.repo.hosts()
@@ -282,7 +282,7 @@ class AsyncTaskManager:
     # -- 2. end what is decided --------------------------------------------------------------
 
     def end_decided_commands(self) -> list[str]:
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             by_root: dict[str, list[TaskView]] = defaultdict(list)
             for task in uow.repo.active_tasks():
                 by_root[task.root_command_id].append(task_view(task))
@@ -295,7 +295,7 @@ class AsyncTaskManager:
 
     def fail_commands_on_dead_hosts(self) -> list[str]:
         deadline = utcnow() - timedelta(seconds=self.settings.task_timeout)
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             dead = {
                 h.host_id: h
                 for h in uow.repo.hosts_with_status(HostStatus.NON_RESPONSIVE.value)
@@ -326,7 +326,7 @@ class AsyncTaskManager:
         """Stop, compensate and clear the tasks of terminal commands on the hosts that answered
         this poll. Returns how many tasks were cleared and forgotten."""
         executing = self.lifecycle.executing()
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             hosts = {h.host_id: h for h in uow.repo.hosts()}
             work = [
                 (
@@ -413,7 +413,7 @@ class AsyncTaskManager:
     def _delete_image(
         self, client: AgentClient, sd_id: str, image_id: str, context: dict[str, str] | None = None
     ) -> None:
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             in_use = uow.repo.disk_with_image(sd_id, image_id)
         if in_use is not None:
             return  # a disk of the inventory owns it: never delete
@@ -452,7 +452,7 @@ class ZombieTracker:
     def handle(self, result: PollResult) -> int:
         """Act on the zombies this poll saw; returns how many were cleared."""
         m = self.manager
-        with m.uow() as uow:
+        with m.uow(read_only=True) as uow:
             hosts = {h.host_id: h for h in uow.repo.hosts()}
             # Only the agents' ids are looked up, in chunks: memory follows what the agents
             # report, not the size of the engine's tables.
@@ -486,7 +486,7 @@ class ZombieTracker:
         cleared = 0
         try:
             infos = {i.vdsm_task_id: i for i in client.all_info(m.settings.agent_deadline)}
-            with m.uow() as uow:
+            with m.uow(read_only=True) as uow:
                 known_requests = uow.repo.known_among(
                     "task_id",
                     [infos[s.vdsm_task_id].request_id for s in due if s.vdsm_task_id in infos],

@@ -77,7 +77,7 @@ class Engine:
         command_id = self.lifecycle.submit(
             lambda: AddDisk.create(name, storage_domain_id, size_bytes), request
         )
-        with self.uow() as uow:  # one read for the whole reply
+        with self.uow(read_only=True) as uow:  # one read for the whole reply
             view = command_view(uow.repo, command_id)
             disk = uow.repo.get(DiskRow, view.target_id) if view.target_id else None
         return disk, view
@@ -98,7 +98,7 @@ class Engine:
         command_id = self.lifecycle.submit(
             lambda: AddVmTemplate.create(vm_id, name, destination), request
         )
-        with self.uow() as uow:  # one read for the whole reply
+        with self.uow(read_only=True) as uow:  # one read for the whole reply
             view = command_view(uow.repo, command_id)
             row = uow.repo.get(TemplateRow, view.target_id) if view.target_id else None
             # None: the command failed already and its template is gone.
@@ -109,14 +109,14 @@ class Engine:
 
     def command(self, command_id: str) -> CommandView:
         command_id = require_uuid("command_id", command_id)
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             return command_view(uow.repo, command_id)
 
     def commands(
         self, status: CommandStatus | None, size: int, token: str
     ) -> tuple[list[CommandView], str]:
         limit, after = page_size(size), decode_token(token)
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             rows = uow.repo.command_page(status.value if status else None, after, limit + 1)
             more = len(rows) > limit
             rows = rows[:limit]

@@ -213,14 +213,14 @@ class Inventory:
         return domain
 
     def storage_domains(self) -> list[StorageDomainRow]:
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             return uow.repo.storage_domains()
 
     # -- disks -------------------------------------------------------------------------------
 
     def disk(self, disk_id: str) -> DiskRow:
         disk_id = require_uuid("disk_id", disk_id)
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             disk = uow.repo.get(DiskRow, disk_id)
             if disk is None:
                 raise NotFound(f"disk_id: no disk {disk_id}")
@@ -228,7 +228,7 @@ class Inventory:
 
     def disks(self, size: int, token: str) -> tuple[list[DiskRow], str]:
         limit, after = page_size(size), decode_token(token)
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             rows = uow.repo.disk_page(after, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
@@ -276,7 +276,7 @@ class Inventory:
 
     def vm(self, vm_id: str) -> tuple[VmRow, list[str]]:
         vm_id = require_uuid("vm_id", vm_id)
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             vm = uow.repo.get(VmRow, vm_id)
             if vm is None:
                 raise NotFound(f"vm_id: no VM {vm_id}")
@@ -286,7 +286,7 @@ class Inventory:
 
     def template(self, template_id: str) -> TemplateInfo:
         template_id = require_uuid("template_id", template_id)
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             template = uow.repo.get(TemplateRow, template_id)
             if template is None:
                 raise NotFound(f"template_id: no template {template_id}")
@@ -294,7 +294,7 @@ class Inventory:
 
     def templates(self, size: int, token: str) -> tuple[list[TemplateInfo], str]:
         limit, after = page_size(size), decode_token(token)
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             rows = uow.repo.template_page(after, limit + 1)
             more = len(rows) > limit
             rows = rows[:limit]

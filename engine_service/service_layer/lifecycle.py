@@ -223,7 +223,7 @@ class CommandLifecycle:
             self._executing.add(root_id)
         try:
             if plan is None:
-                with self.uow() as uow:
+                with self.uow(read_only=True) as uow:
                     repo = uow.repo
                     plan = Plan(
                         {c.command_id: CommandBase.from_row(c) for c in repo.children(root_id)},
@@ -403,7 +403,7 @@ class CommandLifecycle:
         return [root_id for root_id, _, _ in ended]
 
     def cancel(self, command_id: str) -> None:
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             row = uow.repo.get(CommandRow, command_id)
             if row is None:
                 raise NotFound(f"command_id: no command {command_id}")

@@ -86,7 +86,7 @@ class Reconciler:
         a handful of statements, whatever the number of commands."""
         report = ReconcileReport()
         cutoff = utcnow()  # placeholders written later belong to submissions under way
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             hosts = uow.repo.hosts_with_placeholders(cutoff)
         if not hosts:
             return report
@@ -150,7 +150,7 @@ class Reconciler:
 
     def _resubmit(self) -> None:
         """--orphans=resubmit: start the placeholders again under the same request ids."""
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             roots = {t.root_command_id for t in uow.repo.active_placeholders()}
         for root_id in roots - self.lifecycle.executing():
             self.lifecycle.execute(root_id)

@@ -100,21 +100,21 @@ def test_placeholders_are_written_in_one_transaction(
     vm, dst = setup_vm(engine, [agent_factory()])
     before = database_state(db_url)
     agent_tasks_before = len(engine.agents.get(engine.inventory.hosts()[0].host.address).all_info())
-    added: list[object] = []
-    original_add = Repository.add
+    written: list[int] = []
+    original_insert = Repository.insert
 
-    def add_then_fail(self: Repository, *rows: Any) -> None:
-        original_add(self, *rows)
-        added.extend(rows)
-        if sum(isinstance(r, TaskRow) for r in added) == 2:  # after the first placeholders
-            self.session.flush()
+    def insert_then_fail(self: Repository, *rows: Any) -> None:
+        original_insert(self, *rows)
+        if any(isinstance(r, TaskRow) for r in rows):  # the placeholders are in: fail now
+            root = rows[0].root_command_id
+            written.append(len(self.tasks_of(root)))
             raise RuntimeError("the database failed in the middle of the placeholders")
 
-    monkeypatch.setattr(Repository, "add", add_then_fail)
+    monkeypatch.setattr(Repository, "insert", insert_then_fail)
     with pytest.raises(RuntimeError, match="middle of the placeholders"):
         engine.add_vm_template(vm, "half", dst)
     monkeypatch.undo()
-    assert sum(isinstance(r, TaskRow) for r in added) == 2  # rows really were written first
+    assert written == [3]  # the placeholders really were written in the transaction first
     assert database_state(db_url) == before  # no command, placeholder, lock or entity
     client = engine.agents.get(engine.inventory.hosts()[0].host.address)
     assert len(client.all_info()) == agent_tasks_before  # no agent task
@@ -390,4 +390,29 @@ def test_submitting_a_template_takes_one_transaction_per_durable_step(
     assert len(view.tasks) == 4 and all(t.vdsm_task_id for t in view.tasks)
     assert seen == {"begin": 1 + 4 + 1, "commit": 1 + 4}
     settle(engine)
+    db.dispose()
+
+
+def test_a_read_only_unit_reads_beside_a_writer_and_cannot_commit(db_url: str) -> None:
+    """On SQLite a writer holds the one write lock from BEGIN IMMEDIATE to COMMIT; a unit that
+    only reads must not queue behind it (views and polls read while submissions write)."""
+    from engine_service.adapters.db import session_factory
+    from engine_service.service_layer.unit_of_work import UnitOfWork
+
+    db = make_engine(db_url)
+    migrate(db)
+    sessions = session_factory(db)
+    with UnitOfWork(sessions) as writer:
+        writer.repo.hosts()  # the write lock is held from here (SQLite) until the unit ends
+        done = threading.Event()
+
+        def read() -> None:
+            with UnitOfWork(sessions, read_only=True) as reader:
+                reader.repo.hosts()
+                with pytest.raises(RuntimeError, match="cannot commit"):
+                    reader.commit()
+            done.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        assert done.wait(10), "the read-only unit waited for the writer"
     db.dispose()

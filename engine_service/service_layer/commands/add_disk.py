@@ -58,7 +58,7 @@ class AddDisk(CommandBase):
 
     def create_locked_entities(self, repo: Repository) -> None:
         p = self.params
-        repo.add(
+        repo.insert(
             DiskRow(
                 disk_id=p["disk_id"],
                 name=p["name"],

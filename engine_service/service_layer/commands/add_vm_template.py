@@ -98,16 +98,14 @@ class AddVmTemplate(CommandBase):
 
     def create_locked_entities(self, repo: Repository) -> None:
         p = self.params
-        repo.add(
+        repo.insert(
             TemplateRow(
                 template_id=p["template_id"],
                 name=p["name"],
                 vm_id=p["vm_id"],
                 status=TemplateStatus.LOCKED.value,
-            )
-        )
-        for disk, copy in zip(self._disks, p["copies"], strict=True):
-            repo.add(
+            ),
+            *(
                 DiskRow(
                     disk_id=copy["copy_disk_id"],
                     name=f"{p['name']}/{disk.name}",
@@ -116,13 +114,12 @@ class AddVmTemplate(CommandBase):
                     size_bytes=disk.size_bytes,
                     status=DiskStatus.LOCKED.value,
                 )
-            )
-        repo.flush()
-        repo.add(
+                for disk, copy in zip(self._disks, p["copies"], strict=True)
+            ),
             *(
                 TemplateDiskRow(template_id=p["template_id"], position=i, disk_id=copy_id)
                 for i, copy_id in enumerate(self._copy_ids())
-            )
+            ),
         )
         repo.set_disk_status(self._source_ids(), DiskStatus.LOCKED.value)
 

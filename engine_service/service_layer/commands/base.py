@@ -129,11 +129,10 @@ class CommandBase:
     ) -> list[TaskRow]:
         """Add everything the command needs to one transaction; the caller commits."""
         now = utcnow()
-        repo.add(self._row(None, now))
-        repo.flush()
+        rows: list[CommandRow] = [self._row(None, now)]
         placeholders: list[TaskRow] = []
         for child in self.children:
-            repo.add(child._row(self.command_id, now))
+            rows.append(child._row(self.command_id, now))
             plan = child.task_plan()
             if plan is not None:
                 placeholders.append(
@@ -155,8 +154,8 @@ class CommandBase:
                         created_at=now,
                     )
                 )
-        repo.flush()
-        repo.add(
+        repo.insert(*rows)  # the parent first: its children refer to it
+        repo.insert(
             *(
                 EntityLockRow(
                     entity_type=kind,
@@ -168,9 +167,7 @@ class CommandBase:
             )
         )
         self.create_locked_entities(repo)
-        repo.flush()
-        for placeholder in placeholders:
-            repo.add(placeholder)
+        repo.insert(*placeholders)
         return placeholders
 
     def _row(self, parent_id: str | None, now: datetime) -> CommandRow:

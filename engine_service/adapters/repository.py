@@ -288,13 +288,21 @@ class Repository:
             )
         )
 
-    def active_tasks(self, host_ids: Sequence[str] | None = None) -> list[TaskStatusRow]:
-        """Tasks of commands that are still ACTIVE (on `host_ids`, if given), as plain rows
-        of the status columns: a poll reads every task in flight, and loading thousands of
-        ORM objects each cycle cost it more than everything else together."""
+    def active_tasks(
+        self, host_ids: Sequence[str] | None = None, decidable_only: bool = False
+    ) -> list[TaskStatusRow]:
+        """Tasks of commands that are still ACTIVE (on `host_ids`, if given; of commands with
+        at least one FINISHED task, if `decidable_only`), as plain rows of the status columns:
+        a poll reads tasks in flight, and loading thousands of ORM objects each cycle cost it
+        more than everything else together."""
         query = select(*STATUS_COLUMNS).where(TaskRow.cleanup == "")
         if host_ids is not None:
             query = query.where(TaskRow.host_id.in_(list(host_ids)))
+        if decidable_only:
+            finished = select(TaskRow.root_command_id).where(
+                TaskRow.cleanup == "", TaskRow.state == "finished"
+            )
+            query = query.where(TaskRow.root_command_id.in_(finished))
         return cast(list[TaskStatusRow], self.session.execute(query).all())
 
     def submitted_tasks_on(self, host_ids: Sequence[str]) -> list[TaskStatusRow]:

@@ -65,6 +65,9 @@ class PollResult:
     statuses: dict[str, dict[str, AgentTaskStatus]] = field(default_factory=dict)
     asked_at: dict[str, datetime] = field(default_factory=dict)  # host id -> when the call began
     unreachable: dict[str, str] = field(default_factory=dict)  # host id -> error
+    # Agent task ids the engine was seen to hold on the hosts that answered (filled when the
+    # poll is recorded): the zombie check looks up only the others.
+    known: set[str] = field(default_factory=set)
 
 
 def task_view(task: TaskStatusRow) -> TaskView:
@@ -224,17 +227,26 @@ class AsyncTaskManager:
                 seen = result.statuses[ref.host_id]
                 for task in submitted[ref.host_id]:
                     assert task.vdsm_task_id is not None
+                    result.known.add(task.vdsm_task_id)
                     status = seen.get(task.vdsm_task_id)
                     if status is not None:
-                        change = {
-                            "task_id": task.task_id,
-                            "state": status.state.value,
-                            "result": status.result.value or None,
-                            "progress_percent": status.progress_percent,
-                            "message": status.message,
-                        }
-                        if any(getattr(task, k) != v for k, v in change.items()):
-                            changes.append(change)
+                        now_is = (
+                            status.state.value,
+                            status.result.value or None,
+                            status.progress_percent,
+                            status.message,
+                        )
+                        if now_is != (task.state, task.result, task.progress_percent, task.message):
+                            state, task_result, progress, message = now_is
+                            changes.append(
+                                {
+                                    "task_id": task.task_id,
+                                    "state": state,
+                                    "result": task_result,
+                                    "progress_percent": progress,
+                                    "message": message,
+                                }
+                            )
                     elif (
                         task.cleanup == TaskCleanup.NONE.value
                         and task.state != TaskState.FINISHED.value
@@ -284,7 +296,9 @@ class AsyncTaskManager:
     def end_decided_commands(self) -> list[str]:
         with self.uow(read_only=True) as uow:
             by_root: dict[str, list[TaskView]] = defaultdict(list)
-            for task in uow.repo.active_tasks():
+            # Only a command with a finished task can be decided (decide_outcome): with
+            # thousands of tasks running, the others are not even read.
+            for task in uow.repo.active_tasks(decidable_only=True):
                 by_root[task.root_command_id].append(task_view(task))
         decided = {
             root_id: outcome
@@ -456,8 +470,14 @@ class ZombieTracker:
             hosts = {h.host_id: h for h in uow.repo.hosts()}
             # Only the agents' ids are looked up, in chunks: memory follows what the agents
             # report, not the size of the engine's tables.
-            known_vdsm = uow.repo.known_among(
-                "vdsm_task_id", [v for statuses in result.statuses.values() for v in statuses]
+            known_vdsm = result.known | uow.repo.known_among(
+                "vdsm_task_id",
+                [
+                    v
+                    for statuses in result.statuses.values()
+                    for v in statuses
+                    if v not in result.known
+                ],
             )
         now = utcnow()
         seen: set[tuple[str, str]] = set()

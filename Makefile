@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+BENCH_STAMP := $(VENV)/.bench-stamp
 
 .PHONY: setup demo test lint unit e2e protos bench clean
 
@@ -29,6 +30,13 @@ unit: $(STAMP)
 
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)  ## every benchmark, ratios against baselines of the same run (bench/README.md)
+	$(BIN)/python -m bench
 
 protos: $(STAMP)  ## regenerate the Python code of protos/ (a test checks it is fresh)
 	$(BIN)/python scripts/gen_protos.py

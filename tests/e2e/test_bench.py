@@ -1,0 +1,45 @@
+"""`make bench` must keep working: its quick mode (small sizes, one round, SQLite) runs every
+benchmark against real processes and writes every figure. Timings are not checked here (they
+belong to the benchmark, not to tests); what is checked is that each figure exists, has its
+baseline from the same run, and that the counts the targets rest on are right."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_quick_bench_measures_every_figure(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--backends", "sqlite", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads((tmp_path / "quick.json").read_text())
+    figures = results["figures"]
+    by_bench: dict[str, list[dict]] = {}
+    for f in figures:
+        by_bench.setdefault(f["benchmark"], []).append(f)
+        assert f["value"] > 0 and (f["baseline"] is None or f["baseline"] > 0), f
+        assert f["ratio"] is not None, f
+    assert {"submission", "reconciliation", "polling", "copying"} <= set(by_bench)
+    targets = {f["metric"] for f in figures if f["target"]}
+    assert "p50 latency, concurrency 1" in targets
+    assert any(m.startswith("time, ") for m in targets)
+    assert any(m.startswith("copy speed") or " copy speed vs cp" in m for m in targets)
+    calls = [f for f in by_bench["polling"] if f["metric"].startswith("agent calls")]
+    assert calls and all(f["value"] == f["baseline"] == 20 for f in calls)
+    peers_installed = all(importlib.util.find_spec(m) for m in ("dbos", "taskflow"))
+    if peers_installed:
+        assert {f["baseline_name"] for f in by_bench["peers"]} == {"DBOS", "TaskFlow"}
+    else:
+        assert any("not measured" in note for note in results["notes"])
+    assert "| benchmark |" in (tmp_path / "quick.md").read_text()

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from bench.fixtures import Backend, start_agents
@@ -32,7 +31,7 @@ from engine_service.adapters.orm import (
 )
 from engine_service.bootstrap import EngineSettings, bootstrap
 from engine_service.service_layer.reconciliation import ORPHAN_REASON
-from harness.databases import ADMIN_URL
+from harness.databases import fresh_postgres_database
 
 PLACEHOLDERS = 4
 
@@ -179,27 +178,8 @@ def copy_of(backend: Backend, url: str) -> Iterator[str]:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{target}{suffix}").unlink(missing_ok=True)
         return
-    template = make_url(url).database or ""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-            (template,),
-        )
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template)
-            )
-        )
-    try:
-        yield f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
-            )
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+    with fresh_postgres_database(template=make_url(url).database or "") as copy:
+        yield copy
 
 
 def traced(work: Callable[[], int]) -> tuple[float, float, int]:

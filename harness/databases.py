@@ -30,11 +30,20 @@ def postgres_unavailable() -> str | None:
 
 
 @contextmanager
-def fresh_postgres_database() -> Iterator[str]:
-    """A new, empty database; yields its SQLAlchemy URL and drops it afterwards."""
+def fresh_postgres_database(template: str | None = None) -> Iterator[str]:
+    """A new database, empty or a copy of the database `template` (whose connections are
+    closed first, as CREATE DATABASE ... TEMPLATE needs); yields its SQLAlchemy URL and drops
+    it afterwards."""
     name = f"t_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template is not None:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (template,),
+            )
+            create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        admin.execute(create)
     base = ADMIN_URL.rsplit("/", 1)[0]
     try:
         yield f"{base}/{name}"

@@ -262,7 +262,7 @@ def test_randomized_engine_kills_during_a_stream_of_commands(make_dc) -> None:
     seed = int(os.environ.get("SOAK_SEED", random.randrange(1 << 32)))
     rounds, budget = (
         int(os.environ.get("SOAK_ROUNDS", 50)),
-        float(os.environ.get("SOAK_SECONDS", 90)),
+        float(os.environ.get("SOAK_SECONDS", 60)),
     )
     print(f"soak seed {seed} (replay with SOAK_SEED={seed})")
     rng = random.Random(seed)

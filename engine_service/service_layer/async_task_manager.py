@@ -354,10 +354,9 @@ class AsyncTaskManager:
                 )
                 for t in uow.repo.tasks_to_clean()
             ]
-        infos: dict[str, dict[str, str]] = {}
         forget: list[str] = []
         try:
-            self._clean(work, hosts, executing, result, infos, forget)
+            self._clean(work, hosts, executing, result, forget)
         finally:
             # One commit for the whole cycle. A crash before it leaves rows whose agent tasks
             # are gone: the next cycle finds them unknown to the agent and forgets them then.
@@ -370,9 +369,9 @@ class AsyncTaskManager:
         hosts: dict[str, HostRow],
         executing: set[str],
         result: PollResult,
-        infos: dict[str, dict[str, str]],
         forget: list[str],
     ) -> None:
+        infos: dict[str, dict[str, str]] = {}  # host id -> request id -> agent task id
         for task_id, host_id, vdsm_task_id, cleanup, sd_id, image_id, root_id in work:
             if host_id not in result.statuses or root_id in executing:
                 continue  # not reachable this cycle, or still being submitted

@@ -96,9 +96,28 @@ class HostSnapshot:
     def __init__(self, hosts: Sequence[HostRow]) -> None:
         self.refresh(hosts)
 
+        self.answered_at: dict[str, float] = {}
+
     def refresh(self, hosts: Sequence[HostRow]) -> None:
         self.taken = time.monotonic()
         self.hosts = {h.host_id: h for h in hosts}
+
+    def answered(self, host_id: str) -> None:
+        """The host has just accepted one of the command's tasks."""
+        self.answered_at[host_id] = time.monotonic()
+
+    def reachable(self, host: HostRow) -> bool:
+        """UP, or marked NON_RESPONSIVE by the poller although it accepted one of the
+        command's tasks within HOST_SNAPSHOT_SECONDS: an agent that restarted while this
+        command was being sent answers before the next poll marks it UP again."""
+        if host.status == HostStatus.UP.value:
+            return True
+        answered = self.answered_at.get(host.host_id)
+        return (
+            host.status == HostStatus.NON_RESPONSIVE.value
+            and answered is not None
+            and time.monotonic() - answered <= HOST_SNAPSHOT_SECONDS
+        )
 
     def up(self, host_id: str) -> HostRow | None:
         """The host, if the snapshot is fresh and has it UP."""
@@ -188,6 +207,12 @@ class CommandLifecycle:
                     attempt + 1,
                 )
                 continue
+            except (FailedPrecondition, AlreadyExists):
+                self._not_executing(command.command_id)
+                existing = self._answered_meanwhile(request)
+                if existing is not None:
+                    return existing
+                raise
             except BaseException:
                 self._not_executing(command.command_id)
                 raise
@@ -209,6 +234,15 @@ class CommandLifecycle:
             )
             return command.command_id
         raise FailedPrecondition("the request kept conflicting with concurrent ones; retry it")
+
+    def _answered_meanwhile(self, request: ClientRequest | None) -> str | None:
+        """The result of a request with the same request id that committed while this one was
+        being validated. Under READ COMMITTED, a duplicate can miss the first's request id, then
+        see the locks and names it committed a moment later and fail on them."""
+        if request is None:
+            return None
+        with self.uow(read_only=True) as uow:
+            return first_result(uow.repo, request)
 
     def _not_executing(self, root_id: str) -> None:
         with self._lock:
@@ -254,6 +288,7 @@ class CommandLifecycle:
                         [task.task_id] if isinstance(exc, AgentUnavailable) else [],
                     )
                     return
+                plan.hosts.answered(host.host_id)
                 if not accepted_before:
                     crash_point("after_agent_accept")
                     accepted_before = True
@@ -284,7 +319,7 @@ class CommandLifecycle:
             host = uow.repo.get(HostRow, row.host_id)
             assert host is not None
             hosts.refresh(uow.repo.hosts())
-            if host.status == HostStatus.UP.value:
+            if hosts.reachable(host):
                 return host
             try:
                 moved_to = HostPicker(uow.repo)()

@@ -355,6 +355,66 @@ def test_a_placeholder_moves_off_a_host_that_went_down_before_it_was_sent(
     assert engine.command(view.command_id).status is CommandStatus.SUCCEEDED
 
 
+def test_a_host_that_has_just_accepted_a_task_is_not_taken_for_down(
+    engine: Engine, agent_factory, monkeypatch
+) -> None:
+    """An agent that restarted while a command was being sent answers the retried start before
+    the poller marks it UP again: the command's next tasks still go to it."""
+    from engine_service.adapters.orm import HostRow
+    from engine_service.service_layer.lifecycle import HostSnapshot
+
+    vm, dst = setup_vm(engine, [agent_factory("host1")], disks=2)
+    start = engine.lifecycle._start
+
+    def start_then_marked_down(host: HostRow, task_id: str, child: Any) -> str:
+        vdsm_task_id = start(host, task_id, child)
+        with engine.uow() as uow:  # the poller's view, from before the agent came back
+            row = uow.repo.get(HostRow, host.host_id)
+            assert row is not None
+            row.status = "NON_RESPONSIVE"
+            uow.commit()
+        return vdsm_task_id
+
+    monkeypatch.setattr(engine.lifecycle, "_start", start_then_marked_down)
+    monkeypatch.setattr(HostSnapshot, "up", lambda self, host_id: None)  # always read again
+    _, view = engine.add_vm_template(vm, "kept", dst)
+    assert view.status is CommandStatus.ACTIVE, view.failure_reason
+    assert len(view.tasks) == 2 and all(t.vdsm_task_id for t in view.tasks)
+    monkeypatch.undo()
+    settle(engine)
+    assert engine.command(view.command_id).status is CommandStatus.SUCCEEDED
+
+
+def test_a_repeated_request_that_loses_validation_to_its_twin_gets_the_twins_command(
+    engine: Engine, agent_factory, monkeypatch, db_url: str
+) -> None:
+    """Under READ COMMITTED a duplicate can read no request id, then see the disk locks its
+    twin committed meanwhile: it answers with the twin's command, not 'disk locked'."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("SQLite serialises writers from BEGIN: a duplicate cannot interleave there")
+    vm, dst = setup_vm(engine, [agent_factory()], disks=1)
+    request_id = str(uuid.uuid4())
+    validate = AddVmTemplate.validate
+    twin: list[Any] = []
+
+    def validate_after_the_twin(self: AddVmTemplate, repo: Repository) -> None:
+        if not twin:  # the first request, after it found no request id: the twin goes first
+            twin.append(None)
+            thread = threading.Thread(
+                target=lambda: twin.append(engine.add_vm_template(vm, "t", dst, request_id))
+            )
+            thread.start()
+            thread.join(30)
+        validate(self, repo)
+
+    monkeypatch.setattr(AddVmTemplate, "validate", validate_after_the_twin)
+    _, view = engine.add_vm_template(vm, "t", dst, request_id)
+    monkeypatch.undo()
+    assert len(twin) == 2, "the twin did not finish"
+    assert view.command_id == twin[1][1].command_id
+    settle(engine)
+
+
 def test_a_command_that_fails_before_its_reply_is_built_is_still_answered(
     engine: Engine, agent_factory, monkeypatch
 ) -> None:

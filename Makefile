@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
+# `make test` runs the tests in this many processes (pytest-xdist); 1 runs them in this one.
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test lint unit e2e protos bench clean
 
@@ -19,7 +21,7 @@ demo: $(STAMP)  ## start an agent and run a real scenario with visible progress
 	$(BIN)/python scripts/demo.py
 
 test: lint  ## lint, type-check and run every test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -16,6 +16,9 @@ from vdsm_agent.domain.tasks import (
     TaskState,
 )
 
+# Fixed, so that every test process collects the same parameters (pytest-xdist).
+SOME_UUID = "0f2b6c7e-3d4a-4e5f-8a9b-1c2d3e4f5a6b"
+
 
 def ref() -> ImageRef:
     return ImageRef(str(uuid.uuid4()), str(uuid.uuid4()))
@@ -35,10 +38,10 @@ def test_require_uuid_accepts_canonical_ids_and_lowers_them() -> None:
         "../etc/passwd",
         "/etc/passwd",
         "x" * 36,
-        str(uuid.uuid4()) + "/..",
-        str(uuid.uuid4()).replace("-", ""),
-        "{" + str(uuid.uuid4()) + "}",
-        str(uuid.uuid4())[:-1] + "\n",
+        SOME_UUID + "/..",
+        SOME_UUID.replace("-", ""),
+        "{" + SOME_UUID + "}",
+        SOME_UUID[:-1] + "\n",
         "a" * 10_000,
     ],
 )

@@ -11,7 +11,7 @@ from datetime import datetime
 from itertools import groupby
 from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import Select, Table, delete, func, insert, select, text, update
+from sqlalchemy import Select, Table, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from engine_service.adapters.orm import (
@@ -26,6 +26,7 @@ from engine_service.adapters.orm import (
     TemplateDiskRow,
     TemplateRow,
     VmDiskRow,
+    VmRow,
 )
 
 Row = TypeVar("Row", bound=Base)
@@ -69,6 +70,44 @@ STATUS_COLUMNS = (
     TaskRow.progress_percent,
     TaskRow.message,
     TaskRow.cleanup,
+)
+
+
+# Statements of the submission's hot path, built once: building a statement costs about as much
+# Python as executing it (bench/README.md, benchmark 1).
+_STORE_AGENT_ID = (
+    update(cast(Table, TaskRow.__table__))
+    .where(TaskRow.__table__.c.task_id == bindparam("placeholder"))
+    .values(vdsm_task_id=bindparam("agent_id"), submitted_at=bindparam("at"))
+)
+
+# A VM's disks in order, each with the command holding its lock: one row with no disk for a VM
+# without disks, no row for no VM.
+_VM_DISKS_AND_LOCKS = (
+    select(VmRow.vm_id, DiskRow, EntityLockRow.command_id)
+    .outerjoin(VmDiskRow, VmDiskRow.vm_id == VmRow.vm_id)
+    .outerjoin(DiskRow, DiskRow.disk_id == VmDiskRow.disk_id)
+    .outerjoin(
+        EntityLockRow,
+        (EntityLockRow.entity_type == "disk") & (EntityLockRow.entity_id == DiskRow.disk_id),
+    )
+    .where(VmRow.vm_id == bindparam("vm_id"))
+    .order_by(VmDiskRow.position)
+)
+
+_COMMAND_FAMILY = (
+    select(CommandRow)
+    .where(
+        (CommandRow.command_id == bindparam("command_id"))
+        | (CommandRow.parent_id == bindparam("command_id"))
+    )
+    .order_by(CommandRow.created_at, CommandRow.command_id)
+)
+_TEMPLATE_WITH_DISKS = (
+    select(TemplateRow, TemplateDiskRow.disk_id)
+    .outerjoin(TemplateDiskRow, TemplateDiskRow.template_id == TemplateRow.template_id)
+    .where(TemplateRow.template_id == bindparam("template_id"))
+    .order_by(TemplateDiskRow.position)
 )
 
 
@@ -173,8 +212,23 @@ class Repository:
             )
         )
 
+    def vm_disks_and_locks(self, vm_id: str) -> list[tuple[DiskRow, str | None]] | None:
+        """The VM's disks in order, each with the command holding its lock (or None), in one
+        query; None if there is no such VM."""
+        rows = self.session.execute(_VM_DISKS_AND_LOCKS, {"vm_id": vm_id}).all()
+        if not rows:
+            return None
+        return [(disk, holder) for _, disk, holder in rows if disk is not None]
+
     def template_by_name(self, name: str) -> TemplateRow | None:
         return self.session.scalars(select(TemplateRow).where(TemplateRow.name == name)).first()
+
+    def template_with_disks(self, template_id: str) -> tuple[TemplateRow, list[str]] | None:
+        """The template and its disk ids in order, in one query; None if there is none."""
+        rows = self.session.execute(_TEMPLATE_WITH_DISKS, {"template_id": template_id}).all()
+        if not rows:
+            return None
+        return rows[0][0], [disk_id for _, disk_id in rows if disk_id is not None]
 
     def template_disk_ids(self, template_id: str) -> list[str]:
         return list(
@@ -210,6 +264,22 @@ class Repository:
                 .order_by(CommandRow.created_at, CommandRow.command_id)
             )
         )
+
+    def children_of_many(self, command_ids: Sequence[str]) -> dict[str, list[CommandRow]]:
+        """Each command's children, in the order of `children`, in one query."""
+        found: dict[str, list[CommandRow]] = {}
+        if command_ids:
+            for row in self.session.scalars(
+                select(CommandRow)
+                .where(CommandRow.parent_id.in_(list(command_ids)))
+                .order_by(CommandRow.created_at, CommandRow.command_id)
+            ):
+                found.setdefault(cast(str, row.parent_id), []).append(row)
+        return found
+
+    def command_family(self, command_id: str) -> list[CommandRow]:
+        """The command and its children (in the order of `children`), in one query."""
+        return list(self.session.scalars(_COMMAND_FAMILY, {"command_id": command_id}))
 
     def command_page(
         self, status: str | None, after: tuple[datetime, str] | None, limit: int
@@ -323,12 +393,10 @@ class Repository:
 
     def set_vdsm_task_id(self, task_id: str, vdsm_task_id: str, now: datetime) -> bool:
         """Store the agent's id on a placeholder; False if the placeholder is gone."""
-        result = self.session.execute(
-            update(TaskRow)
-            .where(TaskRow.task_id == task_id)
-            .values(vdsm_task_id=vdsm_task_id, submitted_at=now)
+        result = self.session.connection().execute(
+            _STORE_AGENT_ID, {"placeholder": task_id, "agent_id": vdsm_task_id, "at": now}
         )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        return result.rowcount == 1
 
     def update_task_statuses(self, changes: Sequence[dict[str, Any]]) -> None:
         """One executemany for a whole poll: dicts with task_id and the changed columns."""
@@ -528,20 +596,6 @@ class Repository:
         return found
 
     # -- locks and client requests ---------------------------------------------------------
-
-    def lock_holders(self, entity_type: str, entity_ids: Iterable[str]) -> dict[str, str]:
-        """entity id -> the command holding its lock."""
-        ids = list(entity_ids)
-        rows = (
-            self.session.execute(
-                select(EntityLockRow.entity_id, EntityLockRow.command_id).where(
-                    EntityLockRow.entity_type == entity_type, EntityLockRow.entity_id.in_(ids)
-                )
-            ).all()
-            if ids
-            else []
-        )
-        return {entity_id: command_id for entity_id, command_id in rows}
 
     def release_locks(self, command_id: str) -> None:
         self.release_locks_of(self.one_command(command_id))

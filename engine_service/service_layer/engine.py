@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from engine_service.adapters.agent_client import AgentPool
-from engine_service.adapters.orm import DiskRow, TemplateRow
+from engine_service.adapters.orm import DiskRow
 from engine_service.domain.model import CommandStatus
 from engine_service.service_layer.async_task_manager import AsyncTaskManager
 from engine_service.service_layer.commands.add_disk import AddDisk
@@ -100,12 +100,9 @@ class Engine:
         )
         with self.uow(read_only=True) as uow:  # one read for the whole reply
             view = command_view(uow.repo, command_id)
-            row = uow.repo.get(TemplateRow, view.target_id) if view.target_id else None
-            # None: the command failed already and its template is gone.
-            template = (
-                TemplateInfo(row, uow.repo.template_disk_ids(row.template_id)) if row else None
-            )
-        return template, view
+            found = uow.repo.template_with_disks(view.target_id) if view.target_id else None
+        # None: the command failed already and its template is gone.
+        return (TemplateInfo(*found) if found else None), view
 
     def command(self, command_id: str) -> CommandView:
         command_id = require_uuid("command_id", command_id)

@@ -287,10 +287,10 @@ class Inventory:
     def template(self, template_id: str) -> TemplateInfo:
         template_id = require_uuid("template_id", template_id)
         with self.uow(read_only=True) as uow:
-            template = uow.repo.get(TemplateRow, template_id)
-            if template is None:
+            found = uow.repo.template_with_disks(template_id)
+            if found is None:
                 raise NotFound(f"template_id: no template {template_id}")
-            return TemplateInfo(template, uow.repo.template_disk_ids(template_id))
+            return TemplateInfo(*found)
 
     def templates(self, size: int, token: str) -> tuple[list[TemplateInfo], str]:
         limit, after = page_size(size), decode_token(token)

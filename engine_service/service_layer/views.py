@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -84,16 +84,24 @@ def _view(row: CommandRow, tasks: Sequence[TaskRow]) -> CommandView:
 
 
 def command_view(repo: Repository, command_id: str) -> CommandView:
-    row = repo.get(CommandRow, command_id)
+    family = repo.command_family(command_id)  # the command and its children, in one query
+    row = next((r for r in family if r.command_id == command_id), None)
     if row is None:
         raise NotFound(f"command_id: no command {command_id}")
-    return command_views(repo, [row])[0]
+    return command_views(repo, [row], {command_id: [r for r in family if r is not row]})[0]
 
 
-def command_views(repo: Repository, rows: Sequence[CommandRow]) -> list[CommandView]:
-    """Views of commands (top-level or children), with two queries for the whole list."""
+def command_views(
+    repo: Repository,
+    rows: Sequence[CommandRow],
+    children: Mapping[str, Sequence[CommandRow]] | None = None,
+) -> list[CommandView]:
+    """Views of commands (top-level or children): one query for the tasks of the whole list
+    and, unless `children` (of each top-level row) is given, one for the children."""
     root_ids = [r.parent_id or r.command_id for r in rows]
     tasks = repo.tasks_of_many(set(root_ids))
+    if children is None:
+        children = repo.children_of_many([r.command_id for r in rows if r.parent_id is None])
     views = []
     for row in rows:
         if row.parent_id is not None:
@@ -103,7 +111,7 @@ def command_views(repo: Repository, rows: Sequence[CommandRow]) -> list[CommandV
         view = _view(row, mine)
         view.children = [
             _view(child, [t for t in mine if t.command_id == child.command_id])
-            for child in repo.children(row.command_id)
+            for child in children.get(row.command_id, ())
         ]
         views.append(view)
     return views

@@ -13,7 +13,6 @@ from engine_service.service_layer.commands.base import (
     CommandBase,
     TaskPlan,
     new_id,
-    require_host_up,
 )
 from service_common.errors import NotFound
 
@@ -40,7 +39,6 @@ class AddDisk(CommandBase):
             raise NotFound(
                 f"storage_domain_id: no storage domain {self.params['storage_domain_id']}"
             )
-        require_host_up(repo)
 
     def build_child_commands(self) -> list[CommandBase]:
         p = self.params

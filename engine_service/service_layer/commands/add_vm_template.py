@@ -13,7 +13,6 @@ from engine_service.adapters.orm import (
     StorageDomainRow,
     TemplateDiskRow,
     TemplateRow,
-    VmRow,
 )
 from engine_service.adapters.repository import Repository
 from engine_service.domain.model import DiskStatus, TemplateStatus
@@ -21,7 +20,6 @@ from engine_service.service_layer.commands.base import (
     CommandBase,
     TaskPlan,
     new_id,
-    require_host_up,
 )
 from service_common.errors import AlreadyExists, FailedPrecondition, NotFound
 
@@ -46,7 +44,8 @@ class AddVmTemplate(CommandBase):
 
     def validate(self, repo: Repository) -> None:
         p = self.params
-        if repo.get(VmRow, p["vm_id"]) is None:
+        disks = repo.vm_disks_and_locks(p["vm_id"])
+        if disks is None:
             raise NotFound(f"vm_id: no VM {p['vm_id']}")
         if repo.get(StorageDomainRow, p["destination_storage_domain_id"]) is None:
             raise NotFound(
@@ -56,18 +55,15 @@ class AddVmTemplate(CommandBase):
         existing = repo.template_by_name(p["name"])
         if existing is not None:
             raise AlreadyExists(f"name: template {p['name']!r} exists ({existing.template_id})")
-        disk_ids = repo.vm_disk_ids(p["vm_id"])
-        if not disk_ids:
+        if not disks:
             raise FailedPrecondition(f"VM {p['vm_id']} has no disks to copy")
-        disks = repo.disks(disk_ids)
-        for disk_id in disk_ids:
-            if disks[disk_id].status != DiskStatus.OK.value:
-                raise FailedPrecondition(f"disk {disk_id} is {disks[disk_id].status}, not OK")
-        holders = repo.lock_holders("disk", disk_ids)
-        for disk_id, command_id in holders.items():
-            raise FailedPrecondition(f"disk {disk_id} is locked by command {command_id}")
-        require_host_up(repo)
-        self._disks = [disks[d] for d in disk_ids]
+        for disk, _ in disks:
+            if disk.status != DiskStatus.OK.value:
+                raise FailedPrecondition(f"disk {disk.disk_id} is {disk.status}, not OK")
+        for disk, holder in disks:
+            if holder is not None:
+                raise FailedPrecondition(f"disk {disk.disk_id} is locked by command {holder}")
+        self._disks = [disk for disk, _ in disks]
 
     def build_child_commands(self) -> list[CommandBase]:
         p = self.params

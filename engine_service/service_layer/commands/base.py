@@ -32,8 +32,7 @@ from sqlalchemy import Select
 from engine_service.adapters.agent_client import AgentClient
 from engine_service.adapters.orm import CommandRow, EntityLockRow, TaskRow, utcnow
 from engine_service.adapters.repository import Repository
-from engine_service.domain.model import CommandStatus, HostStatus, Outcome, TaskCleanup
-from service_common.errors import FailedPrecondition
+from engine_service.domain.model import CommandStatus, Outcome, TaskCleanup
 
 
 def new_id() -> str:
@@ -82,7 +81,8 @@ class CommandBase:
     # -- hooks -----------------------------------------------------------------------------
 
     def validate(self, repo: Repository) -> None:
-        """Raise a ServiceError if the command cannot run now."""
+        """Raise a ServiceError if the command cannot run now. (That no host is UP is found
+        by `submit` when it picks the hosts, in the same transaction.)"""
 
     def build_child_commands(self) -> list[CommandBase]:
         return []
@@ -181,11 +181,6 @@ class CommandBase:
             failure_reason="",
             created_at=now,
         )
-
-
-def require_host_up(repo: Repository) -> None:
-    if not repo.hosts_with_status(HostStatus.UP.value):
-        raise FailedPrecondition("no host is UP: add a host or take one out of maintenance")
 
 
 def end_command(

@@ -230,14 +230,17 @@ class Repository:
             return None
         return rows[0][0], [disk_id for _, disk_id in rows if disk_id is not None]
 
-    def template_disk_ids(self, template_id: str) -> list[str]:
-        return list(
-            self.session.scalars(
-                select(TemplateDiskRow.disk_id)
-                .where(TemplateDiskRow.template_id == template_id)
-                .order_by(TemplateDiskRow.position)
-            )
-        )
+    def template_disk_ids(self, template_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Each template's disk ids in order, in one query."""
+        found: dict[str, list[str]] = {t: [] for t in template_ids}
+        if template_ids:
+            for template_id, disk_id in self.session.execute(
+                select(TemplateDiskRow.template_id, TemplateDiskRow.disk_id)
+                .where(TemplateDiskRow.template_id.in_(list(template_ids)))
+                .order_by(TemplateDiskRow.template_id, TemplateDiskRow.position)
+            ):
+                found[template_id].append(disk_id)
+        return found
 
     def template_page(self, after: tuple[datetime, str] | None, limit: int) -> list[TemplateRow]:
         query = _page(

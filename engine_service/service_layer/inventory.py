@@ -298,6 +298,7 @@ class Inventory:
             rows = uow.repo.template_page(after, limit + 1)
             more = len(rows) > limit
             rows = rows[:limit]
-            infos = [TemplateInfo(t, uow.repo.template_disk_ids(t.template_id)) for t in rows]
+            disks = uow.repo.template_disk_ids([t.template_id for t in rows])
+            infos = [TemplateInfo(t, disks[t.template_id]) for t in rows]
         last = rows[-1] if rows else None
         return infos, encode_token(last.created_at, last.template_id) if more and last else ""

@@ -57,6 +57,10 @@ def test_template_of_three_disks_succeeds_with_identical_copies(make_dc) -> None
         pb.GetVmTemplateRequest(template_id=reply.template.template_id), timeout=T
     ).template
     assert template.status == pb.TEMPLATE_STATUS_OK
+    assert list(stub.ListVmTemplates(pb.ListVmTemplatesRequest(), timeout=T).templates) == [
+        template
+    ]
+    assert list(reply.template.disk_ids) == list(template.disk_ids)
     copies = [dc.disk(d) for d in template.disk_ids]
     assert [c.status for c in copies] == [pb.DISK_STATUS_OK] * 3
     assert {c.storage_domain_id for c in copies} == {dst}

@@ -260,16 +260,10 @@ class Repository:
     # -- commands --------------------------------------------------------------------------
 
     def children(self, command_id: str) -> list[CommandRow]:
-        return list(
-            self.session.scalars(
-                select(CommandRow)
-                .where(CommandRow.parent_id == command_id)
-                .order_by(CommandRow.created_at, CommandRow.command_id)
-            )
-        )
+        return self.children_of_many([command_id]).get(command_id, [])
 
     def children_of_many(self, command_ids: Sequence[str]) -> dict[str, list[CommandRow]]:
-        """Each command's children, in the order of `children`, in one query."""
+        """Each command's children, oldest first, in one query."""
         found: dict[str, list[CommandRow]] = {}
         if command_ids:
             for row in self.session.scalars(
@@ -281,7 +275,7 @@ class Repository:
         return found
 
     def command_family(self, command_id: str) -> list[CommandRow]:
-        """The command and its children (in the order of `children`), in one query."""
+        """The command and its children (oldest first, as `children_of_many`), in one query."""
         return list(self.session.scalars(_COMMAND_FAMILY, {"command_id": command_id}))
 
     def command_page(

@@ -94,9 +94,8 @@ class HostSnapshot:
     """The hosts as read at one moment, trusted for HOST_SNAPSHOT_SECONDS."""
 
     def __init__(self, hosts: Sequence[HostRow]) -> None:
+        self.answered_at: dict[str, float] = {}  # host id -> when it last accepted a task
         self.refresh(hosts)
-
-        self.answered_at: dict[str, float] = {}
 
     def refresh(self, hosts: Sequence[HostRow]) -> None:
         self.taken = time.monotonic()

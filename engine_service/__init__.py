@@ -1,5 +1,5 @@
 """The engine: inventory, the command framework, placeholders, the async task manager and
-reconciliation (design sections 2, 3, 6).
+reconciliation (docs/design.md §3, §4, §7).
 
 Layers: `domain` (statuses and the pure rules of commands), `adapters` (the database, the
 agents' gRPC clients), `service_layer` (the unit of work, the command framework and its

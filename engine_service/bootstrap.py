@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine as SqlEngine
-
 from engine_service.adapters.agent_client import AgentPool
-from engine_service.adapters.db import make_engine, migrate, session_factory
+from engine_service.adapters.db import Database, make_engine, migrate, session_factory
 from engine_service.service_layer import commands  # noqa: F401  (registers command types)
-from engine_service.service_layer.async_task_manager import AsyncTaskManager, PollSettings
+from engine_service.service_layer.async_task_manager import AsyncTaskManager
 from engine_service.service_layer.engine import Engine
 from engine_service.service_layer.inventory import Inventory
 from engine_service.service_layer.lifecycle import CommandLifecycle
+from engine_service.service_layer.polling import PollSettings
 from engine_service.service_layer.reconciliation import Reconciler
 from engine_service.service_layer.unit_of_work import UnitOfWork
 from service_common.tls import ClientTls
@@ -21,6 +20,8 @@ from service_common.tls import ClientTls
 
 @dataclass(frozen=True)
 class EngineSettings:
+    """What the engine is built from (the server reads it from its settings)."""
+
     database_url: str
     poll: PollSettings = field(default_factory=PollSettings)
     orphans: str = "fail"
@@ -29,8 +30,9 @@ class EngineSettings:
 
 
 def bootstrap(
-    settings: EngineSettings, db: SqlEngine | None = None, agents: AgentPool | None = None
+    settings: EngineSettings, db: Database | None = None, agents: AgentPool | None = None
 ) -> Engine:
+    """The engine over its database and agents: real adapters unless given."""
     db = db or make_engine(settings.database_url)
     migrate(db)
     sessions = session_factory(db)

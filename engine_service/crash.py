@@ -1,4 +1,4 @@
-"""The engine's crash points (design section 5), armed by ENGINE_CRASH_AT."""
+"""The engine's crash points (docs/design.md §6), armed by ENGINE_CRASH_AT."""
 
 from __future__ import annotations
 

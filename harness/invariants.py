@@ -1,4 +1,4 @@
-"""Checks of design section 4's invariants from outside the engine: its database (read only),
+"""Checks of the invariants of docs/design.md §5 from outside the engine: its database (read only),
 the agents' task lists and the storage directory."""
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from engine_service.adapters.orm import CommandRow, DiskRow, EntityLockRow, Task
 
 @dataclass(frozen=True)
 class DatabaseState:
+    """What the engine\'s tables hold, for invariant checks (docs/design.md §5)."""
+
     commands: dict[str, int]  # status -> top-level commands
     task_rows: int
     placeholders: int  # task rows without an agent id

@@ -34,7 +34,8 @@ from vdsm_agent.v1 import agent_service_pb2_grpc
 
 
 class ProcessFailed(RuntimeError):
-    pass
+    """A service process exited when it should not have (or not at its crash point), or did
+    not start serving in time; the message ends with the tail of its log."""
 
 
 class ServiceProcess:

@@ -24,6 +24,9 @@ T = RPC_TIMEOUT
 
 
 class DataCenter:
+    """An engine and its agents as one data center: registers the agents as hosts and wraps the
+    engine RPCs a scenario uses."""
+
     def __init__(self, engine: EngineProcess, agents: list[AgentProcess]) -> None:
         self.engine = engine
         self.agents = agents
@@ -152,7 +155,7 @@ class DataCenter:
             time.sleep(0.1)
 
     def check_invariants(self, timeout: float = 60.0) -> list[pb.Command]:
-        """Design section 4, from outside, once everything settled: every command terminal, no
+        """docs/design.md §5, from outside, once everything settled: every command terminal, no
         placeholder, lock or LOCKED entity in the database, no task left on any agent, no
         partial or orphaned image file on storage. Returns the commands."""
         deadline = time.monotonic() + timeout

@@ -1,100 +1,255 @@
-"""Configuration of a service from, in rising precedence: built-in defaults, a TOML file
-(`--config FILE`), environment variables (PREFIX + the flag in upper case, `-` as `_`), and
-command-line flags. The effective configuration is logged at startup with secrets masked."""
+"""Settings of a service, each declared once as a field of a frozen dataclass.
+
+A field's `setting(...)` metadata says everything about it: its help, click type, default,
+whether it is secret, and (rarely) a flag or a variable not named after the field. From these,
+`CommandLine` builds a click command whose values come, in rising precedence, from the
+defaults, a TOML file (`--config FILE`, keys named like the flags, read into click's
+`default_map`), environment variables (PREFIX + the flag in upper case, `-` as `_`) and flags.
+A bad value stops with click's usage error (exit status 2) naming the setting and its source.
+The effective configuration is logged at startup with secrets masked (`effective`)."""
 
 from __future__ import annotations
 
-import argparse
-import os
+import dataclasses
+import sys
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, dataclass_transform
 
-from sqlalchemy.engine import make_url
+import click
+from click.core import ParameterSource
 
-SECRET_WORDS = ("token", "password", "secret", "key")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
+C = TypeVar("C")
+
+PATH = click.Path(path_type=Path)
+POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
+POSITIVE_INT = click.IntRange(min=1)
+NON_NEGATIVE_FLOAT = click.FloatRange(min=0)
+NON_NEGATIVE_INT = click.IntRange(min=0)
+LOG_FORMAT = click.Choice(["text", "json"])
+CONFIG_FILE = "service_common.config.file"  # where ctx.meta keeps the --config file read
 
 
-def env_name(prefix: str, dest: str) -> str:
-    return prefix + dest.upper()
+@dataclass(frozen=True)
+class Setting:
+    """How one field of a settings dataclass is set: flag, help, type, default, variable."""
+
+    help: str
+    type: Any = None  # a click type (or a Python type click knows); None is a string
+    default: Any = None  # None: unset unless `default_from` derives it
+    secret: bool = False  # masked in the effective configuration
+    flag: str | None = None  # the flag without "--", if not the field's name with dashes
+    env: str | None = None  # the variable, if not PREFIX + FLAG
+    multiple: bool = False  # repeatable flag, comma-separated variable, list in the file
+    default_from: Callable[[Mapping[str, Any]], Any] | None = None  # from the other settings
+    default_help: str | None = None  # how --help shows a derived default
 
 
-def parse_layered(
-    parser: argparse.ArgumentParser,
-    prefix: str,
-    argv: Sequence[str] | None,
-    env_names: Mapping[str, str] | None = None,
-) -> argparse.Namespace:
-    """Parse `argv` over the file named by --config (or PREFIX + CONFIG) and the environment.
+def setting(help: str, *, default: Any = dataclasses.MISSING, **how: Any) -> Any:
+    """A field of a `settings` class, its `Setting` (the keywords of `Setting`) as metadata."""
+    known = Setting(help, default=None if default is dataclasses.MISSING else default, **how)
+    return dataclasses.field(default=default, metadata={"setting": known})
 
-    `env_names` maps a setting to a variable other than PREFIX + SETTING. A repeatable flag
-    (action "append") takes a list in the file and a comma-separated variable; flags given on
-    the command line replace, rather than extend, what the file or the environment said."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", type=Path, default=os.environ.get(env_name(prefix, "config")))
-    known, _ = pre.parse_known_args(argv)
-    dests = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
-    layered: dict[str, Any] = {}
-    if known.config is not None:
-        layered.update(read_config_file(known.config, dests))
-    for dest in dests:
-        from_env = os.environ.get((env_names or {}).get(dest, env_name(prefix, dest)))
-        if from_env is not None:
-            layered[dest] = from_env
-    lists: dict[str, list[str]] = {}
-    for dest, value in list(layered.items()):
-        action = dests[dest]
-        if isinstance(action, argparse._AppendAction):
-            items = value.split(",") if isinstance(value, str) else list(value)
-            lists[dest] = [str(item).strip() for item in items if str(item).strip()]
-            del layered[dest]
-            continue
-        if isinstance(value, str) and action.type is not None and callable(action.type):
-            try:
-                value = action.type(value)
-            except (ValueError, argparse.ArgumentTypeError) as exc:
-                parser.error(
-                    f"{action.option_strings[0]} ({env_name(prefix, dest)} or config file): {exc}"
+
+@dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(setting,))
+def settings(cls: type[C]) -> type[C]:
+    """A settings class: a frozen dataclass, keyword-only, every field from `setting(...)`."""
+    return dataclass(frozen=True, kw_only=True)(cls)
+
+
+def setting_of(field: dataclasses.Field[Any]) -> Setting:
+    found = field.metadata.get("setting")
+    if not isinstance(found, Setting):
+        raise TypeError(f"field {field.name!r} is not declared with setting(...)")
+    return found
+
+
+def flag_name(field: dataclasses.Field[Any]) -> str:
+    return setting_of(field).flag or field.name.replace("_", "-")
+
+
+class CommaSeparated(click.ParamType):
+    """Strings, several of them in one variable or file value: `a,b` (blanks dropped)."""
+
+    name = "text"
+
+    def split_envvar_value(self, rv: str) -> Sequence[str]:
+        return [item.strip() for item in rv.split(",") if item.strip()]
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return str(value).strip()
+
+
+class SettingOption(click.Option):
+    """A click option whose errors say where a bad value came from (variable or file)."""
+
+    def type_cast_value(self, ctx: click.Context, value: Any) -> Any:
+        if value == "" and self.default is None:
+            return None  # an empty value leaves an optional setting unset
+        return super().type_cast_value(ctx, value)
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        hint = click.Parameter.get_error_hint(self, ctx)  # without click's "(env var: ...)"
+        source = ctx.get_parameter_source(self.name) if ctx and self.name else None
+        if source is ParameterSource.ENVIRONMENT:
+            return f"{hint} (from {self.envvar})"
+        if ctx and source is ParameterSource.DEFAULT_MAP:
+            return f"{hint} (from {ctx.meta.get(CONFIG_FILE, 'the --config file')})"
+        return hint
+
+
+@dataclass(frozen=True)
+class Together:
+    """Settings given all together or not at all."""
+
+    names: tuple[str, ...]
+
+    def problem(self, values: Mapping[str, Any], flag: Callable[[str], str]) -> str | None:
+        given = [values[name] is not None for name in self.names]
+        if any(given) and not all(given):
+            return f"{' and '.join(map(flag, self.names))} go together"
+        return None
+
+
+@dataclass(frozen=True)
+class Needs:
+    """A setting that means something only with others given too."""
+
+    name: str
+    required: tuple[str, ...]
+
+    def problem(self, values: Mapping[str, Any], flag: Callable[[str], str]) -> str | None:
+        if values[self.name] is not None and any(values[n] is None for n in self.required):
+            return f"{flag(self.name)} needs {' and '.join(map(flag, self.required))}"
+        return None
+
+
+def together(*names: str) -> Together:
+    return Together(names)
+
+
+def needs(name: str, *required: str) -> Needs:
+    return Needs(name, required)
+
+
+@dataclass(frozen=True)
+class CommandLine(Generic[T]):
+    """A service's command line, generated from its settings dataclass `schema`."""
+
+    schema: type[T]
+    prog: str
+    prefix: str  # of every variable: ENGINE_, VDSM_AGENT_
+    description: str
+    rules: tuple[Together | Needs, ...] = ()
+
+    def fields(self) -> dict[str, dataclasses.Field[Any]]:
+        return {f.name: f for f in dataclasses.fields(self.schema)}
+
+    def env_var(self, field: dataclasses.Field[Any]) -> str:
+        explicit = setting_of(field).env
+        return explicit or self.prefix + flag_name(field).upper().replace("-", "_")
+
+    def flag(self, name: str) -> str:
+        return "--" + flag_name(self.fields()[name])
+
+    def option(self, field: dataclasses.Field[Any]) -> click.Option:
+        s = setting_of(field)
+        shown = s.default_help or (s.default is not None and s.default != ())
+        return SettingOption(
+            [f"--{flag_name(field)}", field.name],
+            type=CommaSeparated() if s.multiple else s.type,
+            default=() if s.multiple and s.default is None else s.default,
+            multiple=s.multiple,
+            envvar=self.env_var(field),
+            show_envvar=True,
+            show_default=shown,
+            help=s.help + (" (repeatable; the variable is comma-separated)" if s.multiple else ""),
+        )
+
+    def command(self) -> click.Command:
+        config = SettingOption(
+            ["--config"],
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            envvar=self.prefix + "CONFIG",
+            show_envvar=True,
+            is_eager=True,
+            expose_value=False,
+            callback=self.read_file,
+            help="a TOML file of settings named like the flags (list for a repeatable one); "
+            "the environment and flags override it",
+        )
+        return click.Command(
+            self.prog,
+            params=[config, *map(self.option, self.fields().values())],
+            help=self.description,
+            context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+        )
+
+    def read_file(self, ctx: click.Context, param: click.Parameter, path: Path | None) -> None:
+        """Callback of --config: the file's settings become click's `default_map`."""
+        if path is None:
+            return
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise click.BadParameter(f"{path} is not a readable TOML file: {exc}") from None
+        by_flag = {flag_name(f): f for f in self.fields().values()}
+        defaults: dict[str, Any] = {}
+        for key, value in raw.items():
+            field = by_flag.get(key.replace("_", "-"))
+            if field is None:
+                raise click.BadParameter(
+                    f"{path}: unknown setting {key!r}; known: {', '.join(sorted(by_flag))}"
                 )
-        if action.choices is not None and value not in action.choices:
-            parser.error(
-                f"{action.option_strings[0]}: {value!r} is not one of "
-                f"{', '.join(map(str, action.choices))}"
-            )
-        layered[dest] = value
-    parser.set_defaults(**layered)
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=known.config,
-        help=f"a TOML file of settings named like the flags (env {prefix}CONFIG);"
-        " the environment and flags override it",
-    )
-    ns = parser.parse_args(argv)
-    for dest, items in lists.items():
-        if getattr(ns, dest) is None:
-            setattr(ns, dest, items)
-    return ns
+            if setting_of(field).multiple:
+                if isinstance(value, str):
+                    value = CommaSeparated().split_envvar_value(value)
+                elif not isinstance(value, list):
+                    raise click.BadParameter(f"{path}: {key!r} takes a list of strings")
+            elif isinstance(value, list | dict):
+                raise click.BadParameter(f"{path}: {key!r} takes one value, not {value!r}")
+            defaults[field.name] = value
+        ctx.default_map = defaults
+        ctx.meta[CONFIG_FILE] = path
+
+    def load(self, ctx: click.Context) -> T:
+        """The settings object from the parsed values, derived defaults and cross-checks."""
+        values = dict(ctx.params)
+        fields = self.fields()
+        for name, value in values.items():
+            derive = setting_of(fields[name]).default_from
+            if value is None and derive is not None:
+                values[name] = derive(values)
+        for rule in self.rules:
+            problem = rule.problem(values, self.flag)
+            if problem:
+                raise click.UsageError(problem, ctx)
+        return self.schema(**values)
+
+    def parse(self, argv: Sequence[str] | None = None) -> T:
+        """Parse `argv` (default: the process's); --help and bad settings exit as click does."""
+        args = list(sys.argv[1:] if argv is None else argv)
+        try:
+            with self.command().make_context(self.prog, args) as ctx:
+                return self.load(ctx)
+        except click.exceptions.Exit as done:  # --help
+            raise SystemExit(done.exit_code) from None
+        except click.ClickException as exc:
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
 
 
-def read_config_file(path: Path, dests: Mapping[str, argparse.Action]) -> dict[str, Any]:
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SystemExit(f"--config: no file {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SystemExit(f"--config: {path} is not valid TOML: {exc}") from None
-    settings: dict[str, Any] = {}
-    for key, value in raw.items():
-        dest = key.replace("-", "_")
-        if dest not in dests:
-            raise SystemExit(
-                f"--config: {path}: unknown setting {key!r}; known: "
-                f"{', '.join(sorted(d.replace('_', '-') for d in dests))}"
-            )
-        settings[dest] = value
-    return settings
+def effective(settings: DataclassInstance) -> dict[str, str]:
+    """A settings object as strings for the startup log line, secrets masked."""
+    values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    secret = [f.name for f in dataclasses.fields(settings) if setting_of(f).secret]
+    return masked(values, secret)
 
 
 def masked(settings: Mapping[str, Any], secret_keys: Iterable[str] = ()) -> dict[str, str]:
@@ -104,13 +259,21 @@ def masked(settings: Mapping[str, Any], secret_keys: Iterable[str] = ()) -> dict
     for key, value in settings.items():
         if value is None:
             shown[key] = "-"
-        elif key in secret or any(word in key for word in SECRET_WORDS):
+        elif key in secret:
             shown[key] = "***" if value else ""
         elif isinstance(value, str) and "://" in value:
-            try:
-                shown[key] = make_url(value).render_as_string(hide_password=True)
-            except Exception:
-                shown[key] = value
+            shown[key] = without_password(value)
         else:
             shown[key] = str(value)
     return shown
+
+
+def without_password(url: str) -> str:
+    """`scheme://user:***@host/...` for `scheme://user:password@host/...`."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not (sep and at and colon):
+        return url
+    return f"{scheme}://{user}:***@{host}{slash}{path}"

@@ -1,4 +1,4 @@
-"""Named crash points (design section 5): the process dies there with `os._exit`, no cleanup,
+"""Named crash points (docs/design.md §6): the process dies there with `os._exit`, no cleanup,
 when its environment variable names the point. Nothing happens when the variable is unset."""
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ CRASH_EXIT_CODE = 86
 
 
 class CrashPoints:
+    """The crash points a service declares, armed by naming one in `env_var`; calling the
+    object with a point's name kills the process there when that point is armed."""
+
     def __init__(self, env_var: str, names: Sequence[str]) -> None:
         self.env_var = env_var
         self.names = tuple(names)

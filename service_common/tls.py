@@ -95,6 +95,90 @@ def _alt_names(names: Iterable[str]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(entries)
 
 
+_CA_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    key_cert_sign=True,
+    crl_sign=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+# The leaf certificates by role: the engine serves and is a client of the agents.
+_ROLE_USAGES = (
+    ("engine", [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+    ("agent", [ExtendedKeyUsageOID.SERVER_AUTH]),
+)
+
+
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    now: datetime.datetime,
+    days: int,
+) -> x509.CertificateBuilder:
+    """A certificate for `key`, valid from five minutes before `now` for `days` days."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+    )
+
+
+def _ca_certificate(
+    ca_key: ec.EllipticCurvePrivateKey, ca_name: str, now: datetime.datetime, days: int
+) -> x509.Certificate:
+    """A self-signed CA that may sign leaf certificates only."""
+    return (
+        _builder(_name(ca_name), _name(ca_name), ca_key, now, days)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_CA_USAGE, critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def _leaf_certificate(
+    role: str,
+    usages: list[x509.ObjectIdentifier],
+    names: list[str],
+    key: ec.EllipticCurvePrivateKey,
+    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    now: datetime.datetime,
+    days: int,
+) -> x509.Certificate:
+    """A certificate for `role`, valid for `names`, that the CA `ca` (certificate, key) signs."""
+    ca_cert, ca_key = ca
+    return (
+        _builder(_name(role), ca_cert.subject, key, now, days)
+        .add_extension(_alt_names(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def _write_pair(
+    files: dict[str, Path],
+    out: Path,
+    role: str,
+    cert: x509.Certificate,
+    key: ec.EllipticCurvePrivateKey,
+) -> None:
+    """Write `role`.pem and the private `role`.key into `out`, recording them in `files`."""
+    files[role] = out / f"{role}.pem"
+    files[f"{role}_key"] = out / f"{role}.key"
+    _write(files[role], cert.public_bytes(serialization.Encoding.PEM))
+    _write(files[f"{role}_key"], _key_pem(key), private=True)
+
+
 def init_pki(
     out: Path,
     names: Iterable[str] = (),
@@ -108,55 +192,12 @@ def init_pki(
     out.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(ca_name))
-        .issuer_name(_name(ca_name))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    files = {"ca": out / "ca.pem", "ca_key": out / "ca.key"}
-    _write(files["ca"], ca_cert.public_bytes(serialization.Encoding.PEM))
-    _write(files["ca_key"], _key_pem(ca_key), private=True)
+    ca_cert = _ca_certificate(ca_key, ca_name, now, days)
+    files: dict[str, Path] = {}
+    _write_pair(files, out, "ca", ca_cert, ca_key)
     all_names = list(dict.fromkeys([*(DEFAULT_NAMES if include_local else ()), *names]))
-    for role, usages in (
-        ("engine", [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-        ("agent", [ExtendedKeyUsageOID.SERVER_AUTH]),
-    ):
+    for role, usages in _ROLE_USAGES:
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(role))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(_alt_names(all_names), critical=False)
-            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .sign(ca_key, hashes.SHA256())
-        )
-        files[role] = out / f"{role}.pem"
-        files[f"{role}_key"] = out / f"{role}.key"
-        _write(files[role], cert.public_bytes(serialization.Encoding.PEM))
-        _write(files[f"{role}_key"], _key_pem(key), private=True)
+        cert = _leaf_certificate(role, usages, all_names, key, (ca_cert, ca_key), now, days)
+        _write_pair(files, out, role, cert, key)
     return files

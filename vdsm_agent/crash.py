@@ -1,4 +1,4 @@
-"""The agent's crash points (design section 5), armed by VDSM_AGENT_CRASH_AT."""
+"""The agent's crash points (docs/design.md §6), armed by VDSM_AGENT_CRASH_AT."""
 
 from __future__ import annotations
 

@@ -12,12 +12,19 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from engine_service import observability as metrics
-from engine_service.domain.model import TaskResult, TaskState
+from engine_service.domain.tasks import ReportedStatus
 from service_common.tls import ClientTls, channel
+from service_common.vdsm_tasks import result_from_wire_name, state_from_wire_name
 from vdsm_agent.v1 import agent_service_pb2 as pb
 from vdsm_agent.v1 import agent_service_pb2_grpc as pb_grpc
-from vdsm_agent.wire import RESULT_FROM_PB, STATE_FROM_PB
 
+# The shared task words by their numbers on this wire (an unknown number is a KeyError).
+_STATES = {
+    number: state_from_wire_name(name)
+    for name, number in pb.TaskState.items()
+    if name != "TASK_STATE_UNSPECIFIED"
+}
+_RESULTS = {number: result_from_wire_name(name) for name, number in pb.TaskResult.items()}
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
@@ -33,18 +40,18 @@ class AgentRejected(Exception):
         self.code = code
         self.details = details
 
+    @property
+    def not_found(self) -> bool:
+        return self.code is grpc.StatusCode.NOT_FOUND
 
-@dataclass(frozen=True)
-class AgentTaskStatus:
-    vdsm_task_id: str
-    state: TaskState
-    result: TaskResult
-    progress_percent: int
-    message: str
+
+AgentTaskStatus = ReportedStatus  # what GetAllTasksStatuses says of one task
 
 
 @dataclass(frozen=True)
 class AgentTaskInfo:
+    """What GetAllTasksInfo says of one task: its request id and the image it writes."""
+
     vdsm_task_id: str
     request_id: str
     verb: str
@@ -53,6 +60,8 @@ class AgentTaskInfo:
 
 
 class AgentClient:
+    """One agent's AgentService, each call with a deadline and two kinds of error."""
+
     def __init__(self, address: str, timeout: float = 5.0, tls: ClientTls | None = None) -> None:
         self.address = address
         self.timeout = timeout
@@ -98,10 +107,10 @@ class AgentClient:
     def all_statuses(self, timeout: float | None = None) -> dict[str, AgentTaskStatus]:
         reply = self._call("GetAllTasksStatuses", pb.GetAllTasksStatusesRequest(), timeout)
         return {
-            s.task_id: AgentTaskStatus(
+            s.task_id: ReportedStatus(
                 s.task_id,
-                STATE_FROM_PB[s.state],
-                RESULT_FROM_PB[s.result],
+                _STATES[s.state],
+                _RESULTS[s.result],
                 s.progress_percent,
                 s.message,
             )

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+Database = Engine  # what bootstrap is given or makes: a connection pool to one database
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The connection execution option of a unit of work that only reads: a plain BEGIN on SQLite.
 READ_ONLY = "engine_read_only"

@@ -20,6 +20,8 @@ LOCK_KEY = 0x656E67696E65  # "engine"
 
 
 class EngineLease(Protocol):
+    """Who is the active engine: at most one holds the lease at a time."""
+
     def try_acquire(self) -> bool:
         """Become the active engine if no other is; True once held."""
 
@@ -30,6 +32,8 @@ class EngineLease(Protocol):
 
 
 class PostgresLease:
+    """The lease as a PostgreSQL advisory lock held by one open session."""
+
     def __init__(self, url: str) -> None:
         parsed = make_url(url).set(drivername="postgresql")
         self.dsn = parsed.render_as_string(hide_password=False)
@@ -62,6 +66,8 @@ class PostgresLease:
 
 
 class FileLease:
+    """The lease as an exclusive lock on a file beside the SQLite database."""
+
     def __init__(self, database_path: Path) -> None:
         self.path = database_path.with_name(database_path.name + ".lease")
         self.fd: int | None = None

@@ -1,10 +1,13 @@
 """The engine's tables, as SQLAlchemy 2 typed models. Migrations (adapters/migrations) create
-them; a test checks that the migrated schema equals these models."""
+them; a test checks that the migrated schema equals these models. Status columns are stored as
+their enum's string and read back as the domain's enums (`EnumText`); the repository turns rows
+into the domain's objects."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -15,19 +18,44 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
+    TypeDecorator,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from engine_service.domain.clock import utcnow
+from engine_service.domain.commands import CommandStatus
+from engine_service.domain.hosts import HostStatus
+from engine_service.domain.inventory import DiskStatus, TemplateStatus
+from engine_service.domain.tasks import TaskCleanup
+from service_common.vdsm_tasks import TaskResult, TaskState
 
 ID = String(36)
 NAME = String(255)
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+class EnumText(TypeDecorator[Any]):
+    """A StrEnum stored as its value in a VARCHAR(20), read back as the enum."""
+
+    impl = String(20)
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum]) -> None:
+        super().__init__()
+        self.enum = enum
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> StrEnum | None:
+        return None if value is None else self.enum(value)
 
 
 class Base(DeclarativeBase):
+    """The models' declarative base, with the constraint naming convention migrations use."""
+
     metadata = MetaData(
         naming_convention={
             "ix": "ix_%(column_0_label)s",
@@ -39,12 +67,14 @@ class Base(DeclarativeBase):
 
 
 class HostRow(Base):
+    """A host (domain: Host)."""
+
     __tablename__ = "hosts"
 
     host_id: Mapped[str] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(NAME, unique=True)
     address: Mapped[str] = mapped_column(String(300), unique=True)
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[HostStatus] = mapped_column(EnumText(HostStatus))
     # Polls in a row that the agent did not answer; NON_RESPONSIVE from --host-failure-polls.
     failed_polls: Mapped[int] = mapped_column(Integer, default=0)
     # When it became NON_RESPONSIVE: its commands fail --task-timeout after this.
@@ -55,6 +85,8 @@ class HostRow(Base):
 
 
 class StorageDomainRow(Base):
+    """A storage domain (domain: StorageDomain)."""
+
     __tablename__ = "storage_domains"
 
     storage_domain_id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -63,6 +95,8 @@ class StorageDomainRow(Base):
 
 
 class DiskRow(Base):
+    """A disk image (domain: Disk)."""
+
     __tablename__ = "disks"
 
     disk_id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -72,11 +106,13 @@ class DiskRow(Base):
     )
     image_id: Mapped[str] = mapped_column(ID)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[DiskStatus] = mapped_column(EnumText(DiskStatus))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
 class VmRow(Base):
+    """A VM (domain: Vm, with its disks from vm_disks)."""
+
     __tablename__ = "vms"
 
     vm_id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -85,6 +121,8 @@ class VmRow(Base):
 
 
 class VmDiskRow(Base):
+    """A VM's disk, by position."""
+
     __tablename__ = "vm_disks"
 
     vm_id: Mapped[str] = mapped_column(ForeignKey("vms.vm_id"), primary_key=True)
@@ -93,16 +131,20 @@ class VmDiskRow(Base):
 
 
 class TemplateRow(Base):
+    """A VM template (domain: Template, with its disks from vm_template_disks)."""
+
     __tablename__ = "vm_templates"
 
     template_id: Mapped[str] = mapped_column(ID, primary_key=True)
     name: Mapped[str] = mapped_column(NAME, unique=True)
     vm_id: Mapped[str] = mapped_column(ForeignKey("vms.vm_id"), index=True)
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[TemplateStatus] = mapped_column(EnumText(TemplateStatus))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
 class TemplateDiskRow(Base):
+    """A template's disk (a copy), by position."""
+
     __tablename__ = "vm_template_disks"
 
     template_id: Mapped[str] = mapped_column(
@@ -113,12 +155,14 @@ class TemplateDiskRow(Base):
 
 
 class CommandRow(Base):
+    """A command, top-level or child (domain: CommandRecord)."""
+
     __tablename__ = "commands"
 
     command_id: Mapped[str] = mapped_column(ID, primary_key=True)
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("commands.command_id"), index=True)
     action_type: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[CommandStatus] = mapped_column(EnumText(CommandStatus))
     # The command's own parameters, as its class reads them back after a restart.
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     # The entity it creates (a disk id, a template id).
@@ -148,12 +192,14 @@ class TaskRow(Base):
     # The image it writes: compensation deletes it.
     storage_domain_id: Mapped[str] = mapped_column(ID)
     image_id: Mapped[str] = mapped_column(ID)
-    state: Mapped[str | None] = mapped_column(String(20))
-    result: Mapped[str | None] = mapped_column(String(20))
+    state: Mapped[TaskState | None] = mapped_column(EnumText(TaskState))
+    result: Mapped[TaskResult | None] = mapped_column(EnumText(TaskResult))
     progress_percent: Mapped[int] = mapped_column(Integer, default=0)
     message: Mapped[str] = mapped_column(Text, default="")
     # What is left to do once the command is terminal (TaskCleanup).
-    cleanup: Mapped[str] = mapped_column(String(20), default="", index=True)
+    cleanup: Mapped[TaskCleanup] = mapped_column(
+        EnumText(TaskCleanup), default=TaskCleanup.NONE, index=True
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -178,3 +224,21 @@ class ClientRequestRow(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     result_id: Mapped[str] = mapped_column(ID)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+def table(row: type[Base]) -> Table:
+    """The Core table of a model: the repository reads and writes most rows through it."""
+    return cast(Table, row.__table__)
+
+
+HOSTS = table(HostRow)
+STORAGE_DOMAINS = table(StorageDomainRow)
+DISKS = table(DiskRow)
+VMS = table(VmRow)
+VM_DISKS = table(VmDiskRow)
+TEMPLATES = table(TemplateRow)
+TEMPLATE_DISKS = table(TemplateDiskRow)
+COMMANDS = table(CommandRow)
+TASKS = table(TaskRow)
+LOCKS = table(EntityLockRow)
+CLIENT_REQUESTS = table(ClientRequestRow)

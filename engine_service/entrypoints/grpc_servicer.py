@@ -13,26 +13,20 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from engine_service import observability as metrics
-from engine_service.adapters.orm import DiskRow, StorageDomainRow
-from engine_service.domain.model import CommandStatus, TaskResult, TaskState
+from engine_service.domain.commands import CommandStatus
+from engine_service.domain.inventory import Disk, StorageDomain, Template, Vm
 from engine_service.service_layer.engine import Engine
-from engine_service.service_layer.inventory import HostInfo, TemplateInfo
 from engine_service.service_layer.reconciliation import ReconcileReport
-from engine_service.service_layer.views import CommandView, TaskInfo
+from engine_service.service_layer.views import CommandView, HostView, TaskInfo
 from engine_service.v1 import engine_service_pb2 as pb
 from engine_service.v1 import engine_service_pb2_grpc as pb_grpc
 from service_common.errors import InvalidArgument
 from service_common.grpc_server import error_mapper
-from vdsm_agent.v1 import agent_service_pb2 as agent_pb
-from vdsm_agent.wire import RESULT_TO_PB, STATE_TO_PB
 
 log = logging.getLogger(__name__)
 rpc = error_mapper(metrics.RPC_SECONDS, log)
 
 WATCH_INTERVAL = 0.2
-# The engine's task enums carry the same names as the agent's.
-TASK_STATE = {s: agent_pb.TaskState.Name(STATE_TO_PB[s]) for s in TaskState}
-TASK_RESULT = {r: agent_pb.TaskResult.Name(RESULT_TO_PB[r]) for r in TaskResult}
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:
@@ -43,41 +37,44 @@ def timestamp(value: datetime | None) -> Timestamp | None:
     return ts
 
 
-def host_message(info: HostInfo) -> pb.Host:
+def host_message(info: HostView) -> pb.Host:
     h = info.host
     return pb.Host(
         host_id=h.host_id,
         name=h.name,
         address=h.address,
-        status=f"HOST_STATUS_{h.status}",
+        status=f"HOST_STATUS_{h.status.value}",
         tasks_in_flight=info.tasks_in_flight,
         last_seen_at=timestamp(h.last_seen_at),
     )
 
 
-def domain_message(d: StorageDomainRow) -> pb.StorageDomain:
+def domain_message(d: StorageDomain) -> pb.StorageDomain:
     return pb.StorageDomain(storage_domain_id=d.storage_domain_id, name=d.name)
 
 
-def disk_message(d: DiskRow) -> pb.Disk:
+def disk_message(d: Disk) -> pb.Disk:
     return pb.Disk(
         disk_id=d.disk_id,
         name=d.name,
         storage_domain_id=d.storage_domain_id,
         image_id=d.image_id,
         size_bytes=d.size_bytes,
-        status=f"DISK_STATUS_{d.status}",
+        status=f"DISK_STATUS_{d.status.value}",
     )
 
 
-def template_message(info: TemplateInfo) -> pb.VmTemplate:
-    t = info.template
+def vm_message(vm: Vm) -> pb.Vm:
+    return pb.Vm(vm_id=vm.vm_id, name=vm.name, disk_ids=vm.disk_ids)
+
+
+def template_message(t: Template) -> pb.VmTemplate:
     return pb.VmTemplate(
         template_id=t.template_id,
         name=t.name,
         vm_id=t.vm_id,
-        disk_ids=info.disk_ids,
-        status=f"TEMPLATE_STATUS_{t.status}",
+        disk_ids=t.disk_ids,
+        status=f"TEMPLATE_STATUS_{t.status.value}",
     )
 
 
@@ -86,8 +83,9 @@ def task_message(t: TaskInfo) -> pb.Task:
         task_id=t.task_id,
         vdsm_task_id=t.vdsm_task_id or "",
         host_id=t.host_id,
-        state=TASK_STATE[TaskState(t.state)] if t.state else "TASK_STATE_UNSPECIFIED",
-        result=TASK_RESULT[TaskResult(t.result)] if t.result else "TASK_RESULT_UNSPECIFIED",
+        # The engine's task enums carry the same names as the agent's (vdsm_tasks.wire_name).
+        state=t.state.wire_name if t.state else "TASK_STATE_UNSPECIFIED",
+        result=t.result.wire_name if t.result else "TASK_RESULT_UNSPECIFIED",
         progress_percent=t.progress_percent,
         verb=t.verb,
         command_id=t.command_id,
@@ -130,6 +128,8 @@ def status_filter(value: int) -> CommandStatus | None:
 
 
 class EngineServicer(pb_grpc.EngineServiceServicer):
+    """EngineService: each RPC calls the engine's service layer and answers with its views."""
+
     def __init__(self, engine: Engine, max_watchers: int = 64) -> None:
         self.engine = engine
         self.watchers = threading.BoundedSemaphore(max_watchers)
@@ -203,15 +203,12 @@ class EngineServicer(pb_grpc.EngineServiceServicer):
 
     @rpc
     def AddVm(self, request: pb.AddVmRequest, context: grpc.ServicerContext) -> pb.AddVmResponse:
-        vm, disk_ids = self.engine.inventory.add_vm(
-            request.name, list(request.disk_ids), request.request_id
-        )
-        return pb.AddVmResponse(vm=pb.Vm(vm_id=vm.vm_id, name=vm.name, disk_ids=disk_ids))
+        vm = self.engine.inventory.add_vm(request.name, list(request.disk_ids), request.request_id)
+        return pb.AddVmResponse(vm=vm_message(vm))
 
     @rpc
     def GetVm(self, request: pb.GetVmRequest, context: grpc.ServicerContext) -> pb.GetVmResponse:
-        vm, disk_ids = self.engine.inventory.vm(request.vm_id)
-        return pb.GetVmResponse(vm=pb.Vm(vm_id=vm.vm_id, name=vm.name, disk_ids=disk_ids))
+        return pb.GetVmResponse(vm=vm_message(self.engine.inventory.vm(request.vm_id)))
 
     @rpc
     def AddVmTemplate(

@@ -6,18 +6,13 @@ import logging
 from dataclasses import dataclass
 
 from engine_service.adapters.agent_client import AgentPool
-from engine_service.adapters.orm import DiskRow
-from engine_service.domain.model import CommandStatus
+from engine_service.domain.commands import CommandStatus
+from engine_service.domain.inventory import Disk, Template
 from engine_service.service_layer.async_task_manager import AsyncTaskManager
 from engine_service.service_layer.commands.add_disk import AddDisk
 from engine_service.service_layer.commands.add_vm_template import AddVmTemplate
-from engine_service.service_layer.inventory import (
-    Inventory,
-    TemplateInfo,
-    optional_request,
-    require_name,
-    require_size,
-)
+from engine_service.service_layer.idempotency import optional_request
+from engine_service.service_layer.inventory import Inventory, require_name, require_size
 from engine_service.service_layer.lifecycle import CommandLifecycle
 from engine_service.service_layer.reconciliation import Reconciler, ReconcileReport
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
@@ -36,6 +31,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Engine:
+    """The engine's parts, wired by bootstrap; the entrypoints call its use cases."""
+
     uow: UnitOfWorkFactory
     agents: AgentPool
     lifecycle: CommandLifecycle
@@ -63,7 +60,7 @@ class Engine:
 
     def add_disk(
         self, name: str, storage_domain_id: str, size_bytes: int, request_id: str = ""
-    ) -> tuple[DiskRow | None, CommandView]:
+    ) -> tuple[Disk | None, CommandView]:
         name = require_name("name", name)
         storage_domain_id = require_uuid("storage_domain_id", storage_domain_id)
         size_bytes = require_size("size_bytes", size_bytes)
@@ -79,12 +76,12 @@ class Engine:
         )
         with self.uow(read_only=True) as uow:  # one read for the whole reply
             view = command_view(uow.repo, command_id)
-            disk = uow.repo.get(DiskRow, view.target_id) if view.target_id else None
+            disk = uow.repo.disk(view.target_id) if view.target_id else None
         return disk, view
 
     def add_vm_template(
         self, vm_id: str, name: str, destination_storage_domain_id: str, request_id: str = ""
-    ) -> tuple[TemplateInfo | None, CommandView]:
+    ) -> tuple[Template | None, CommandView]:
         vm_id = require_uuid("vm_id", vm_id)
         name = require_name("name", name)
         destination = require_uuid("destination_storage_domain_id", destination_storage_domain_id)
@@ -100,9 +97,9 @@ class Engine:
         )
         with self.uow(read_only=True) as uow:  # one read for the whole reply
             view = command_view(uow.repo, command_id)
-            found = uow.repo.template_with_disks(view.target_id) if view.target_id else None
+            template = uow.repo.template(view.target_id) if view.target_id else None
         # None: the command failed already and its template is gone.
-        return (TemplateInfo(*found) if found else None), view
+        return template, view
 
     def command(self, command_id: str) -> CommandView:
         command_id = require_uuid("command_id", command_id)
@@ -114,7 +111,7 @@ class Engine:
     ) -> tuple[list[CommandView], str]:
         limit, after = page_size(size), decode_token(token)
         with self.uow(read_only=True) as uow:
-            rows = uow.repo.command_page(status.value if status else None, after, limit + 1)
+            rows = uow.repo.command_page(status, after, limit + 1)
             more = len(rows) > limit
             rows = rows[:limit]
             views = command_views(uow.repo, rows)

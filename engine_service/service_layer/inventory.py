@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import logging
-import uuid
-from dataclasses import dataclass
-
-from sqlalchemy.exc import IntegrityError
 
 from engine_service.adapters.agent_client import AgentPool, AgentRejected, AgentUnavailable
-from engine_service.adapters.orm import (
-    DiskRow,
-    HostRow,
-    StorageDomainRow,
-    TemplateRow,
-    VmDiskRow,
-    VmRow,
-)
-from engine_service.domain.model import DiskStatus, HostStatus
-from engine_service.service_layer.lifecycle import ClientRequest, first_result, record_request
-from engine_service.service_layer.unit_of_work import UnitOfWork, UnitOfWorkFactory
-from engine_service.service_layer.views import decode_token, encode_token, page_size
+from engine_service.domain.hosts import Host, HostStatus
+from engine_service.domain.inventory import Disk, StorageDomain, Template, Vm
+from engine_service.domain.requests import ClientRequest, Conflict
+from engine_service.domain.tasks import new_id
+from engine_service.service_layer.idempotency import first_result, optional_request, record_request
+from engine_service.service_layer.unit_of_work import AbstractUnitOfWork, UnitOfWorkFactory
+from engine_service.service_layer.views import HostView, decode_token, encode_token, page_size
 from service_common.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -60,25 +51,9 @@ def require_size(field: str, value: int) -> int:
     return value
 
 
-def optional_request(rpc: str, request_id: str, **arguments: object) -> ClientRequest | None:
-    if not request_id:
-        return None
-    return ClientRequest(rpc, require_uuid("request_id", request_id), dict(arguments))
-
-
-@dataclass(frozen=True)
-class HostInfo:
-    host: HostRow
-    tasks_in_flight: int
-
-
-@dataclass(frozen=True)
-class TemplateInfo:
-    template: TemplateRow
-    disk_ids: list[str]
-
-
 class Inventory:
+    """Use cases over hosts, storage domains, disks, VMs and templates."""
+
     def __init__(self, uow: UnitOfWorkFactory, agents: AgentPool, agent_deadline: float = 3.0):
         self.uow = uow
         self.agents = agents
@@ -86,7 +61,7 @@ class Inventory:
 
     # -- hosts -------------------------------------------------------------------------------
 
-    def add_host(self, name: str, address: str, request_id: str = "") -> HostInfo:
+    def add_host(self, name: str, address: str, request_id: str = "") -> HostView:
         name, address = require_name("name", name), require_address("address", address)
         request = optional_request("AddHost", request_id, name=name, address=address)
         with self.uow() as uow:
@@ -99,56 +74,47 @@ class Inventory:
             return self.host(existing)
         if not self.agents.get(address).serving(self.agent_deadline):
             raise Unavailable(f"address: no agent answers at {address} (is vdsm-agent running?)")
-        host = HostRow(
-            host_id=str(uuid.uuid4()),
-            name=name,
-            address=address,
-            status=HostStatus.UP.value,
-            failed_polls=0,
-        )
+        host = Host(new_id(), name, address, HostStatus.UP)
         try:
             with self.uow() as uow:
-                uow.repo.add(host)
+                uow.repo.add_host(host)
                 record_request(uow.repo, request, host.host_id)
                 uow.commit()
-        except IntegrityError:
+        except Conflict:
             return self.add_host(name, address, request_id)  # raced: answer as the winner says
         log.info("host %s added at %s", name, address, extra={"host": name})
-        return HostInfo(host, 0)
+        return HostView(host, 0)
 
     @staticmethod
     def _check_host_free(
-        by_name: HostRow | None, by_address: HostRow | None, name: str, address: str
+        by_name: Host | None, by_address: Host | None, name: str, address: str
     ) -> None:
         if by_name is not None:
             raise AlreadyExists(f"name: host {name!r} exists ({by_name.host_id})")
         if by_address is not None:
             raise AlreadyExists(f"address: host {by_address.name!r} already has address {address}")
 
-    def host(self, host_id: str) -> HostInfo:
+    def host(self, host_id: str) -> HostView:
         host_id = require_uuid("host_id", host_id)
         with self.uow() as uow:
-            host = uow.repo.get(HostRow, host_id)
+            host = uow.repo.host(host_id)
             if host is None:
                 raise NotFound(f"host_id: no host {host_id}")
-            return HostInfo(host, uow.repo.tasks_per_host().get(host_id, 0))
+            return HostView(host, uow.repo.tasks_per_host().get(host_id, 0))
 
-    def hosts(self) -> list[HostInfo]:
+    def hosts(self) -> list[HostView]:
         with self.uow() as uow:
             load = uow.repo.tasks_per_host()
-            return [HostInfo(h, load.get(h.host_id, 0)) for h in uow.repo.hosts()]
+            return [HostView(h, load.get(h.host_id, 0)) for h in uow.repo.hosts()]
 
-    def set_host_maintenance(self, host_id: str, maintenance: bool) -> HostInfo:
+    def set_host_maintenance(self, host_id: str, maintenance: bool) -> HostView:
         host_id = require_uuid("host_id", host_id)
         with self.uow() as uow:
-            host = uow.repo.get_for_update(HostRow, host_id)
+            host = uow.repo.host(host_id, for_update=True)
             if host is None:
                 raise NotFound(f"host_id: no host {host_id}")
-            if maintenance:
-                host.status = HostStatus.MAINTENANCE.value
-            elif host.status == HostStatus.MAINTENANCE.value:
-                host.status = HostStatus.UP.value  # the next poll says if it really is
-                host.failed_polls = 0
+            host.set_maintenance(maintenance)
+            uow.repo.save_hosts([host])
             uow.commit()
         log.info(
             "host %s: maintenance %s",
@@ -161,7 +127,7 @@ class Inventory:
     def remove_host(self, host_id: str) -> None:
         host_id = require_uuid("host_id", host_id)
         with self.uow() as uow:
-            host = uow.repo.get_for_update(HostRow, host_id)
+            host = uow.repo.host(host_id, for_update=True)
             if host is None:
                 raise NotFound(f"host_id: no host {host_id}")
             tasks = uow.repo.tasks_per_host().get(host_id, 0)
@@ -169,19 +135,19 @@ class Inventory:
                 raise FailedPrecondition(
                     f"host {host.name} still has {tasks} task(s); wait for them to be cleared"
                 )
-            uow.repo.delete(host)
+            uow.repo.remove_host(host_id)
             uow.commit()
         log.info("host %s removed", host.name, extra={"host": host.name})
 
     # -- storage domains ---------------------------------------------------------------------
 
-    def add_storage_domain(self, name: str, request_id: str = "") -> StorageDomainRow:
+    def add_storage_domain(self, name: str, request_id: str = "") -> StorageDomain:
         name = require_name("name", name)
         request = optional_request("AddStorageDomain", request_id, name=name)
         with self.uow() as uow:
             existing = first_result(uow.repo, request)
             if existing is not None:
-                found = uow.repo.get(StorageDomainRow, existing)
+                found = uow.repo.storage_domain(existing)
                 assert found is not None
                 return found
             taken = uow.repo.storage_domain_by_name(name)
@@ -189,11 +155,11 @@ class Inventory:
                 raise AlreadyExists(
                     f"name: storage domain {name!r} exists ({taken.storage_domain_id})"
                 )
-            hosts = uow.repo.hosts_with_status(HostStatus.UP.value)
+            hosts = uow.repo.hosts_with_status(HostStatus.UP)
             if not hosts:
                 raise FailedPrecondition("no host is UP to create the storage domain on")
             address = hosts[0].address
-        domain = StorageDomainRow(storage_domain_id=str(uuid.uuid4()), name=name)
+        domain = StorageDomain(new_id(), name)
         try:
             self.agents.get(address).create_storage_domain(domain.storage_domain_id)
         except AgentUnavailable as exc:
@@ -204,29 +170,29 @@ class Inventory:
             ) from None
         try:
             with self.uow() as uow:
-                uow.repo.add(domain)
+                uow.repo.add_storage_domain(domain)
                 record_request(uow.repo, request, domain.storage_domain_id)
                 uow.commit()
-        except IntegrityError:
+        except Conflict:
             return self.add_storage_domain(name, request_id)
         log.info("storage domain %s created as %s", name, domain.storage_domain_id)
         return domain
 
-    def storage_domains(self) -> list[StorageDomainRow]:
+    def storage_domains(self) -> list[StorageDomain]:
         with self.uow(read_only=True) as uow:
             return uow.repo.storage_domains()
 
     # -- disks -------------------------------------------------------------------------------
 
-    def disk(self, disk_id: str) -> DiskRow:
+    def disk(self, disk_id: str) -> Disk:
         disk_id = require_uuid("disk_id", disk_id)
         with self.uow(read_only=True) as uow:
-            disk = uow.repo.get(DiskRow, disk_id)
+            disk = uow.repo.disk(disk_id)
             if disk is None:
                 raise NotFound(f"disk_id: no disk {disk_id}")
             return disk
 
-    def disks(self, size: int, token: str) -> tuple[list[DiskRow], str]:
+    def disks(self, size: int, token: str) -> tuple[list[Disk], str]:
         limit, after = page_size(size), decode_token(token)
         with self.uow(read_only=True) as uow:
             rows = uow.repo.disk_page(after, limit + 1)
@@ -236,9 +202,7 @@ class Inventory:
 
     # -- VMs ---------------------------------------------------------------------------------
 
-    def add_vm(
-        self, name: str, disk_ids: list[str], request_id: str = ""
-    ) -> tuple[VmRow, list[str]]:
+    def add_vm(self, name: str, disk_ids: list[str], request_id: str = "") -> Vm:
         name = require_name("name", name)
         if len(disk_ids) > MAX_VM_DISKS:
             raise InvalidArgument("disk_ids", f"has {len(disk_ids)} disks; at most {MAX_VM_DISKS}")
@@ -252,53 +216,47 @@ class Inventory:
                 vm = self._insert_vm(uow, name, ids, request)
         if existing is not None:  # read outside the unit above: SQLite has one writer at a time
             return self.vm(existing)
-        return vm, ids
+        return vm
 
     @staticmethod
     def _insert_vm(
-        uow: UnitOfWork, name: str, ids: list[str], request: ClientRequest | None
-    ) -> VmRow:
+        uow: AbstractUnitOfWork, name: str, ids: list[str], request: ClientRequest | None
+    ) -> Vm:
         found = uow.repo.disks(ids)
         for i, disk_id in enumerate(ids):
             if disk_id not in found:
                 raise NotFound(f"disk_ids[{i}]: no disk {disk_id}")
-            if found[disk_id].status != DiskStatus.OK.value:
-                raise FailedPrecondition(
-                    f"disk_ids[{i}]: disk {disk_id} is {found[disk_id].status}, not OK"
-                )
-        vm = VmRow(vm_id=str(uuid.uuid4()), name=name)
-        uow.repo.add(vm)
-        uow.flush()
-        uow.repo.add(*(VmDiskRow(vm_id=vm.vm_id, position=i, disk_id=d) for i, d in enumerate(ids)))
+            if (why := found[disk_id].unusable_because()) is not None:
+                raise FailedPrecondition(f"disk_ids[{i}]: {why}")
+        vm = Vm(new_id(), name, tuple(ids))
+        uow.repo.add_vm(vm)
         record_request(uow.repo, request, vm.vm_id)
         uow.commit()
         return vm
 
-    def vm(self, vm_id: str) -> tuple[VmRow, list[str]]:
+    def vm(self, vm_id: str) -> Vm:
         vm_id = require_uuid("vm_id", vm_id)
         with self.uow(read_only=True) as uow:
-            vm = uow.repo.get(VmRow, vm_id)
+            vm = uow.repo.vm(vm_id)
             if vm is None:
                 raise NotFound(f"vm_id: no VM {vm_id}")
-            return vm, uow.repo.vm_disk_ids(vm_id)
+            return vm
 
     # -- templates ---------------------------------------------------------------------------
 
-    def template(self, template_id: str) -> TemplateInfo:
+    def template(self, template_id: str) -> Template:
         template_id = require_uuid("template_id", template_id)
         with self.uow(read_only=True) as uow:
-            found = uow.repo.template_with_disks(template_id)
+            found = uow.repo.template(template_id)
             if found is None:
                 raise NotFound(f"template_id: no template {template_id}")
-            return TemplateInfo(*found)
+            return found
 
-    def templates(self, size: int, token: str) -> tuple[list[TemplateInfo], str]:
+    def templates(self, size: int, token: str) -> tuple[list[Template], str]:
         limit, after = page_size(size), decode_token(token)
         with self.uow(read_only=True) as uow:
             rows = uow.repo.template_page(after, limit + 1)
-            more = len(rows) > limit
-            rows = rows[:limit]
-            disks = uow.repo.template_disk_ids([t.template_id for t in rows])
-            infos = [TemplateInfo(t, disks[t.template_id]) for t in rows]
+        more = len(rows) > limit
+        rows = rows[:limit]
         last = rows[-1] if rows else None
-        return infos, encode_token(last.created_at, last.template_id) if more and last else ""
+        return rows, encode_token(last.created_at, last.template_id) if more and last else ""

@@ -1,14 +1,12 @@
 """Running commands through their lifecycle: submit (validate, build children, placeholders in
 one transaction), execute (start each child's agent task, store its id), and end.
 
-Invariant 1 holds by construction: `execute` only calls an agent for a placeholder that is
-committed, with the placeholder's task id as the agent's request id.
+Invariant I1 (docs/design.md §5) holds by construction: `execute` only calls an agent for a
+placeholder that is committed, with the placeholder's task id as the agent's request id.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 import time
@@ -16,114 +14,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from engine_service import observability as metrics
 from engine_service.adapters.agent_client import AgentPool, AgentRejected, AgentUnavailable
-from engine_service.adapters.orm import ClientRequestRow, CommandRow, HostRow, TaskRow, utcnow
-from engine_service.adapters.repository import Repository
 from engine_service.crash import crash_point
-from engine_service.domain.model import CommandStatus, HostStatus, Outcome, TaskCleanup
+from engine_service.domain.clock import utcnow
+from engine_service.domain.commands import CommandStatus, Outcome
+from engine_service.domain.hosts import Host
+from engine_service.domain.requests import ClientRequest, Conflict
+from engine_service.domain.tasks import AsyncTask, TaskPlan, Verb
 from engine_service.service_layer.commands.base import CommandBase, end_command
+from engine_service.service_layer.host_selection import HostPicker, HostSnapshot
+from engine_service.service_layer.idempotency import first_result, record_request
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
 from service_common.errors import AlreadyExists, FailedPrecondition, NotFound
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ClientRequest:
-    """A client's request id for one RPC, and what the request asked."""
-
-    rpc: str
-    request_id: str
-    arguments: dict[str, Any]
-
-    @property
-    def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.arguments, sort_keys=True).encode()).hexdigest()
-
-
-def first_result(repo: Repository, request: ClientRequest | None) -> str | None:
-    """The id made by the first request with this request id; ALREADY_EXISTS if that request
-    asked for something else; None if there was none."""
-    if request is None:
-        return None
-    row = repo.client_request(request.rpc, request.request_id)
-    if row is None:
-        return None
-    if row.fingerprint != request.fingerprint:
-        raise AlreadyExists(
-            f"request_id: {request.request_id} was already used for a different {request.rpc} "
-            "request; use a new request id"
-        )
-    return row.result_id
-
-
-def record_request(repo: Repository, request: ClientRequest | None, result_id: str) -> None:
-    if request is not None:
-        repo.add(
-            ClientRequestRow(
-                rpc=request.rpc,
-                request_id=request.request_id,
-                fingerprint=request.fingerprint,
-                result_id=result_id,
-            )
-        )
-
-
-class HostPicker:
-    """Picks the UP host with the fewest tasks in flight, counting the ones just picked."""
-
-    def __init__(self, repo: Repository) -> None:
-        self.load = repo.tasks_per_host()
-        self.hosts = sorted(repo.hosts_with_status(HostStatus.UP.value), key=lambda h: h.name)
-        if not self.hosts:
-            raise FailedPrecondition("no host is UP: add a host or take one out of maintenance")
-
-    def __call__(self) -> str:
-        host = min(self.hosts, key=lambda h: self.load.get(h.host_id, 0))
-        self.load[host.host_id] = self.load.get(host.host_id, 0) + 1
-        return host.host_id
-
-
-HOST_SNAPSHOT_SECONDS = 1.0
-
-
-class HostSnapshot:
-    """The hosts as read at one moment, trusted for HOST_SNAPSHOT_SECONDS."""
-
-    def __init__(self, hosts: Sequence[HostRow]) -> None:
-        self.answered_at: dict[str, float] = {}  # host id -> when it last accepted a task
-        self.refresh(hosts)
-
-    def refresh(self, hosts: Sequence[HostRow]) -> None:
-        self.taken = time.monotonic()
-        self.hosts = {h.host_id: h for h in hosts}
-
-    def answered(self, host_id: str) -> None:
-        """The host has just accepted one of the command's tasks."""
-        self.answered_at[host_id] = time.monotonic()
-
-    def reachable(self, host: HostRow) -> bool:
-        """UP, or marked NON_RESPONSIVE by the poller although it accepted one of the
-        command's tasks within HOST_SNAPSHOT_SECONDS: an agent that restarted while this
-        command was being sent answers before the next poll marks it UP again."""
-        if host.status == HostStatus.UP.value:
-            return True
-        answered = self.answered_at.get(host.host_id)
-        return (
-            host.status == HostStatus.NON_RESPONSIVE.value
-            and answered is not None
-            and time.monotonic() - answered <= HOST_SNAPSHOT_SECONDS
-        )
-
-    def up(self, host_id: str) -> HostRow | None:
-        """The host, if the snapshot is fresh and has it UP."""
-        if time.monotonic() - self.taken > HOST_SNAPSHOT_SECONDS:
-            return None
-        host = self.hosts.get(host_id)
-        return host if host is not None and host.status == HostStatus.UP.value else None
 
 
 @dataclass(frozen=True)
@@ -137,8 +42,15 @@ class _Pending:
     args: dict[str, Any]
 
     @classmethod
-    def of(cls, task: TaskRow) -> _Pending:
+    def of(cls, task: AsyncTask) -> _Pending:
         return cls(task.task_id, task.host_id, task.command_id, task.verb, dict(task.args))
+
+    def placeholder(self, root_id: str) -> AsyncTask:
+        """This task as a record, made by the one factory of placeholders."""
+        plan = TaskPlan(Verb(self.verb), self.args)
+        return AsyncTask.placeholder(
+            plan, self.command_id, root_id, self.host_id, utcnow(), self.task_id
+        )
 
 
 @dataclass
@@ -146,23 +58,27 @@ class Plan:
     """What `execute` works through: a command's children, its unsent placeholders, and the
     hosts they were assigned to."""
 
-    children: dict[str, CommandBase]
+    children: dict[str, CommandBase[Any]]
     pending: list[_Pending]
     hosts: HostSnapshot
 
 
 class CommandLifecycle:
+    """Submits commands, starts their tasks on the agents, and ends them exactly once."""
+
     def __init__(
         self,
         uow: UnitOfWorkFactory,
         agents: AgentPool,
         start_attempts: int = 8,
         retry_delay: float = 0.25,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.uow = uow
         self.agents = agents
         self.start_attempts = start_attempts
         self.retry_delay = retry_delay
+        self.sleep = sleep
         self._executing: set[str] = set()
         self._lock = threading.Lock()
 
@@ -173,7 +89,9 @@ class CommandLifecycle:
 
     # -- submit ------------------------------------------------------------------------------
 
-    def submit(self, make_command: Callable[[], CommandBase], request: ClientRequest | None) -> str:
+    def submit(
+        self, make_command: Callable[[], CommandBase[Any]], request: ClientRequest | None
+    ) -> str:
         """Validate, build the children and commit every placeholder in one transaction, then
         execute. Returns the command id; a repeated request returns the first one's."""
         for attempt in range(3):
@@ -183,27 +101,16 @@ class CommandLifecycle:
             with self._lock:
                 self._executing.add(command.command_id)
             try:
-                with self.uow() as uow:
-                    existing = first_result(uow.repo, request)
-                    if existing is not None:
-                        self._not_executing(command.command_id)
-                        return existing
-                    command.validate(uow.repo)
-                    command.children = command.build_child_commands()
-                    picker = HostPicker(uow.repo)
-                    placeholders = command.insert_async_task_placeholders(uow.repo, picker)
-                    record_request(uow.repo, request, command.command_id)
-                    uow.flush()
-                    crash_point("placeholders_uncommitted")
-                    uow.commit()
-            except IntegrityError:
+                accepted = self._insert_placeholders(command, request)
+            except Conflict as exc:
                 # A concurrent request took a name, a lock or the request id first; the next
                 # attempt's validation says which, precisely.
                 self._not_executing(command.command_id)
                 log.info(
-                    "submit of %s conflicted (attempt %d); validating again",
+                    "submit of %s conflicted (attempt %d: %s); validating again",
                     command.action_type,
                     attempt + 1,
+                    exc,
                 )
                 continue
             except (FailedPrecondition, AlreadyExists):
@@ -215,24 +122,42 @@ class CommandLifecycle:
             except BaseException:
                 self._not_executing(command.command_id)
                 raise
-            log.info(
-                "command %s (%s) accepted with %d task placeholder(s)",
-                command.command_id,
-                command.action_type,
-                len(command.children),
-                extra={"command_id": command.command_id},
-            )
+            if isinstance(accepted, str):  # the request was answered before
+                self._not_executing(command.command_id)
+                return accepted
             crash_point("after_placeholders_commit")
-            self.execute(
-                command.command_id,
-                Plan(
-                    {c.command_id: c for c in command.children},
-                    [_Pending.of(t) for t in placeholders],
-                    HostSnapshot(picker.hosts),
-                ),
-            )
+            self.execute(command.command_id, accepted)
             return command.command_id
         raise FailedPrecondition("the request kept conflicting with concurrent ones; retry it")
+
+    def _insert_placeholders(
+        self, command: CommandBase[Any], request: ClientRequest | None
+    ) -> Plan | str:
+        """Steps 1 to 3 in ONE transaction. Returns the plan `execute` works through, or the
+        id of the command a repeated request made."""
+        with self.uow() as uow:
+            existing = first_result(uow.repo, request)
+            if existing is not None:
+                return existing
+            command.validate(uow.repo)
+            command.children = command.build_child_commands()
+            picker = HostPicker(uow.repo)
+            placeholders = command.insert_async_task_placeholders(uow.repo, picker)
+            record_request(uow.repo, request, command.command_id)
+            crash_point("placeholders_uncommitted")
+            uow.commit()
+        log.info(
+            "command %s (%s) accepted with %d task placeholder(s)",
+            command.command_id,
+            command.action_type,
+            len(command.children),
+            extra={"command_id": command.command_id},
+        )
+        return Plan(
+            {c.command_id: c for c in command.children},
+            [_Pending.of(t) for t in placeholders],
+            HostSnapshot(picker.hosts),
+        )
 
     def _answered_meanwhile(self, request: ClientRequest | None) -> str | None:
         """The result of a request with the same request id that committed while this one was
@@ -249,56 +174,57 @@ class CommandLifecycle:
 
     # -- execute -----------------------------------------------------------------------------
 
+    def read_plan(self, root_id: str) -> Plan:
+        """The plan of a command read back: its children and its unsent placeholders."""
+        with self.uow(read_only=True) as uow:
+            repo = uow.repo
+            children = repo.children_of_many([root_id]).get(root_id, [])
+            return Plan(
+                {c.command_id: CommandBase.from_record(c) for c in children},
+                [_Pending.of(t) for t in repo.tasks_of(root_id) if t.is_placeholder],
+                HostSnapshot(repo.hosts()),
+            )
+
     def execute(self, root_id: str, plan: Plan | None = None) -> None:
         """Start the agent task of every placeholder of the command that has no agent id.
         `submit` passes the `plan` it has just committed; without one it is read back."""
         with self._lock:
             self._executing.add(root_id)
         try:
-            if plan is None:
-                with self.uow(read_only=True) as uow:
-                    repo = uow.repo
-                    plan = Plan(
-                        {c.command_id: CommandBase.from_row(c) for c in repo.children(root_id)},
-                        [_Pending.of(t) for t in repo.tasks_of(root_id) if t.vdsm_task_id is None],
-                        HostSnapshot(repo.hosts()),
-                    )
-            accepted_before = False
-            for task in plan.pending:
-                try:
-                    host = self._host_for(task, plan.hosts)
-                except FailedPrecondition as exc:
-                    self.finish(root_id, Outcome(CommandStatus.FAILED, str(exc)))
-                    return
-                if host is None:
-                    return  # the command ended (cancelled, failed) meanwhile
-                try:
-                    vdsm_task_id = self._start(host, task.task_id, plan.children[task.command_id])
-                except (AgentUnavailable, AgentRejected) as exc:
-                    # An agent that did not answer may still have accepted: that placeholder
-                    # is kept as cleanup debt, looked up when the host answers again.
-                    self.finish(
-                        root_id,
-                        Outcome(
-                            CommandStatus.FAILED,
-                            f"host {host.name} did not start task {task.task_id} ({task.verb}): "
-                            f"{exc}",
-                        ),
-                        [task.task_id] if isinstance(exc, AgentUnavailable) else [],
-                    )
-                    return
-                plan.hosts.answered(host.host_id)
-                if not accepted_before:
-                    crash_point("after_agent_accept")
-                    accepted_before = True
-                if not self._store_agent_id(root_id, task, host.host_id, vdsm_task_id):
+            plan = plan or self.read_plan(root_id)
+            for number, task in enumerate(plan.pending):
+                if not self._send(root_id, task, plan, first=number == 0):
                     return
             if plan.pending:
                 crash_point("after_vdsm_id_commit")  # every child's agent id is committed
         finally:
             self._not_executing(root_id)
 
-    def _host_for(self, task: _Pending, hosts: HostSnapshot) -> HostRow | None:
+    def _send(self, root_id: str, task: _Pending, plan: Plan, first: bool) -> bool:
+        """Start one placeholder's task and store the agent's id. False if the command ended
+        (now, or meanwhile): the rest of its placeholders are not sent."""
+        try:
+            host = self._host_for(task, plan.hosts)
+        except FailedPrecondition as exc:
+            self.finish(root_id, Outcome(CommandStatus.FAILED, str(exc)))
+            return False
+        if host is None:
+            return False  # the command ended (cancelled, failed) meanwhile
+        try:
+            vdsm_task_id = self._start(host, task.task_id, plan.children[task.command_id])
+        except (AgentUnavailable, AgentRejected) as exc:
+            # An agent that did not answer may still have accepted: that placeholder is kept
+            # as cleanup debt, looked up when the host answers again.
+            reason = f"host {host.name} did not start task {task.task_id} ({task.verb}): {exc}"
+            unresolved = [task.task_id] if isinstance(exc, AgentUnavailable) else []
+            self.finish(root_id, Outcome(CommandStatus.FAILED, reason), unresolved)
+            return False
+        plan.hosts.answered(host.host_id)
+        if first:
+            crash_point("after_agent_accept")  # accepted, its agent id not stored yet
+        return self._store_agent_id(root_id, task, host.host_id, vdsm_task_id)
+
+    def _host_for(self, task: _Pending, hosts: HostSnapshot) -> Host | None:
         """The host a placeholder is about to be sent to. One that is no longer UP (it went
         NON_RESPONSIVE or into maintenance since the placeholder was written) is swapped for
         the least busy UP host: this task was never sent anywhere, so moving it is safe.
@@ -312,36 +238,33 @@ class CommandLifecycle:
         if fresh is not None:
             return fresh
         with self.uow() as uow:
-            row = uow.repo.get(TaskRow, task.task_id)
-            if row is None:
+            placeholder = uow.repo.task(task.task_id)
+            if placeholder is None:
                 return None
-            host = uow.repo.get(HostRow, row.host_id)
-            assert host is not None
             hosts.refresh(uow.repo.hosts())
+            host = hosts.hosts[placeholder.host_id]
             if hosts.reachable(host):
                 return host
             try:
-                moved_to = HostPicker(uow.repo)()
+                target = hosts.hosts[HostPicker(uow.repo)()]
             except FailedPrecondition:
                 raise FailedPrecondition(
                     f"no host is UP to run task {task.task_id} "
-                    f"(its host {host.name} is {host.status})"
+                    f"(its host {host.name} is {host.status.value})"
                 ) from None
-            row.host_id = moved_to
+            uow.repo.move_task(task.task_id, target.host_id)
             uow.commit()
-            target = uow.repo.get(HostRow, moved_to)
-            assert target is not None
-            log.warning(
-                "task %s moved from host %s (%s) to host %s before it was sent",
-                task.task_id,
-                host.name,
-                host.status,
-                target.name,
-                extra={"task_id": task.task_id, "host": target.name},
-            )
-            return target
+        log.warning(
+            "task %s moved from host %s (%s) to host %s before it was sent",
+            task.task_id,
+            host.name,
+            host.status.value,
+            target.name,
+            extra={"task_id": task.task_id, "host": target.name},
+        )
+        return target
 
-    def _start(self, host: HostRow, task_id: str, child: CommandBase) -> str:
+    def _start(self, host: Host, task_id: str, child: CommandBase[Any]) -> str:
         """Have the child start its task, retrying UNAVAILABLE with the same request id (the
         agent's idempotency makes that safe)."""
         client = self.agents.get(host.address)
@@ -360,7 +283,7 @@ class CommandLifecycle:
                 if attempt == self.start_attempts:
                     raise
                 # About 7 s in all by default: long enough for an agent to restart.
-                time.sleep(min(self.retry_delay * attempt, 2.0))
+                self.sleep(min(self.retry_delay * attempt, 2.0))
         raise AssertionError("unreachable")
 
     def _store_agent_id(
@@ -371,26 +294,9 @@ class CommandLifecycle:
             if not stored:
                 # The command ended while this task was being started: keep the task on record
                 # so that it is stopped, compensated and cleared like the command's others.
-                args = task.args
-                uow.repo.add(
-                    TaskRow(
-                        task_id=task.task_id,
-                        command_id=root_id,
-                        root_command_id=root_id,
-                        host_id=host_id,
-                        vdsm_task_id=vdsm_task_id,
-                        submitted_at=utcnow(),
-                        verb=task.verb,
-                        args=args,
-                        storage_domain_id=args.get("storage_domain_id")
-                        or args["dst_storage_domain_id"],
-                        image_id=args.get("image_id") or args["dst_image_id"],
-                        state=None,
-                        result=None,
-                        progress_percent=0,
-                        message="",
-                        cleanup=TaskCleanup.COMPENSATE.value,
-                    )
+                late = _Pending(task.task_id, host_id, root_id, task.verb, task.args)
+                uow.repo.add_tasks(
+                    [late.placeholder(root_id).accepted_after_end(vdsm_task_id, utcnow())]
                 )
             uow.commit()
         return stored
@@ -412,40 +318,40 @@ class CommandLifecycle:
         ended: list[tuple[str, str, Outcome]] = []
         with self.uow() as uow:
             for root_id, outcome in outcomes.items():
-                row = uow.repo.get(CommandRow, root_id)
-                if row is None:
+                record = uow.repo.command(root_id)
+                if record is None:
                     if missing_is_error:
                         raise NotFound(f"command_id: no command {root_id}")
                     continue
                 if end_command(uow.repo, root_id, outcome, unresolved) is not None:
-                    ended.append((root_id, row.action_type, outcome))
+                    ended.append((root_id, record.action_type, outcome))
             if not ended:
                 return []
             crash_point("before_end_commit")
             uow.commit()
         for root_id, action_type, outcome in ended:
-            metrics.COMMANDS_ENDED.labels(action_type, outcome.status.value).inc()
-            log.log(
-                logging.INFO if outcome.status is CommandStatus.SUCCEEDED else logging.WARNING,
-                "command %s (%s) ended %s%s",
-                root_id,
-                action_type,
-                outcome.status.value,
-                f": {outcome.reason}" if outcome.reason else "",
-                extra={"command_id": root_id},
-            )
+            _log_end(root_id, action_type, outcome)
         return [root_id for root_id, _, _ in ended]
 
     def cancel(self, command_id: str) -> None:
         with self.uow(read_only=True) as uow:
-            row = uow.repo.get(CommandRow, command_id)
-            if row is None:
+            record = uow.repo.command(command_id)
+            if record is None:
                 raise NotFound(f"command_id: no command {command_id}")
-            if row.parent_id is not None:
-                raise FailedPrecondition(
-                    f"command {command_id} is a child of {row.parent_id}: cancel the parent"
-                )
-            if CommandStatus(row.status).terminal:
-                raise FailedPrecondition(f"command {command_id} is already {row.status}")
+            if (why := record.cancellable()) is not None:
+                raise FailedPrecondition(why)
         if not self.finish(command_id, Outcome(CommandStatus.CANCELLED, "cancelled by a client")):
             raise FailedPrecondition(f"command {command_id} ended before it could be cancelled")
+
+
+def _log_end(root_id: str, action_type: str, outcome: Outcome) -> None:
+    metrics.COMMANDS_ENDED.labels(action_type, outcome.status.value).inc()
+    log.log(
+        logging.INFO if outcome.succeeded else logging.WARNING,
+        "command %s (%s) ended %s%s",
+        root_id,
+        action_type,
+        outcome.status.value,
+        f": {outcome.reason}" if outcome.reason else "",
+        extra={"command_id": root_id},
+    )

@@ -1,4 +1,4 @@
-"""Reconciliation (design section 6): at startup, before the engine serves, and on demand.
+"""Reconciliation (docs/design.md §7): at startup, before the engine serves, and on demand.
 
 1. For every placeholder without an agent id, its host's agent is asked for the task by request
    id (one GetAllTasksInfo per host, with a deadline). Found: adopted. Not found: an orphan.
@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 
 from engine_service import observability as metrics
 from engine_service.adapters.agent_client import AgentPool, AgentRejected, AgentUnavailable
-from engine_service.adapters.orm import CommandRow, utcnow
 from engine_service.crash import crash_point
-from engine_service.domain.model import CommandStatus, TaskCleanup
+from engine_service.domain.clock import utcnow
+from engine_service.domain.commands import CommandStatus, OrphanQuery, Outcome
+from engine_service.domain.hosts import Host
+from engine_service.domain.tasks import TaskCleanup
 from engine_service.service_layer.async_task_manager import AsyncTaskManager
 from engine_service.service_layer.commands.base import CommandBase
 from engine_service.service_layer.lifecycle import CommandLifecycle
@@ -36,6 +38,8 @@ ORPHAN_REASON = "engine restarted before the task reached the host"
 
 @dataclass
 class ReconcileReport:
+    """What one reconciliation did."""
+
     failed_command_ids: list[str] = field(default_factory=list)
     removed_placeholders: int = 0
     adopted_tasks: int = 0
@@ -43,6 +47,8 @@ class ReconcileReport:
 
 
 class Reconciler:
+    """Adopts the placeholders that reached an agent and fails the commands of the others."""
+
     def __init__(
         self,
         uow: UnitOfWorkFactory,
@@ -82,15 +88,34 @@ class Reconciler:
         return report
 
     def _reconcile_placeholders(self) -> ReconcileReport:
-        """Steps 1, 2 and 5, with set-based SQL: the work per orphaned command is a few rows in
-        a handful of statements, whatever the number of commands."""
-        report = ReconcileReport()
+        """Steps 1, 2 and 5, with set-based statements: the work per orphaned command is a few
+        rows in a handful of statements, whatever the number of commands."""
         cutoff = utcnow()  # placeholders written later belong to submissions under way
         with self.uow(read_only=True) as uow:
             hosts = uow.repo.hosts_with_placeholders(cutoff)
         if not hosts:
-            return report
-        # Step 1: ask each host once for the request ids it knows.
+            return ReconcileReport()
+        known, unreachable = self._look_up(hosts)
+        # After the lookups: a command is marked executing before its placeholders commit, so
+        # one still being submitted is left alone.
+        orphans = OrphanQuery(
+            cutoff,
+            frozenset(self.lifecycle.executing()),
+            # With resubmit, only a child on an unreachable host (it might have started) fails
+            # its command; with fail, every orphan does (the seed's rule).
+            tuple(unreachable) if self.orphans == "resubmit" else None,
+        )
+        with self.uow(read_only=True) as uow:
+            adopt = {
+                task_id: answer[task_id]
+                for answer in known.values()
+                for task_id in uow.repo.placeholders_among(list(answer))
+            }
+        return self._settle(adopt, orphans, unreachable)
+
+    def _look_up(self, hosts: list[Host]) -> tuple[dict[str, dict[str, str]], list[str]]:
+        """Step 1: ask each host once for the request ids it knows (request id -> agent task
+        id, per host id); the hosts that did not answer."""
         known: dict[str, dict[str, str]] = {}
         unreachable: list[str] = []
         for host in hosts:
@@ -105,16 +130,13 @@ class Reconciler:
                     extra={"host": host.name},
                 )
                 unreachable.append(host.host_id)
-        # After the lookups: a command is marked executing before its placeholders commit, so
-        # one still being submitted is left alone.
-        executing = self.lifecycle.executing()
-        with self.uow() as uow:
-            adopt = {
-                task_id: answer[task_id]
-                for answer in known.values()
-                for task_id in uow.repo.placeholders_among(list(answer))
-            }
-        # Step 2: one transaction for everything.
+        return known, unreachable
+
+    def _settle(
+        self, adopt: dict[str, str], orphans: OrphanQuery, unreachable: list[str]
+    ) -> ReconcileReport:
+        """Step 2: one transaction for everything."""
+        report = ReconcileReport()
         with self.uow() as uow:
             now = utcnow()
             for task_id, vdsm_task_id in adopt.items():
@@ -123,22 +145,15 @@ class Reconciler:
             if self.orphans == "resubmit" and not unreachable:
                 uow.commit()  # nothing to fail: confirmed orphans are resubmitted
                 return report
-            # With resubmit, only a child on an unreachable host (it might have started) fails
-            # its command; with fail, every orphan does (the seed's rule).
             batch = uow.repo.fail_orphaned_commands(
-                ORPHAN_REASON,
-                now,
-                cutoff,
-                executing,
-                only_hosts=unreachable if self.orphans == "resubmit" else None,
+                orphans, Outcome(CommandStatus.FAILED, ORPHAN_REASON), now
             )
             types = uow.repo.action_types_in(batch)
             for action_type in types:
-                command_type = CommandBase.type_named(action_type)
-                command_type.fail_many(uow.repo, batch.where(CommandRow.action_type == action_type))
+                CommandBase.type_named(action_type).fail_many(uow.repo, batch.of_type(action_type))
             # Step 5: placeholders on an unreachable host are kept as debt, not deleted.
             report.removed_placeholders = uow.repo.settle_tasks_of(
-                batch, TaskCleanup.COMPENSATE.value, keep_hosts=unreachable
+                batch, TaskCleanup.COMPENSATE, keep_hosts=unreachable
             )
             uow.repo.release_locks_of(batch)
             report.failed_command_ids = uow.repo.command_ids_in(batch)

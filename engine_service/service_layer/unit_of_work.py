@@ -2,20 +2,45 @@
 
 A unit opened with `read_only=True` promises not to write. On SQLite it then starts with a
 plain (deferred) BEGIN instead of BEGIN IMMEDIATE, so that reads (views, a poll's scans) run
-on their WAL snapshot beside the one writer instead of queueing behind it."""
+on their WAL snapshot beside the one writer instead of queueing behind it. A uniqueness rule of
+the database broken inside the unit (a concurrent request took a name, a lock or a request id
+first) leaves it as the domain's `Conflict`.
+"""
 
 from __future__ import annotations
 
 from types import TracebackType
 from typing import Protocol
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine_service.adapters.db import READ_ONLY
 from engine_service.adapters.repository import Repository
+from engine_service.domain.requests import Conflict
+
+
+class AbstractUnitOfWork(Protocol):
+    """What the service layer needs of a transaction: its repository and a commit."""
+
+    repo: Repository
+    read_only: bool
+
+    def __enter__(self) -> AbstractUnitOfWork: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None: ...
 
 
 class UnitOfWork:
+    """A transaction over SQLAlchemy, with the engine's repository on its session."""
+
     def __init__(self, sessions: sessionmaker[Session], read_only: bool = False) -> None:
         self._sessions = sessions
         self.read_only = read_only
@@ -34,18 +59,17 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # close() rolls back what was not committed, and leaves the rows read in this unit
-        # usable (detached, not expired) by the caller.
-        self.session.close()
+        self.session.close()  # rolls back what was not committed
+        if isinstance(exc, IntegrityError):
+            raise Conflict(str(exc.orig)) from exc
 
     def commit(self) -> None:
         if self.read_only:
             raise RuntimeError("a read-only unit of work cannot commit")
         self.session.commit()
 
-    def flush(self) -> None:
-        self.session.flush()
-
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, read_only: bool = False) -> UnitOfWork: ...
+    """Opens a unit of work; `read_only` ones cannot commit."""
+
+    def __call__(self, read_only: bool = False) -> AbstractUnitOfWork: ...

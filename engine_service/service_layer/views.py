@@ -1,4 +1,6 @@
-"""Read models: commands with their children and tasks, and keyset page tokens."""
+"""Read models the entrypoints receive (never ORM rows): commands with their children and
+tasks, hosts with their load, and keyset page tokens. Disks, storage domains, VMs and templates
+are handed out as the domain's own frozen or detached objects."""
 
 from __future__ import annotations
 
@@ -9,23 +11,34 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from engine_service.adapters.orm import CommandRow, TaskRow
 from engine_service.adapters.repository import Repository
-from engine_service.domain.model import CommandStatus, mean_progress
-from engine_service.service_layer.async_task_manager import task_view
+from engine_service.domain.commands import CommandRecord, CommandStatus, mean_progress
+from engine_service.domain.hosts import Host
+from engine_service.domain.tasks import AsyncTask
 from service_common.errors import InvalidArgument, NotFound
+from service_common.vdsm_tasks import TaskResult, TaskState
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 
 
 @dataclass(frozen=True)
+class HostView:
+    """A host and how many tasks it holds."""
+
+    host: Host
+    tasks_in_flight: int
+
+
+@dataclass(frozen=True)
 class TaskInfo:
+    """A task as the API shows it."""
+
     task_id: str
     vdsm_task_id: str | None
     host_id: str
-    state: str | None
-    result: str | None
+    state: TaskState | None
+    result: TaskResult | None
     progress_percent: int
     verb: str
     command_id: str
@@ -34,6 +47,8 @@ class TaskInfo:
 
 @dataclass
 class CommandView:
+    """A command with its progress, its children and the tasks still to be cleared."""
+
     command_id: str
     action_type: str
     status: CommandStatus
@@ -52,7 +67,7 @@ class CommandView:
         return self.status.terminal and not self.tasks
 
 
-def _task_info(t: TaskRow) -> TaskInfo:
+def _task_info(t: AsyncTask) -> TaskInfo:
     return TaskInfo(
         t.task_id,
         t.vdsm_task_id,
@@ -66,9 +81,9 @@ def _task_info(t: TaskRow) -> TaskInfo:
     )
 
 
-def _view(row: CommandRow, tasks: Sequence[TaskRow]) -> CommandView:
-    status = CommandStatus(row.status)
-    progress = 100 if status is CommandStatus.SUCCEEDED else mean_progress(map(task_view, tasks))
+def _view(row: CommandRecord, tasks: Sequence[AsyncTask]) -> CommandView:
+    status = row.status
+    progress = 100 if status is CommandStatus.SUCCEEDED else mean_progress(tasks)
     return CommandView(
         row.command_id,
         row.action_type,
@@ -93,8 +108,8 @@ def command_view(repo: Repository, command_id: str) -> CommandView:
 
 def command_views(
     repo: Repository,
-    rows: Sequence[CommandRow],
-    children: Mapping[str, Sequence[CommandRow]] | None = None,
+    rows: Sequence[CommandRecord],
+    children: Mapping[str, Sequence[CommandRecord]] | None = None,
 ) -> list[CommandView]:
     """Views of commands (top-level or children): one query for the tasks of the whole list
     and, unless `children` (of each top-level row) is given, one for the children."""

@@ -269,7 +269,7 @@ class EngineServiceServicer:
 
     def ReconcileOrphans(self, request, context):
         """Fails the commands whose placeholders never reached an agent, adopts the tasks that did,
-        and stops the agent tasks nobody asked for (design section 6). Idempotent.
+        and stops the agent tasks nobody asked for (docs/design.md §7). Idempotent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -3,7 +3,7 @@
 Requests are generated from the services' descriptors, field by field: live ids, random UUIDs,
 path escapes, junk text, extreme numbers, unknown enum values, long lists. Each call must end
 with a documented status code (never UNKNOWN or INTERNAL), the processes must stay up, no file
-may appear outside the storage root, and design section 4's invariants must hold afterwards.
+may appear outside the storage root, and the invariants of docs/design.md §5 must hold after.
 Host addresses are only ever loopback or unparsable, so nothing is dialled off this machine.
 """
 

@@ -1,5 +1,5 @@
-"""A data center of several hosts, one agent each, sharing one storage root (design sections 1,
-2, 6): dispatch, per-host polling, maintenance, removal and failure isolation."""
+"""A data center of several hosts, one agent each, sharing one storage root (docs/design.md
+§2, §3, §7): dispatch, per-host polling, maintenance, removal and failure isolation."""
 
 from __future__ import annotations
 

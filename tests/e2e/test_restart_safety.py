@@ -1,4 +1,4 @@
-"""Restart safety (design sections 4, 5, 6): real processes die at named points and at random
+"""Restart safety (docs/design.md §5, §6, §7): real processes die at named points and at random
 moments; after a restart, the invariants are checked from outside."""
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def startup_report(dc: DataCenter) -> pb.ReconcileReport:
     return reply.startup_report
 
 
-# Expected outcome per engine crash point (design section 5, with --orphans=fail): the
+# Expected outcome per engine crash point (docs/design.md §6, with --orphans=fail): the
 # command's final status, and the startup report as (failed, removed placeholders, adopted).
 DURING_SUBMIT = {
     "placeholders_uncommitted": (None, (0, 0, 0)),

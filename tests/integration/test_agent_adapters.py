@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from service_common.errors import InvalidArgument, NotFound
+from service_common.vdsm_tasks import TaskResult
 from vdsm_agent.adapters import storage as storage_module
 from vdsm_agent.adapters.storage import StorageRoot, VerificationFailed
 from vdsm_agent.adapters.task_store import TaskStore
-from vdsm_agent.domain.tasks import CopyImageSpec, CreateVolumeSpec, ImageRef, Task, TaskResult
+from vdsm_agent.domain.tasks import CopyImageSpec, CreateVolumeSpec, ImageRef, Task
 
 
 def new_id() -> str:
@@ -41,6 +42,7 @@ def test_write_volume_repeats_the_pattern_across_chunks(root: StorageRoot) -> No
         target, new_id(), 25, b"abc", lambda d, t: seen.append((d, t)), chunk_bytes=10
     )
     assert root.image_path(target).read_bytes() == (b"abc" * 9)[:25]
+    assert root.image_size(target) == 25
     assert seen[-1] == (25, 25) and len(seen) == 3
     assert list(root.image_path(target).parent.iterdir()) == [root.image_path(target)]
 

@@ -6,7 +6,7 @@ import contextlib
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -15,13 +15,13 @@ from alembic.migration import MigrationContext
 
 from engine_service.adapters.agent_client import AgentClient, AgentPool
 from engine_service.adapters.db import make_engine, migrate
-from engine_service.adapters.orm import Base, TaskRow
+from engine_service.adapters.orm import Base
 from engine_service.adapters.repository import Repository
 from engine_service.bootstrap import EngineSettings, bootstrap
-from engine_service.domain.model import CommandStatus, Outcome
-from engine_service.service_layer.async_task_manager import PollSettings
+from engine_service.domain.model import AsyncTask, CommandStatus, Host, HostStatus, Outcome
 from engine_service.service_layer.commands.add_vm_template import AddVmTemplate
 from engine_service.service_layer.engine import Engine
+from engine_service.service_layer.polling import PollSettings
 from harness.invariants import database_state
 from service_common.errors import FailedPrecondition
 
@@ -79,8 +79,7 @@ def setup_vm(engine: Engine, agents: list, disks: int = 3) -> tuple[str, str]:
         assert disk is not None
         disk_ids.append(disk.disk_id)
     settle(engine)
-    vm, _ = engine.inventory.add_vm("vm", disk_ids)
-    return vm.vm_id, dst
+    return engine.inventory.add_vm("vm", disk_ids).vm_id, dst
 
 
 def settle(engine: Engine, rounds: int = 200) -> None:
@@ -101,16 +100,16 @@ def test_placeholders_are_written_in_one_transaction(
     before = database_state(db_url)
     agent_tasks_before = len(engine.agents.get(engine.inventory.hosts()[0].host.address).all_info())
     written: list[int] = []
-    original_insert = Repository.insert
+    original_add_tasks = Repository.add_tasks
 
-    def insert_then_fail(self: Repository, *rows: Any) -> None:
-        original_insert(self, *rows)
-        if any(isinstance(r, TaskRow) for r in rows):  # the placeholders are in: fail now
-            root = rows[0].root_command_id
-            written.append(len(self.tasks_of(root)))
+    def add_tasks_then_fail(self: Repository, tasks: Iterable[AsyncTask]) -> None:
+        tasks = list(tasks)
+        original_add_tasks(self, tasks)
+        if tasks:  # the placeholders are in: fail now
+            written.append(len(self.tasks_of(tasks[0].root_command_id)))
             raise RuntimeError("the database failed in the middle of the placeholders")
 
-    monkeypatch.setattr(Repository, "insert", insert_then_fail)
+    monkeypatch.setattr(Repository, "add_tasks", add_tasks_then_fail)
     with pytest.raises(RuntimeError, match="middle of the placeholders"):
         engine.add_vm_template(vm, "half", dst)
     monkeypatch.undo()
@@ -332,8 +331,6 @@ def test_upgrading_from_the_first_revision_keeps_the_data(database_url: str) -> 
 def test_a_placeholder_moves_off_a_host_that_went_down_before_it_was_sent(
     engine: Engine, agent_factory, monkeypatch
 ) -> None:
-    from engine_service.adapters.orm import HostRow
-
     agents = [agent_factory("host1"), agent_factory("host2")]
     vm, dst = setup_vm(engine, agents, disks=2)
     monkeypatch.setattr(engine.lifecycle, "execute", lambda root_id, plan=None: None)  # hold it
@@ -342,9 +339,10 @@ def test_a_placeholder_moves_off_a_host_that_went_down_before_it_was_sent(
     hosts = {h.host.name: h.host.host_id for h in engine.inventory.hosts()}
     with engine.uow() as uow:
         assert {t.host_id for t in uow.repo.tasks_of(view.command_id)} == set(hosts.values())
-        down = uow.repo.get(HostRow, hosts["host1"])
+        down = uow.repo.host(hosts["host1"])
         assert down is not None
-        down.status = "NON_RESPONSIVE"
+        down.status = HostStatus.NON_RESPONSIVE
+        uow.repo.save_hosts([down])
         uow.commit()
     engine.lifecycle.execute(view.command_id)
     with engine.uow() as uow:
@@ -360,18 +358,18 @@ def test_a_host_that_has_just_accepted_a_task_is_not_taken_for_down(
 ) -> None:
     """An agent that restarted while a command was being sent answers the retried start before
     the poller marks it UP again: the command's next tasks still go to it."""
-    from engine_service.adapters.orm import HostRow
-    from engine_service.service_layer.lifecycle import HostSnapshot
+    from engine_service.service_layer.host_selection import HostSnapshot
 
     vm, dst = setup_vm(engine, [agent_factory("host1")], disks=2)
     start = engine.lifecycle._start
 
-    def start_then_marked_down(host: HostRow, task_id: str, child: Any) -> str:
+    def start_then_marked_down(host: Host, task_id: str, child: Any) -> str:
         vdsm_task_id = start(host, task_id, child)
         with engine.uow() as uow:  # the poller's view, from before the agent came back
-            row = uow.repo.get(HostRow, host.host_id)
+            row = uow.repo.host(host.host_id)
             assert row is not None
-            row.status = "NON_RESPONSIVE"
+            row.status = HostStatus.NON_RESPONSIVE
+            uow.repo.save_hosts([row])
             uow.commit()
         return vdsm_task_id
 

@@ -1,6 +1,6 @@
 """The storage root on disk: domains are directories, images are files.
 
-Layout (design section 7): STORAGE_ROOT/<storage_domain_id>/images/<image_id>. Work in progress
+Layout (docs/design.md §9): STORAGE_ROOT/<storage_domain_id>/images/<image_id>. Work in progress
 is written beside the image as `<image_id>.<task_id>.partial` and published by a hard link, which
 never replaces an existing image, so any other file under the root is debris.
 
@@ -41,6 +41,8 @@ def fsync_dir(path: Path) -> None:
 
 
 class StorageRoot:
+    """The storage root directory: its domains, their images, and the jobs that write them."""
+
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root.resolve()
@@ -84,6 +86,9 @@ class StorageRoot:
 
     def image_exists(self, ref: ImageRef, field: str = "image_id") -> bool:
         return self.image_path(ref, field).exists()
+
+    def image_size(self, ref: ImageRef, field: str = "image_id") -> int:
+        return self.image_path(ref, field).stat().st_size
 
     def delete_image(self, ref: ImageRef) -> None:
         """Delete the image and any work in progress of it left by tasks no longer recorded

@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 
 class TaskStore:
+    """The task records of one agent: STATE_DIR/tasks/<task_id>.json, one per task."""
+
     def __init__(self, state_dir: Path) -> None:
         self.dir = state_dir / "tasks"
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -1,35 +1,29 @@
 """Agent tasks: what was asked (a spec), and where the work is (state, result, progress).
 
-States and results carry VDSM's wire strings, which is also how they are stored and logged.
+States and results carry VDSM's wire strings (service_common.vdsm_tasks), which is also how they
+are stored and logged. The rules of a task's life live here, as plain Python: which moves between
+states exist, what StopTask does in each state, what a restart makes of an unfinished task, when a
+reused request id is the same request, and which images the unfinished tasks hold.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
-from typing import Any
+from enum import Enum, IntEnum, StrEnum
+from typing import Any, NamedTuple
 
-from service_common.errors import AlreadyExists, FailedPrecondition
+from service_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from service_common.vdsm_tasks import TaskResult, TaskState
 
-
-class TaskState(StrEnum):
-    INIT = "init"
-    RUNNING = "running"
-    FINISHED = "finished"
-    ABORTING = "aborting"
-    CLEANING = "cleaning"
-
-
-class TaskResult(StrEnum):
-    NONE = ""
-    SUCCESS = "success"
-    FAILURE = "failure"
-    CLEAN_SUCCESS = "cleanSuccess"
-    CLEAN_FAILURE = "cleanFailure"
+MAX_VOLUME_BYTES = 1 << 40
+MAX_FILL_PATTERN_BYTES = 4096
 
 
 class Verb(StrEnum):
+    """The kinds of task the agent runs, named as VDSM names the verbs."""
+
     CREATE_VOLUME = "CreateVolume"
     COPY_IMAGE = "CopyImage"
 
@@ -46,19 +40,96 @@ class Code(IntEnum):
     DATA_LOSS = 15
 
 
+class Outcome(NamedTuple):
+    """How a task ends: its result, its code and a message for people."""
+
+    result: TaskResult
+    code: Code = Code.OK
+    message: str = ""
+
+
+SUCCEEDED = Outcome(TaskResult.SUCCESS)
+STOPPED_BEFORE_START = Outcome(
+    TaskResult.CLEAN_SUCCESS, Code.CANCELLED, "stopped by StopTask before it started"
+)
+SHUT_DOWN_BEFORE_START = Outcome(
+    TaskResult.CLEAN_FAILURE, Code.UNAVAILABLE, "the agent shut down before the task started"
+)
+
+
+def interrupted(shutdown: bool) -> Outcome:
+    """The end of a job unwound while it ran: by the agent shutting down, or by StopTask."""
+    if shutdown:
+        return Outcome(
+            TaskResult.CLEAN_FAILURE,
+            Code.UNAVAILABLE,
+            "interrupted by the agent shutting down; partial output removed",
+        )
+    return Outcome(
+        TaskResult.CLEAN_SUCCESS, Code.CANCELLED, "stopped by StopTask; partial output removed"
+    )
+
+
+# Every move a task makes. A task waits in init for a worker; StopTask moves a running task to
+# aborting, and the job unwinding moves it to cleaning (straight from running when the agent
+# shuts down); a job that ends on its own finishes from running, or from aborting when StopTask
+# came too late to interrupt it. A queued task, or any task after a restart, finishes at once.
+TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.INIT: frozenset({TaskState.RUNNING, TaskState.FINISHED}),
+    TaskState.RUNNING: frozenset({TaskState.ABORTING, TaskState.CLEANING, TaskState.FINISHED}),
+    TaskState.ABORTING: frozenset({TaskState.CLEANING, TaskState.FINISHED}),
+    TaskState.CLEANING: frozenset({TaskState.FINISHED}),
+    TaskState.FINISHED: frozenset(),
+}
+
+
+def can_move(before: TaskState, after: TaskState) -> bool:
+    """Whether a task in state `before` may move to `after`."""
+    return after in TRANSITIONS[before]
+
+
+class StopAction(Enum):
+    """What StopTask does to a task, by its state."""
+
+    NOTHING = "nothing"  # finished, or already stopping: StopTask is a no-op
+    CANCEL = "cancel"  # still waiting for a worker: it finishes now, nothing to clean
+    ABORT = "abort"  # running: tell the job to unwind
+
+
+def running_progress(done: int, total: int) -> int:
+    """Progress of a running job, 0..99: only a finished success is at 100."""
+    return max(0, min(99, done * 100 // max(total, 1)))
+
+
 @dataclass(frozen=True)
 class ImageRef:
+    """An image: its storage domain and its id."""
+
     storage_domain_id: str
     image_id: str
 
 
 @dataclass(frozen=True)
 class CreateVolumeSpec:
+    """A CreateVolume request: a new image of `size_bytes`, filled with a repeated pattern."""
+
     target: ImageRef
     size_bytes: int
     fill_pattern: bytes = b""
 
     verb = Verb.CREATE_VOLUME
+
+    def check_bounds(self) -> None:
+        """Refuse a size or a fill pattern the agent does not write."""
+        if not 0 < self.size_bytes <= MAX_VOLUME_BYTES:
+            raise InvalidArgument(
+                "size_bytes", f"must be from 1 to {MAX_VOLUME_BYTES}, not {self.size_bytes}"
+            )
+        if len(self.fill_pattern) > MAX_FILL_PATTERN_BYTES:
+            raise InvalidArgument(
+                "fill_pattern",
+                f"is {len(self.fill_pattern)} bytes; at most {MAX_FILL_PATTERN_BYTES}",
+            )
 
     def reads(self) -> tuple[ImageRef, ...]:
         return ()
@@ -82,6 +153,8 @@ class CreateVolumeSpec:
 
 @dataclass(frozen=True)
 class CopyImageSpec:
+    """A CopyImage request: copy the `source` image to a new `target` image."""
+
     source: ImageRef
     target: ImageRef
 
@@ -136,6 +209,9 @@ class Task:
     def finished(self) -> bool:
         return self.state is TaskState.FINISHED
 
+    def can_move_to(self, state: TaskState) -> bool:
+        return can_move(self.state, state)
+
     def check_same_request(self, spec: TaskSpec) -> None:
         """A reused request id is fine only for the very same request."""
         if spec != self.spec:
@@ -143,6 +219,14 @@ class Task:
                 f"request_id {self.request_id} was already used for another request "
                 f"({self.verb.value} task {self.task_id}); use a new request id"
             )
+
+    def stop_action(self) -> StopAction:
+        """What StopTask does to this task now."""
+        if self.state is TaskState.INIT:
+            return StopAction.CANCEL
+        if self.can_move_to(TaskState.ABORTING):
+            return StopAction.ABORT
+        return StopAction.NOTHING
 
     def start(self) -> None:
         self.state = TaskState.RUNNING
@@ -153,6 +237,9 @@ class Task:
     def begin_cleaning(self) -> None:
         self.state = TaskState.CLEANING
 
+    def record_progress(self, done: int, total: int) -> None:
+        self.progress_percent = running_progress(done, total)
+
     def finish(self, result: TaskResult, code: Code = Code.OK, message: str = "") -> None:
         self.state = TaskState.FINISHED
         self.result = result
@@ -160,6 +247,30 @@ class Task:
         self.message = message
         if result is TaskResult.SUCCESS:
             self.progress_percent = 100
+
+    @property
+    def may_have_published(self) -> bool:
+        """Whether the task may have published its image: one still in init wrote nothing."""
+        return self.state is not TaskState.INIT
+
+    def settle_after_restart(self, published: bool) -> Outcome:
+        """End a task the last process left unfinished, and return how it ended.
+
+        `published`: its target image exists and the task may have published it. An image is
+        published only after it verified, and no other task may write it while this one is
+        unfinished, so the crash came after the publish: success. Anything else was interrupted,
+        and its partial output is (to be) removed: cleanFailure.
+        """
+        if published:
+            outcome = SUCCEEDED
+        else:
+            outcome = Outcome(
+                TaskResult.CLEAN_FAILURE,
+                Code.UNAVAILABLE,
+                f"interrupted by an agent restart while {self.state.value}; partial output removed",
+            )
+        self.finish(*outcome)
+        return outcome
 
     def check_clearable(self) -> None:
         if not self.finished:
@@ -196,3 +307,61 @@ class Task:
             code=Code(rec["code"]),
             accepted_at=float(rec["accepted_at"]),
         )
+
+
+class TaskBook:
+    """Every task the agent answers for, in order of acceptance, and the rules across them.
+
+    Plain bookkeeping: the service layer holds its lock around every call.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task] = {}
+        self._by_request: dict[str, Task] = {}
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self._tasks.values())
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def add(self, task: Task) -> None:
+        self._tasks[task.task_id] = task
+        self._by_request[task.request_id] = task
+
+    def remove(self, task: Task) -> None:
+        del self._tasks[task.task_id]
+        self._by_request.pop(task.request_id, None)
+
+    def known(self, task_id: str) -> Task:
+        task = self._tasks.get(task_id)
+        if task is None:
+            raise NotFound(
+                f"task {task_id} is not known to this agent (never accepted, or cleared)"
+            )
+        return task
+
+    def same_request(self, request_id: str, spec: TaskSpec) -> Task | None:
+        """The task already accepted for this very request, None for a new request id;
+        AlreadyExists when the request id was used for another request."""
+        existing = self._by_request.get(request_id)
+        if existing is not None:
+            existing.check_same_request(spec)
+        return existing
+
+    def check_not_being_written(self, target: ImageRef) -> None:
+        """Only one unfinished task writes an image."""
+        for task in self._tasks.values():
+            if not task.finished and task.spec.target == target:
+                raise AlreadyExists(
+                    f"image {target.image_id} is being written by unfinished task {task.task_id}"
+                )
+
+    def check_not_in_use(self, ref: ImageRef) -> None:
+        """An image an unfinished task writes or reads is not deleted."""
+        for task in self._tasks.values():
+            if not task.finished and (ref == task.spec.target or ref in task.spec.reads()):
+                raise FailedPrecondition(
+                    f"image {ref.image_id} is in use by unfinished task {task.task_id} "
+                    f"({task.verb.value}); stop it first"
+                )

@@ -20,6 +20,7 @@ rpc = error_mapper(metrics.RPC_SECONDS, log)
 
 
 def task_status(task: Task) -> pb.TaskStatus:
+    """A task as the wire's TaskStatus."""
     return pb.TaskStatus(
         task_id=task.task_id,
         state=STATE_TO_PB[task.state],
@@ -31,6 +32,8 @@ def task_status(task: Task) -> pb.TaskStatus:
 
 
 class AgentServicer(pb_grpc.AgentServiceServicer):
+    """AgentService's RPCs, each one call of the TaskManager."""
+
     def __init__(self, tasks: TaskManager) -> None:
         self.tasks = tasks
 

@@ -2,87 +2,89 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select
-
-from engine_service.adapters.orm import DiskRow, StorageDomainRow
 from engine_service.adapters.repository import Repository
-from engine_service.domain.model import DiskStatus
-from engine_service.service_layer.commands.base import (
-    CommandBase,
-    TaskPlan,
-    new_id,
-)
+from engine_service.domain.commands import CommandBatch
+from engine_service.domain.inventory import Disk, DiskStatus, EntityKind
+from engine_service.domain.tasks import TaskPlan, Verb, new_id
+from engine_service.service_layer.commands.base import CommandBase, Params
 from service_common.errors import NotFound
 
 
-class AddDisk(CommandBase):
-    """params: name, storage_domain_id, size_bytes, disk_id, image_id."""
+@dataclass(frozen=True)
+class AddDiskParams(Params):
+    """The disk to make; its ids are chosen when the command is created."""
+
+    name: str
+    storage_domain_id: str
+    size_bytes: int
+    disk_id: str
+    image_id: str
+
+
+@dataclass(frozen=True)
+class CreateVolumeParams(Params):
+    """The CreateVolume arguments (request_id aside)."""
+
+    storage_domain_id: str
+    image_id: str
+    size_bytes: int
+
+
+class AddDisk(CommandBase[AddDiskParams]):
+    """A new disk, LOCKED until its volume is written; a failed one leaves no disk row."""
 
     action_type = "AddDisk"
+    params_type = AddDiskParams
 
     @classmethod
     def create(cls, name: str, storage_domain_id: str, size_bytes: int) -> AddDisk:
         disk_id = new_id()
-        params = {
-            "name": name,
-            "storage_domain_id": storage_domain_id,
-            "size_bytes": size_bytes,
-            "disk_id": disk_id,
-            "image_id": new_id(),
-        }
-        return cls(params, target_id=disk_id)
+        return cls(
+            AddDiskParams(name, storage_domain_id, size_bytes, disk_id, new_id()), target_id=disk_id
+        )
 
     def validate(self, repo: Repository) -> None:
-        if repo.get(StorageDomainRow, self.params["storage_domain_id"]) is None:
-            raise NotFound(
-                f"storage_domain_id: no storage domain {self.params['storage_domain_id']}"
-            )
+        if repo.storage_domain(self.params.storage_domain_id) is None:
+            raise NotFound(f"storage_domain_id: no storage domain {self.params.storage_domain_id}")
 
-    def build_child_commands(self) -> list[CommandBase]:
+    def build_child_commands(self) -> list[CommandBase[Any]]:
         p = self.params
-        child = CreateVolume(
-            {
-                "storage_domain_id": p["storage_domain_id"],
-                "image_id": p["image_id"],
-                "size_bytes": p["size_bytes"],
-            }
-        )
-        return [child]
+        return [CreateVolume(CreateVolumeParams(p.storage_domain_id, p.image_id, p.size_bytes))]
 
-    def entity_locks(self) -> list[tuple[str, str]]:
-        return [("disk", self.params["disk_id"])]
+    def entity_locks(self) -> list[tuple[EntityKind, str]]:
+        return [(EntityKind.DISK, self.params.disk_id)]
 
     def create_locked_entities(self, repo: Repository) -> None:
         p = self.params
-        repo.insert(
-            DiskRow(
-                disk_id=p["disk_id"],
-                name=p["name"],
-                storage_domain_id=p["storage_domain_id"],
-                image_id=p["image_id"],
-                size_bytes=p["size_bytes"],
-                status=DiskStatus.LOCKED.value,
-            )
+        repo.add_disks(
+            [
+                Disk(
+                    p.disk_id,
+                    p.name,
+                    p.storage_domain_id,
+                    p.image_id,
+                    p.size_bytes,
+                    DiskStatus.LOCKED,
+                )
+            ]
         )
 
     def end_successfully(self, repo: Repository) -> None:
-        repo.set_disk_status([self.params["disk_id"]], DiskStatus.OK.value)
+        repo.set_disk_status([self.params.disk_id], DiskStatus.OK)
 
     @classmethod
-    def fail_many(cls, repo: Repository, roots: Select[Any]) -> None:
-        repo.delete_disks_written_by(roots)  # their images are deleted by compensation
+    def fail_many(cls, repo: Repository, batch: CommandBatch) -> None:
+        repo.delete_disks_written_by(batch)  # their images are deleted by compensation
 
 
-class CreateVolume(CommandBase):
-    """The child of AddDisk: one CreateVolume task. params: storage_domain_id, image_id,
-    size_bytes."""
+class CreateVolume(CommandBase[CreateVolumeParams]):
+    """The child of AddDisk: one CreateVolume task."""
 
     action_type = "CreateVolume"
+    params_type = CreateVolumeParams
 
     def task_plan(self) -> TaskPlan:
-        args: dict[str, Any] = dict(self.params)
-        return TaskPlan(
-            "CreateVolume", args, self.params["storage_domain_id"], self.params["image_id"]
-        )
+        return TaskPlan(Verb.CREATE_VOLUME, self.params.to_json())

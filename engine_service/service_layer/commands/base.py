@@ -1,82 +1,88 @@
-"""The command framework: the seed's CommandBase, in Python.
+"""The command framework: the oVirt note's CommandBase, in Python (docs/design.md §4).
 
-A command type is one module: a subclass of CommandBase with an `action_type`, that overrides
-the hooks it needs. The framework drives them (design section 3):
+A command type is one module: a subclass of CommandBase with an `action_type` and a
+`params_type` (a dataclass), that overrides the hooks it needs. The framework drives them:
 
 1. `validate(repo)`: checks against the real state; raises a ServiceError; writes nothing.
 2. `build_child_commands()`: the parent constructs its children.
-3. `insert_async_task_placeholders(repo, pick_host)`: the parent row, its children, one
+3. `insert_async_task_placeholders(repo, pick_host)`: the parent record, its children, one
    placeholder per child task (engine-generated task id, no agent id), the entity locks and the
    target entities in LOCKED state: added to ONE transaction, which the caller commits.
-4. `task_plan()`: a child that runs one agent task says which verb, arguments and image;
+4. `task_plan()`: a child that runs one agent task says which verb and arguments;
    `execute(agent, task_id)` starts it on the host chosen for its placeholder.
 5. `end_successfully(repo)` / `end_with_failure(repo)`: settle the entities, in the transaction
    that makes the command terminal and releases its locks (see `end_command`). `fail_many`
-   settles a whole batch of failed commands of one type with set-based SQL; a type that
+   settles a whole batch of failed commands of one type with set-based statements; a type that
    implements it gets `end_with_failure` for free.
 
-After a restart a command is rebuilt from its row (`from_row`), so everything a hook needs must
-be in `params`.
+After a restart a command is rebuilt from its record (`from_record`), so everything a hook
+needs must be in its params.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
-from sqlalchemy import Select
-
-from engine_service.adapters.agent_client import AgentClient
-from engine_service.adapters.orm import CommandRow, EntityLockRow, TaskRow, utcnow
 from engine_service.adapters.repository import Repository
-from engine_service.domain.model import CommandStatus, Outcome, TaskCleanup
+from engine_service.domain.clock import utcnow
+from engine_service.domain.commands import CommandBatch, CommandRecord, Outcome
+from engine_service.domain.inventory import EntityKind, EntityLock
+from engine_service.domain.tasks import AsyncTask, TaskCleanup, TaskPlan, new_id
 
 
-def new_id() -> str:
-    return str(uuid.uuid4())
+class TaskStarter(Protocol):
+    """What `execute` needs of an agent client."""
+
+    def start_task(self, verb: str, request_id: str, args: dict[str, Any]) -> str: ...
 
 
 @dataclass(frozen=True)
-class TaskPlan:
-    """One agent task: the verb, its arguments (request_id aside) and the image it writes."""
+class Params:
+    """A command type's parameters: stored as JSON with its record, read back after a restart."""
 
-    verb: str
-    args: dict[str, Any]
-    storage_domain_id: str
-    image_id: str
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        return cls(**data)
 
 
-class CommandBase:
+P = TypeVar("P", bound=Params)
+
+
+class CommandBase(Generic[P]):
+    """A command of one type: its hooks, driven by the framework and the lifecycle."""
+
     action_type: ClassVar[str]
-    _types: ClassVar[dict[str, type[CommandBase]]] = {}
+    params_type: ClassVar[type[Params]]
+    _types: ClassVar[dict[str, type[CommandBase[Any]]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "action_type" in cls.__dict__:
             CommandBase._types[cls.action_type] = cls
 
-    def __init__(
-        self, params: dict[str, Any], command_id: str | None = None, target_id: str | None = None
-    ) -> None:
+    def __init__(self, params: P, command_id: str | None = None, target_id: str | None = None):
         self.params = params
         self.command_id = command_id or new_id()
         self.target_id = target_id
-        self.children: list[CommandBase] = []
+        self.children: list[CommandBase[Any]] = []
 
     @staticmethod
-    def type_named(action_type: str) -> type[CommandBase]:
+    def type_named(action_type: str) -> type[CommandBase[Any]]:
         try:
             return CommandBase._types[action_type]
         except KeyError:
             raise LookupError(f"no command type {action_type!r} is registered") from None
 
     @staticmethod
-    def from_row(row: CommandRow) -> CommandBase:
-        cls = CommandBase.type_named(row.action_type)
-        return cls(dict(row.params), row.command_id, row.target_id)
+    def from_record(record: CommandRecord) -> CommandBase[Any]:
+        cls = CommandBase.type_named(record.action_type)
+        return cls(cls.params_type.from_json(record.params), record.command_id, record.target_id)
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -84,22 +90,22 @@ class CommandBase:
         """Raise a ServiceError if the command cannot run now. (That no host is UP is found
         by `submit` when it picks the hosts, in the same transaction.)"""
 
-    def build_child_commands(self) -> list[CommandBase]:
+    def build_child_commands(self) -> list[CommandBase[Any]]:
         return []
 
     def task_plan(self) -> TaskPlan | None:
         return None
 
-    def execute(self, agent: AgentClient, task_id: str) -> str:
+    def execute(self, agent: TaskStarter, task_id: str) -> str:
         """Step 4, for a child with a task: ask its host's agent to start the task, with the
         engine's task id as the request id. Returns the agent's task id."""
         plan = self.task_plan()
         if plan is None:
             raise TypeError(f"{self.action_type} has no task to execute")
-        return agent.start_task(plan.verb, task_id, plan.args)
+        return agent.start_task(plan.verb.value, task_id, dict(plan.args))
 
-    def entity_locks(self) -> list[tuple[str, str]]:
-        """(entity type, entity id) pairs to lock for the command's lifetime."""
+    def entity_locks(self) -> list[tuple[EntityKind, str]]:
+        """(entity kind, entity id) pairs to lock for the command's lifetime."""
         return []
 
     def create_locked_entities(self, repo: Repository) -> None:
@@ -112,73 +118,51 @@ class CommandBase:
         """Settle this command's entities after a failure or a cancel. A type that implements
         `fail_many` needs nothing more: it is used for the one command."""
         if type(self).fail_many.__func__ is not CommandBase.fail_many.__func__:  # type: ignore[attr-defined]
-            type(self).fail_many(repo, repo.one_command(self.command_id))
+            type(self).fail_many(repo, CommandBatch.of([self.command_id]))
 
     @classmethod
-    def fail_many(cls, repo: Repository, roots: Select[Any]) -> None:
+    def fail_many(cls, repo: Repository, batch: CommandBatch) -> None:
         """Settle the entities of many failed commands of this type at once (reconciliation
-        fails thousands in one transaction): set-based SQL over `roots`, a subquery of
-        command ids. The default settles them one at a time with `end_with_failure`."""
-        for row in repo.commands_in(roots):
-            cls.from_row(row).end_with_failure(repo)
+        fails thousands in one transaction) with set-based repository calls over `batch`.
+        The default settles them one at a time with `end_with_failure`."""
+        for record in repo.commands_in(batch):
+            cls.from_record(record).end_with_failure(repo)
 
     # -- framework ---------------------------------------------------------------------------
 
     def insert_async_task_placeholders(
         self, repo: Repository, pick_host: Callable[[], str]
-    ) -> list[TaskRow]:
+    ) -> list[AsyncTask]:
         """Add everything the command needs to one transaction; the caller commits."""
         now = utcnow()
-        rows: list[CommandRow] = [self._row(None, now)]
-        placeholders: list[TaskRow] = []
+        records = [self.record(None, now)]
+        placeholders: list[AsyncTask] = []
         for child in self.children:
-            rows.append(child._row(self.command_id, now))
+            records.append(child.record(self.command_id, now))
             plan = child.task_plan()
             if plan is not None:
                 placeholders.append(
-                    TaskRow(
-                        task_id=new_id(),
-                        command_id=child.command_id,
-                        root_command_id=self.command_id,
-                        host_id=pick_host(),
-                        vdsm_task_id=None,
-                        verb=plan.verb,
-                        args=plan.args,
-                        storage_domain_id=plan.storage_domain_id,
-                        image_id=plan.image_id,
-                        state=None,
-                        result=None,
-                        progress_percent=0,
-                        message="",
-                        cleanup=TaskCleanup.NONE.value,
-                        created_at=now,
-                    )
+                    AsyncTask.placeholder(plan, child.command_id, self.command_id, pick_host(), now)
                 )
-        repo.insert(*rows)  # the parent first: its children refer to it
-        repo.insert(
-            *(
-                EntityLockRow(
-                    entity_type=kind,
-                    entity_id=entity_id,
-                    command_id=self.command_id,
-                    created_at=now,
-                )
+        repo.add_commands(records)  # the parent first: its children refer to it
+        repo.add_locks(
+            (
+                EntityLock(kind, entity_id, self.command_id)
                 for kind, entity_id in self.entity_locks()
-            )
+            ),
+            now,
         )
         self.create_locked_entities(repo)
-        repo.insert(*placeholders)
+        repo.add_tasks(placeholders)
         return placeholders
 
-    def _row(self, parent_id: str | None, now: datetime) -> CommandRow:
-        return CommandRow(
+    def record(self, parent_id: str | None, now: datetime) -> CommandRecord:
+        return CommandRecord(
             command_id=self.command_id,
-            parent_id=parent_id,
             action_type=self.action_type,
-            status=CommandStatus.ACTIVE.value,
-            params=self.params,
+            params=self.params.to_json(),
+            parent_id=parent_id,
             target_id=self.target_id,
-            failure_reason="",
             created_at=now,
         )
 
@@ -191,18 +175,19 @@ def end_command(
     locks. `unresolved` placeholders may have reached an agent that did not answer: they are
     kept as cleanup debt instead of being deleted. Returns the number of placeholders deleted,
     or None if the command had already ended. The caller commits."""
-    if not repo.end_command_tree(root_id, outcome.status.value, outcome.reason, utcnow()):
+    if not repo.end_command_tree(root_id, outcome, utcnow()):
         return None
-    repo.mark_unresolved(unresolved, TaskCleanup.COMPENSATE.value)
-    row = repo.get(CommandRow, root_id)
-    assert row is not None
-    command = CommandBase.from_row(row)
-    if outcome.status is CommandStatus.SUCCEEDED:
+    repo.mark_unresolved(unresolved)
+    record = repo.command(root_id)
+    assert record is not None
+    command = CommandBase.from_record(record)
+    if outcome.succeeded:
         command.end_successfully(repo)
         cleanup = TaskCleanup.CLEAR
     else:
         command.end_with_failure(repo)
         cleanup = TaskCleanup.COMPENSATE
-    removed = repo.settle_tasks(root_id, cleanup.value)
-    repo.release_locks(root_id)
+    batch = CommandBatch.of([root_id])
+    removed = repo.settle_tasks_of(batch, cleanup)
+    repo.release_locks_of(batch)
     return removed

@@ -1,0 +1,139 @@
+"""Set-based changes to many commands at once (reconciliation fails thousands in one
+transaction): a `CommandBatch` becomes a subquery of command ids here, and nowhere else."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, select
+
+from engine_service.adapters.orm import COMMANDS, DISKS, LOCKS, TASKS, TEMPLATE_DISKS, TEMPLATES
+from engine_service.adapters.repository.shared import Part
+from engine_service.domain.commands import (
+    CommandBatch,
+    CommandRecord,
+    CommandStatus,
+    OrphanQuery,
+    Outcome,
+)
+from engine_service.domain.inventory import DiskStatus, EntityKind
+from engine_service.domain.tasks import TaskCleanup
+
+_TOP_LEVEL = COMMANDS.c.parent_id.is_(None)
+
+
+def ids_of(batch: CommandBatch) -> Select[Any]:
+    """The batch as a subquery of top-level command ids."""
+    query = select(COMMANDS.c.command_id)
+    if batch.ids is not None:
+        query = query.where(COMMANDS.c.command_id.in_(batch.ids))
+    if batch.ended is not None:
+        query = query.where(
+            _TOP_LEVEL,
+            COMMANDS.c.status == batch.ended.status,
+            COMMANDS.c.failure_reason == batch.ended.reason,
+            COMMANDS.c.ended_at == batch.ended_at,
+        )
+    if batch.action_type is not None:
+        query = query.where(COMMANDS.c.action_type == batch.action_type)
+    return query
+
+
+class BatchQueries(Part):
+    """Set-based statements over a CommandBatch."""
+
+    def fail_orphaned_commands(
+        self, orphans: OrphanQuery, outcome: Outcome, now: datetime
+    ) -> CommandBatch:
+        """End with `outcome`, in one statement each for parents and children, every ACTIVE
+        command that `orphans` selects. Returns them as a batch."""
+        orphaned = select(TASKS.c.root_command_id).where(
+            TASKS.c.vdsm_task_id.is_(None),
+            TASKS.c.cleanup == TaskCleanup.NONE,
+            TASKS.c.created_at < orphans.cutoff,
+            TASKS.c.root_command_id.not_in(list(orphans.executing)),
+        )
+        if orphans.only_hosts is not None:
+            orphaned = orphaned.where(TASKS.c.host_id.in_(list(orphans.only_hosts)))
+        values = {"status": outcome.status, "failure_reason": outcome.reason, "ended_at": now}
+        self.session.execute(
+            COMMANDS.update()
+            .where(
+                _TOP_LEVEL,
+                COMMANDS.c.status == CommandStatus.ACTIVE,
+                COMMANDS.c.command_id.in_(orphaned),
+            )
+            .values(values)
+        )
+        batch = CommandBatch.ended_together(outcome, now)
+        self.session.execute(
+            COMMANDS.update()
+            .where(
+                COMMANDS.c.parent_id.in_(ids_of(batch)),
+                COMMANDS.c.status == CommandStatus.ACTIVE,
+            )
+            .values(values)
+        )
+        return batch
+
+    def action_types_in(self, batch: CommandBatch) -> dict[str, int]:
+        query = (
+            select(COMMANDS.c.action_type, func.count())
+            .where(COMMANDS.c.command_id.in_(ids_of(batch)))
+            .group_by(COMMANDS.c.action_type)
+        )
+        return {t: int(n) for t, n in self.session.execute(query).all()}
+
+    def command_ids_in(self, batch: CommandBatch) -> list[str]:
+        return list(self.session.scalars(ids_of(batch)))
+
+    def commands_in(self, batch: CommandBatch) -> Iterator[CommandRecord]:
+        query = select(COMMANDS).where(COMMANDS.c.command_id.in_(ids_of(batch)))
+        for row in self.session.execute(query.execution_options(yield_per=500)):
+            yield CommandRecord(**row._mapping)
+
+    def delete_disks_written_by(self, batch: CommandBatch) -> None:
+        """The disks whose images the commands' tasks write: what the commands created."""
+        images = select(TASKS.c.image_id).where(TASKS.c.root_command_id.in_(ids_of(batch)))
+        self.session.execute(DISKS.delete().where(DISKS.c.image_id.in_(images)))
+
+    def delete_templates_made_by(self, batch: CommandBatch) -> None:
+        targets = select(COMMANDS.c.target_id).where(COMMANDS.c.command_id.in_(ids_of(batch)))
+        self.session.execute(
+            TEMPLATE_DISKS.delete().where(TEMPLATE_DISKS.c.template_id.in_(targets))
+        )
+        self.session.execute(TEMPLATES.delete().where(TEMPLATES.c.template_id.in_(targets)))
+
+    def unlock_disks_locked_by(self, batch: CommandBatch) -> None:
+        """Disks the commands held locked are usable again."""
+        locked = select(LOCKS.c.entity_id).where(
+            LOCKS.c.entity_type == EntityKind.DISK.value, LOCKS.c.command_id.in_(ids_of(batch))
+        )
+        self.session.execute(
+            DISKS.update().where(DISKS.c.disk_id.in_(locked)).values(status=DiskStatus.OK)
+        )
+
+    def settle_tasks_of(
+        self, batch: CommandBatch, cleanup: TaskCleanup, keep_hosts: Iterable[str] = ()
+    ) -> int:
+        """Delete the placeholders of the commands that never reached an agent (but keep, as
+        debt, those on `keep_hosts`, which could not be asked); mark every other task with
+        what is left to do. Returns the placeholders deleted."""
+        roots = TASKS.c.root_command_id.in_(ids_of(batch))
+        removed = self.session.execute(
+            TASKS.delete().where(
+                roots,
+                TASKS.c.vdsm_task_id.is_(None),
+                TASKS.c.cleanup == TaskCleanup.NONE,
+                TASKS.c.host_id.not_in(list(keep_hosts)),
+            )
+        ).rowcount  # type: ignore[attr-defined]
+        self.session.execute(
+            TASKS.update().where(roots, TASKS.c.cleanup == TaskCleanup.NONE).values(cleanup=cleanup)
+        )
+        return int(removed)
+
+    def release_locks_of(self, batch: CommandBatch) -> None:
+        self.session.execute(LOCKS.delete().where(LOCKS.c.command_id.in_(ids_of(batch))))

@@ -1,0 +1,129 @@
+"""Commands, their entity locks, and client request ids."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import bindparam, func, select
+
+from engine_service.adapters.orm import CLIENT_REQUESTS, COMMANDS, LOCKS
+from engine_service.adapters.repository.shared import Part
+from engine_service.domain.commands import CommandRecord, CommandStatus, Outcome
+from engine_service.domain.inventory import EntityLock
+from engine_service.domain.requests import StoredRequest
+
+_COMMAND_FAMILY = (
+    select(COMMANDS)
+    .where(
+        (COMMANDS.c.command_id == bindparam("command_id"))
+        | (COMMANDS.c.parent_id == bindparam("command_id"))
+    )
+    .order_by(COMMANDS.c.created_at, COMMANDS.c.command_id)
+)
+_TOP_LEVEL = COMMANDS.c.parent_id.is_(None)
+
+
+class CommandQueries(Part):
+    """The commands, entity_locks and client_requests tables."""
+
+    def command(self, command_id: str) -> CommandRecord | None:
+        found = self._objects(
+            CommandRecord, select(COMMANDS).where(COMMANDS.c.command_id == command_id)
+        )
+        return found[0] if found else None
+
+    def command_family(self, command_id: str) -> list[CommandRecord]:
+        """The command and its children (oldest first), in one query."""
+        return self._objects(CommandRecord, _COMMAND_FAMILY, command_id=command_id)
+
+    def children_of_many(self, command_ids: Sequence[str]) -> dict[str, list[CommandRecord]]:
+        """Each command's children, oldest first, in one query."""
+        found: dict[str, list[CommandRecord]] = {}
+        if command_ids:
+            query = (
+                select(COMMANDS)
+                .where(COMMANDS.c.parent_id.in_(list(command_ids)))
+                .order_by(COMMANDS.c.created_at, COMMANDS.c.command_id)
+            )
+            for child in self._objects(CommandRecord, query):
+                found.setdefault(str(child.parent_id), []).append(child)
+        return found
+
+    def command_page(
+        self, status: CommandStatus | None, after: tuple[datetime, str] | None, limit: int
+    ) -> list[CommandRecord]:
+        """Top-level commands, newest first."""
+        query = select(COMMANDS).where(_TOP_LEVEL)
+        if status is not None:
+            query = query.where(COMMANDS.c.status == status)
+        if after is not None:
+            created_at, command_id = after
+            query = query.where(
+                (COMMANDS.c.created_at < created_at)
+                | ((COMMANDS.c.created_at == created_at) & (COMMANDS.c.command_id < command_id))
+            )
+        query = query.order_by(COMMANDS.c.created_at.desc(), COMMANDS.c.command_id.desc())
+        return self._objects(CommandRecord, query.limit(limit))
+
+    def add_commands(self, commands: Iterable[CommandRecord]) -> None:
+        """Parents before children: children refer to them."""
+        self._insert(COMMANDS, [dict(vars(c)) for c in commands])
+
+    def end_command_tree(self, root_id: str, outcome: Outcome, now: datetime) -> bool:
+        """CommandRecord.end for a command and its children, as conditional UPDATEs: the
+        condition on ACTIVE is what makes ending happen exactly once when the poller, a cancel
+        and a reconciliation race. False if the command was not ACTIVE."""
+        values = {"status": outcome.status, "failure_reason": outcome.reason, "ended_at": now}
+        active = COMMANDS.c.status == CommandStatus.ACTIVE
+        ended = self.session.execute(
+            COMMANDS.update().where(COMMANDS.c.command_id == root_id, active).values(values)
+        )
+        if ended.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        self.session.execute(
+            COMMANDS.update().where(COMMANDS.c.parent_id == root_id, active).values(values)
+        )
+        return True
+
+    def active_root_ids(self) -> list[str]:
+        return list(
+            self.session.scalars(
+                select(COMMANDS.c.command_id).where(
+                    _TOP_LEVEL, COMMANDS.c.status == CommandStatus.ACTIVE
+                )
+            )
+        )
+
+    def count_active_roots(self) -> int:
+        query = select(func.count()).where(_TOP_LEVEL, COMMANDS.c.status == CommandStatus.ACTIVE)
+        return int(self.session.scalar(query.select_from(COMMANDS)) or 0)
+
+    # -- locks and client requests ---------------------------------------------------------
+
+    def add_locks(self, locks: Iterable[EntityLock], now: datetime) -> None:
+        self._insert(
+            LOCKS,
+            [
+                {
+                    "entity_type": lock.kind.value,
+                    "entity_id": lock.entity_id,
+                    "command_id": lock.command_id,
+                    "created_at": now,
+                }
+                for lock in locks
+            ],
+        )
+
+    def client_request(self, rpc: str, request_id: str) -> StoredRequest | None:
+        query = select(
+            CLIENT_REQUESTS.c.rpc,
+            CLIENT_REQUESTS.c.request_id,
+            CLIENT_REQUESTS.c.fingerprint,
+            CLIENT_REQUESTS.c.result_id,
+        ).where(CLIENT_REQUESTS.c.rpc == rpc, CLIENT_REQUESTS.c.request_id == request_id)
+        found = self._objects(StoredRequest, query)
+        return found[0] if found else None
+
+    def add_client_request(self, request: StoredRequest) -> None:
+        self._insert(CLIENT_REQUESTS, [dict(vars(request))])

@@ -1,0 +1,98 @@
+"""Hosts: reading them, saving what a transition changed, and their load."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import bindparam, func, select, text
+
+from engine_service.adapters.orm import HOSTS, TASKS
+from engine_service.adapters.repository.shared import Part
+from engine_service.domain.hosts import Host, HostStatus
+from engine_service.domain.tasks import TaskCleanup
+
+# The columns a host's transitions change, saved for many hosts in one executemany.
+_SAVE_HOST = (
+    HOSTS.update()
+    .where(HOSTS.c.host_id == bindparam("key"))
+    .values(
+        status=bindparam("status"),
+        failed_polls=bindparam("failed_polls"),
+        unreachable_since=bindparam("unreachable_since"),
+        last_seen_at=bindparam("last_seen_at"),
+    )
+)
+
+
+class HostQueries(Part):
+    """The hosts table."""
+
+    def host(self, host_id: str, for_update: bool = False) -> Host | None:
+        query = select(HOSTS).where(HOSTS.c.host_id == host_id)
+        found = self._objects(Host, query.with_for_update() if for_update else query)
+        return found[0] if found else None
+
+    def host_by(self, *, name: str | None = None, address: str | None = None) -> Host | None:
+        column, value = (HOSTS.c.name, name) if name is not None else (HOSTS.c.address, address)
+        found = self._objects(Host, select(HOSTS).where(column == value))
+        return found[0] if found else None
+
+    def hosts(self) -> list[Host]:
+        return self._objects(Host, select(HOSTS).order_by(HOSTS.c.name))
+
+    def hosts_with_status(self, status: HostStatus) -> list[Host]:
+        return self._objects(Host, select(HOSTS).where(HOSTS.c.status == status))
+
+    def hosts_for_update(self, host_ids: Sequence[str]) -> dict[str, Host]:
+        """These hosts, locked for this transaction (on PostgreSQL), in one query."""
+        query = (
+            select(HOSTS)
+            .where(HOSTS.c.host_id.in_(list(host_ids)))
+            .order_by(HOSTS.c.host_id)
+            .with_for_update()
+        )
+        return {h.host_id: h for h in self._objects(Host, query)}
+
+    def add_host(self, host: Host) -> None:
+        self._insert(HOSTS, [dict(vars(host))])
+
+    def save_hosts(self, hosts: Iterable[Host]) -> None:
+        """Store what the hosts' transitions changed, in one executemany."""
+        values = [
+            {
+                "key": h.host_id,
+                "status": h.status,
+                "failed_polls": h.failed_polls,
+                "unreachable_since": h.unreachable_since,
+                "last_seen_at": h.last_seen_at,
+            }
+            for h in hosts
+        ]
+        if values:
+            self.session.connection().execute(_SAVE_HOST, values)
+
+    def remove_host(self, host_id: str) -> None:
+        self.session.execute(HOSTS.delete().where(HOSTS.c.host_id == host_id))
+
+    def tasks_per_host(self) -> dict[str, int]:
+        rows = self.session.execute(
+            select(TASKS.c.host_id, func.count()).group_by(TASKS.c.host_id)
+        ).all()
+        return {host_id: count for host_id, count in rows}
+
+    def hosts_with_placeholders(self, cutoff: datetime) -> list[Host]:
+        """Hosts with placeholders of active commands written before `cutoff`."""
+        with_placeholders = select(TASKS.c.host_id).where(
+            TASKS.c.vdsm_task_id.is_(None),
+            TASKS.c.cleanup == TaskCleanup.NONE,
+            TASKS.c.created_at < cutoff,
+        )
+        return self._objects(Host, select(HOSTS).where(HOSTS.c.host_id.in_(with_placeholders)))
+
+    def refresh_statistics(self) -> None:
+        """Let PostgreSQL plan reconciliation's set-based statements on current row counts.
+        Without statistics (tables filled since the last autovacuum analyze) it picks nested
+        loops for the IN (subquery) joins: 16 s instead of 20 ms for 4,000 commands."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(text("ANALYZE commands, async_tasks, disks, entity_locks"))

@@ -1,0 +1,137 @@
+"""Cleaning up after terminal commands: stop their running tasks, delete what they created
+(compensation), clear the tasks on the agents and forget them. What cannot be done on an
+unreachable host stays in the database as debt until it answers (docs/design.md §7, step 5)."""
+
+from __future__ import annotations
+
+import logging
+
+from engine_service.adapters.agent_client import (
+    AgentClient,
+    AgentPool,
+    AgentRejected,
+    AgentUnavailable,
+)
+from engine_service.crash import crash_point
+from engine_service.domain.clock import utcnow
+from engine_service.domain.hosts import Host
+from engine_service.domain.tasks import AsyncTask, TaskCleanup
+from engine_service.service_layer.polling import PollResult, PollSettings
+from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
+from service_common.vdsm_tasks import TaskState
+
+log = logging.getLogger("engine_service.service_layer.async_task_manager")
+
+
+class Cleaner:
+    """Stops, compensates, clears and forgets the tasks of terminal commands."""
+
+    def __init__(self, uow: UnitOfWorkFactory, agents: AgentPool, settings: PollSettings) -> None:
+        self.uow = uow
+        self.agents = agents
+        self.settings = settings
+
+    def clean_up(self, result: PollResult, executing: set[str]) -> int:
+        """Stop, compensate and clear the tasks of terminal commands on the hosts that answered
+        this poll. Returns how many tasks were cleared and forgotten."""
+        with self.uow(read_only=True) as uow:
+            hosts = {h.host_id: h for h in uow.repo.hosts()}
+            work = uow.repo.tasks_to_clean()
+        forget: list[str] = []
+        infos: dict[str, dict[str, str]] = {}  # host id -> request id -> agent task id
+        try:
+            for task in work:
+                if task.host_id not in result.statuses or task.root_command_id in executing:
+                    continue  # not reachable this cycle, or still being submitted
+                if self._clean(task, hosts[task.host_id], result, infos):
+                    forget.append(task.task_id)
+        finally:
+            # One commit for the whole cycle. A crash before it leaves rows whose agent tasks
+            # are gone: the next cycle finds them unknown to the agent and forgets them then.
+            self._forget(forget)
+        return len(forget)
+
+    def _clean(
+        self, task: AsyncTask, host: Host, result: PollResult, infos: dict[str, dict[str, str]]
+    ) -> bool:
+        """One step for one task; True when it is done with and can be forgotten."""
+        client = self.agents.get(host.address)
+        context = {"task_id": task.task_id, "command_id": task.root_command_id, "host": host.name}
+        compensate = task.cleanup is TaskCleanup.COMPENSATE
+        try:
+            vdsm_task_id = task.vdsm_task_id or self._look_up(client, host, task, infos)
+            if vdsm_task_id is None:
+                return True  # the agent never accepted it
+            status = result.statuses[host.host_id].get(vdsm_task_id)
+            if status is not None and status.state is not TaskState.FINISHED:
+                if compensate:
+                    client.stop_task(vdsm_task_id)  # idempotent; finished by a later poll
+                return False
+            if compensate:
+                self.delete_image(client, task.storage_domain_id, task.image_id, context)
+            if status is not None:
+                crash_point("before_clear")
+                try:
+                    client.clear_task(vdsm_task_id)
+                except AgentRejected as exc:
+                    if not exc.not_found:
+                        raise
+            log.info(
+                "task %s cleared on its host%s",
+                task.task_id,
+                " after compensation" if compensate else "",
+                extra=context,
+            )
+            return True
+        except AgentUnavailable:
+            result.statuses.pop(host.host_id, None)  # try this host again next cycle
+        except AgentRejected as exc:
+            log.warning(
+                "cleanup of task %s: the agent said %s; will retry",
+                task.task_id,
+                exc,
+                extra=context,
+            )
+        return False
+
+    def _look_up(
+        self, client: AgentClient, host: Host, task: AsyncTask, infos: dict[str, dict[str, str]]
+    ) -> str | None:
+        """Debt from a host that was unreachable when its command failed: find the task by
+        request id, if the agent ever accepted it, and adopt it."""
+        if host.host_id not in infos:
+            infos[host.host_id] = {
+                i.request_id: i.vdsm_task_id for i in client.all_info(self.settings.agent_deadline)
+            }
+        vdsm_task_id = infos[host.host_id].get(task.task_id)
+        if vdsm_task_id is not None:
+            with self.uow() as uow:
+                uow.repo.set_vdsm_task_id(task.task_id, vdsm_task_id, utcnow())
+                uow.commit()
+        return vdsm_task_id
+
+    def delete_image(
+        self, client: AgentClient, sd_id: str, image_id: str, context: dict[str, str] | None = None
+    ) -> None:
+        """Compensation: delete an image a failed command made, unless a disk owns it."""
+        with self.uow(read_only=True) as uow:
+            in_use = uow.repo.disk_with_image(sd_id, image_id)
+        if in_use is not None:
+            return  # a disk of the inventory owns it: never delete
+        try:
+            client.delete_image(sd_id, image_id)
+            log.info(
+                "compensation: deleted image %s in storage domain %s",
+                image_id,
+                sd_id,
+                extra=context,
+            )
+        except AgentRejected as exc:
+            if not exc.not_found:
+                raise
+
+    def _forget(self, task_ids: list[str]) -> None:
+        if task_ids:
+            with self.uow() as uow:
+                uow.repo.delete_tasks(task_ids)
+                uow.commit()

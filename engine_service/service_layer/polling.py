@@ -1,0 +1,201 @@
+"""Polling the hosts: one GetAllTasksStatuses per host per interval, whatever the number of
+tasks, and recording what it saw: each host's transition (Host.record_*) and each task's new
+status, lost task (invariant I5) or unreachable host (domain/tasks.py)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from engine_service.adapters.agent_client import AgentPool, AgentRejected, AgentUnavailable
+from engine_service.adapters.repository import Repository
+from engine_service.domain.clock import utcnow
+from engine_service.domain.hosts import Host, HostChange
+from engine_service.domain.tasks import (
+    ReportedStatus,
+    TaskUpdate,
+    TaskView,
+    lost,
+    observe,
+    unreachable,
+)
+from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
+
+log = logging.getLogger("engine_service.service_layer.async_task_manager")
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    """How often hosts are polled and how long they may stay silent."""
+
+    interval: float = 1.0
+    host_failure_polls: int = 3
+    task_timeout: float = 300.0
+    agent_deadline: float = 3.0
+    zombie_grace: float = 60.0
+
+
+@dataclass
+class PollResult:
+    """What one poll saw: each reachable host's tasks; the hosts that did not answer."""
+
+    statuses: dict[str, dict[str, ReportedStatus]] = field(default_factory=dict)
+    asked_at: dict[str, datetime] = field(default_factory=dict)  # host id -> when the call began
+    unreachable: dict[str, str] = field(default_factory=dict)  # host id -> error
+    # Agent task ids the engine was seen to hold on the hosts that answered (filled when the
+    # poll is recorded): the zombie check looks up only the others.
+    known: set[str] = field(default_factory=set)
+
+
+def task_updates(
+    host: Host,
+    tasks: list[TaskView],
+    seen: dict[str, ReportedStatus],
+    asked_at: datetime,
+    known: set[str],
+) -> list[TaskUpdate]:
+    """What a host's answer changes in its submitted tasks."""
+    updates = []
+    for task in tasks:
+        assert task.vdsm_task_id is not None
+        known.add(task.vdsm_task_id)
+        status = seen.get(task.vdsm_task_id)
+        update = observe(task, status) if status is not None else lost(task, host.name, asked_at)
+        if update is not None:
+            updates.append(update)
+            if status is None:
+                log.error(
+                    "task %s is lost: host %s does not know agent task %s",
+                    task.task_id,
+                    host.name,
+                    task.vdsm_task_id,
+                    extra={
+                        "task_id": task.task_id,
+                        "host": host.name,
+                        "command_id": task.root_command_id,
+                    },
+                )
+    return updates
+
+
+class Poller:
+    """Asks every host for its tasks' statuses at once and records the answers."""
+
+    def __init__(self, uow: UnitOfWorkFactory, agents: AgentPool, settings: PollSettings) -> None:
+        self.uow = uow
+        self.agents = agents
+        self.settings = settings
+        self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="poll")
+        self._lock = threading.Lock()
+        self._inflight: dict[str, tuple[Future[dict[str, ReportedStatus]], datetime]] = {}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def hosts(self) -> list[Host]:
+        with self.uow(read_only=True) as uow:
+            return uow.repo.hosts()
+
+    def peek(self) -> PollResult:
+        """Every host's task statuses, without recording anything (for reconciliation)."""
+        result = PollResult()
+        for h in self.hosts():
+            try:
+                result.statuses[h.host_id] = self.agents.get(h.address).all_statuses(
+                    self.settings.agent_deadline
+                )
+            except (AgentUnavailable, AgentRejected) as exc:
+                result.unreachable[h.host_id] = str(exc)
+        return result
+
+    def poll(self) -> PollResult:
+        """One GetAllTasksStatuses per host, all at once, each with its own deadline. A host
+        that has not answered within one interval is left out of this cycle, its call still
+        in flight: its answer, or its failure, counts in a later cycle. So a slow or hung host
+        delays no other host's commands."""
+        with self._lock:
+            hosts = self.hosts()
+            for h in hosts:
+                if h.host_id not in self._inflight:
+                    call = self._pool.submit(
+                        self.agents.get(h.address).all_statuses, self.settings.agent_deadline
+                    )
+                    self._inflight[h.host_id] = (call, utcnow())
+            wait(
+                [call for call, _ in self._inflight.values()],
+                timeout=min(self.settings.interval, self.settings.agent_deadline),
+            )
+            result = self._collect(hosts)
+            self.record([h.host_id for h in hosts], result)
+        return result
+
+    def _collect(self, hosts: list[Host]) -> PollResult:
+        result = PollResult()
+        for h in hosts:
+            if h.host_id not in self._inflight or not self._inflight[h.host_id][0].done():
+                continue
+            call, asked_at = self._inflight.pop(h.host_id)
+            result.asked_at[h.host_id] = asked_at
+            try:
+                result.statuses[h.host_id] = call.result()
+            except (AgentUnavailable, AgentRejected) as exc:
+                result.unreachable[h.host_id] = str(exc)
+        return result
+
+    def record(self, host_ids: list[str], result: PollResult) -> None:
+        """One transaction for the whole poll: the hosts' transitions and the tasks' changes."""
+        now = utcnow()
+        with self.uow() as uow:
+            hosts = uow.repo.hosts_for_update(host_ids)
+            answered = [h for h in host_ids if h in result.statuses and h in hosts]
+            submitted: dict[str, list[TaskView]] = defaultdict(list)
+            for t in uow.repo.submitted_tasks_on(answered):
+                submitted[t.host_id].append(t)
+            updates: list[TaskUpdate] = []
+            for host_id, error in result.unreachable.items():
+                if host_id in hosts:
+                    updates += self._record_silence(uow.repo, hosts[host_id], now, error)
+            for host_id in answered:
+                host = hosts[host_id]
+                self._log_change(host, host.record_answer(now), "")
+                updates += task_updates(
+                    host,
+                    submitted[host_id],
+                    result.statuses[host_id],
+                    result.asked_at[host_id],
+                    result.known,
+                )
+            uow.repo.save_hosts(h for h in hosts.values() if h.host_id in result.asked_at)
+            uow.repo.update_tasks(updates)
+            uow.commit()
+
+    def _record_silence(
+        self, repo: Repository, host: Host, now: datetime, error: str
+    ) -> list[TaskUpdate]:
+        """A host that did not answer: one more failed poll; the unfinished tasks on a
+        NON_RESPONSIVE host say so."""
+        change = host.record_failed_poll(now, self.settings.host_failure_polls)
+        self._log_change(host, change, error)
+        if not host.is_non_responsive:
+            return []
+        tasks = repo.submitted_tasks_on([host.host_id])
+        message = host.unreachable_message()
+        return [u for t in tasks if (u := unreachable(t, message)) is not None]
+
+    @staticmethod
+    def _log_change(host: Host, change: HostChange | None, error: str) -> None:
+        if change is HostChange.WENT_NON_RESPONSIVE:
+            log.warning(
+                "host %s (%s) is NON_RESPONSIVE after %d failed polls: %s",
+                host.name,
+                host.address,
+                host.failed_polls,
+                error,
+                extra={"host": host.name},
+            )
+        elif change is HostChange.CAME_BACK:
+            log.info("host %s answers again: UP", host.name, extra={"host": host.name})

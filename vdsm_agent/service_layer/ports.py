@@ -1,0 +1,61 @@
+"""What the service layer needs of its adapters: the storage root and the durable task records.
+
+`adapters.storage.StorageRoot` and `adapters.task_store.TaskStore` are the real ones; tests may
+pass in-memory fakes with the same methods.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from vdsm_agent.adapters.storage import Advance
+from vdsm_agent.domain.tasks import ImageRef, Task
+
+
+class Storage(Protocol):
+    """Storage domains and images, and the two jobs that write images."""
+
+    def create_domain(self, storage_domain_id: str) -> None: ...
+
+    def require_domain(self, storage_domain_id: str, field: str = ...) -> None: ...
+
+    def image_exists(self, ref: ImageRef, field: str = ...) -> bool: ...
+
+    def image_size(self, ref: ImageRef, field: str = ...) -> int: ...
+
+    def delete_image(self, ref: ImageRef) -> None: ...
+
+    def remove_partial(self, ref: ImageRef, task_id: str) -> bool: ...
+
+    def free_bytes(self) -> int: ...
+
+    def write_volume(
+        self,
+        target: ImageRef,
+        task_id: str,
+        size_bytes: int,
+        fill_pattern: bytes,
+        advance: Advance,
+        chunk_bytes: int = ...,
+    ) -> None: ...
+
+    def copy_image(
+        self,
+        source: ImageRef,
+        target: ImageRef,
+        task_id: str,
+        advance: Advance,
+        chunk_bytes: int = ...,
+    ) -> None: ...
+
+
+class TaskRecords(Protocol):
+    """The durable record of every task not yet cleared."""
+
+    def save(self, task: Task) -> None: ...
+
+    def delete(self, task_id: str) -> None: ...
+
+    def load_all(self) -> list[Task]:
+        """Every stored task, oldest first."""
+        ...

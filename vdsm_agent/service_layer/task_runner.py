@@ -1,0 +1,172 @@
+"""The worker side of the task manager: running one task from init to finished.
+
+A task's job (write a volume, copy an image) runs on a worker thread without the manager's
+lock; each change of the task's state is made under the lock and recorded before anyone can see
+it. A job is told to stop through its `AbortSignal` and unwinds at its next chunk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import threading
+import time
+
+from service_common.errors import NotFound
+from service_common.vdsm_tasks import TaskResult, TaskState
+from vdsm_agent import observability as metrics
+from vdsm_agent.adapters.storage import CHUNK_BYTES, Advance, VerificationFailed
+from vdsm_agent.crash import crash_point
+from vdsm_agent.domain.tasks import (
+    SUCCEEDED,
+    Code,
+    CopyImageSpec,
+    CreateVolumeSpec,
+    Outcome,
+    Task,
+    interrupted,
+)
+from vdsm_agent.service_layer.ports import Storage, TaskRecords
+
+# The task manager's logger, as before the manager was split into modules.
+log = logging.getLogger("vdsm_agent.service_layer.task_manager")
+
+
+class _Aborted(Exception):
+    """Raised inside a running job to unwind it when it is told to stop."""
+
+
+@dataclasses.dataclass
+class AbortSignal:
+    """Tells a running job to stop, and why: StopTask (clean success) or shutdown (clean
+    failure)."""
+
+    event: threading.Event = dataclasses.field(default_factory=threading.Event)
+    shutdown: bool = False
+
+
+def chunk_bytes(throttle: int | None) -> int:
+    """How much a job writes between two looks at its abort signal and its throttle."""
+    return CHUNK_BYTES if throttle is None else max(4096, min(CHUNK_BYTES, throttle // 10))
+
+
+def failure_outcome(task: Task, exc: Exception) -> Outcome:
+    """How a job that raised `exc` ends. Call it from the `except` block that caught `exc`."""
+    if isinstance(exc, NotFound):
+        return Outcome(TaskResult.FAILURE, Code.NOT_FOUND, str(exc))
+    if isinstance(exc, VerificationFailed):
+        return Outcome(TaskResult.FAILURE, Code.DATA_LOSS, str(exc))
+    if isinstance(exc, OSError):
+        code = Code.RESOURCE_EXHAUSTED if exc.errno == errno.ENOSPC else Code.INTERNAL
+        return Outcome(TaskResult.FAILURE, code, f"I/O error: {exc.strerror or exc}")
+    # A bug: the task must still end, with a reason.
+    log.exception("task %s failed unexpectedly", task.task_id)
+    return Outcome(TaskResult.FAILURE, Code.INTERNAL, f"internal error: {exc}")
+
+
+class TaskRunner:
+    """Runs accepted tasks' jobs and finishes tasks, recording each step in the task store."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        store: TaskRecords,
+        lock: threading.Lock,
+        throttle_bytes_per_s: int | None = None,
+    ) -> None:
+        self.storage = storage
+        self.store = store
+        self.throttle = throttle_bytes_per_s or None
+        self._lock = lock
+        self.aborts: dict[str, AbortSignal] = {}  # one per unfinished task
+
+    def expect(self, task: Task) -> None:
+        """Ready the abort signal of a task just accepted. Caller holds the lock."""
+        self.aborts[task.task_id] = AbortSignal()
+
+    def signal_abort(self, task_id: str, shutdown: bool = False) -> None:
+        """Tell a running task's job to unwind. Caller holds the lock."""
+        abort = self.aborts[task_id]
+        if shutdown:
+            abort.shutdown = True
+        abort.event.set()
+
+    def run(self, task: Task) -> None:
+        """The whole life of a task on a worker thread; a task stopped while it waited for a
+        worker is left as it is."""
+        abort = self._begin(task)
+        if abort is None:
+            return
+        outcome = self._work(task, abort)
+        if outcome.result is not TaskResult.SUCCESS:
+            self._remove_partial(task)
+        self.finish(task, outcome)
+
+    def _begin(self, task: Task) -> AbortSignal | None:
+        with self._lock:
+            if not task.can_move_to(TaskState.RUNNING):  # stopped while it waited for a worker
+                return None
+            task.start()
+            self.store.save(task)
+            return self.aborts[task.task_id]
+
+    def _work(self, task: Task, abort: AbortSignal) -> Outcome:
+        spec = task.spec
+        advance = self._advance(task, abort)
+        chunk = chunk_bytes(self.throttle)
+        try:
+            if isinstance(spec, CreateVolumeSpec):
+                self.storage.write_volume(
+                    spec.target, task.task_id, spec.size_bytes, spec.fill_pattern, advance, chunk
+                )
+            else:
+                self.storage.copy_image(spec.source, spec.target, task.task_id, advance, chunk)
+            return SUCCEEDED
+        except _Aborted:
+            with self._lock:
+                task.begin_cleaning()
+            return interrupted(abort.shutdown)
+        except Exception as exc:
+            return failure_outcome(task, exc)
+
+    def _advance(self, task: Task, abort: AbortSignal) -> Advance:
+        """The job's callback after each chunk: progress, metrics, crash point, stop, throttle."""
+        started = time.monotonic()
+        is_copy = isinstance(task.spec, CopyImageSpec)
+        throttle = self.throttle
+        written = 0
+
+        def advance(done: int, total: int) -> None:
+            nonlocal written
+            metrics.BYTES_WRITTEN.inc(done - written)
+            written = done
+            task.record_progress(done, total)
+            if is_copy and done * 2 >= total:
+                crash_point("mid_copy")  # the partial file holds part of the copy
+            if abort.event.is_set():
+                raise _Aborted
+            if throttle is not None:
+                wait = started + done / throttle - time.monotonic()
+                if wait > 0 and abort.event.wait(wait):
+                    raise _Aborted
+
+        return advance
+
+    def _remove_partial(self, task: Task) -> None:
+        try:
+            self.storage.remove_partial(task.spec.target, task.task_id)
+        except OSError as exc:
+            log.error("task %s: could not remove its partial output: %s", task.task_id, exc)
+
+    def finish(self, task: Task, outcome: Outcome) -> None:
+        """End a task: record its outcome, forget its abort signal, count it, log it."""
+        result, _, message = outcome
+        with self._lock:
+            task.finish(*outcome)
+            self.store.save(task)
+            self.aborts.pop(task.task_id, None)
+        metrics.TASKS_FINISHED.labels(task.verb.value, result.value).inc()
+        metrics.TASKS_IN_FLIGHT.dec()
+        level = logging.INFO if result is TaskResult.SUCCESS else logging.WARNING
+        log.log(level, "task %s finished: %s %s", task.task_id, result.value, message)

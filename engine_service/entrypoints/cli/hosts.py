@@ -1,0 +1,55 @@
+"""`enginectl host ...`: hypervisor hosts."""
+
+from __future__ import annotations
+
+import click
+
+from engine_service.entrypoints.cli.calls import Client
+from engine_service.entrypoints.cli.output import each, print_host
+from engine_service.entrypoints.cli.params import request_id_option
+from engine_service.v1 import engine_service_pb2 as pb
+
+
+@click.group()
+def host() -> None:
+    """Hypervisor hosts (each runs a vdsm-agent)."""
+
+
+@host.command("add")
+@click.argument("name")
+@click.argument("address")
+@request_id_option
+@click.pass_obj
+def host_add(c: Client, name: str, address: str, request_id: str) -> None:
+    """Register the host NAME whose agent answers at ADDRESS (HOST:PORT)."""
+    reply = c.call("AddHost", pb.AddHostRequest(name=name, address=address, request_id=request_id))
+    c.show(reply, lambda: print_host(reply.host))
+
+
+@host.command("list")
+@click.pass_obj
+def host_list(c: Client) -> None:
+    """Every host with its status and tasks in flight."""
+    reply = c.call("ListHosts", pb.ListHostsRequest())
+    c.show(reply, lambda: each(print_host, reply.hosts))
+
+
+@host.command("maintenance")
+@click.argument("host_id")
+@click.option("--on/--off", "on", default=True, help="into maintenance (default) or out of it")
+@click.pass_obj
+def host_maintenance(c: Client, host_id: str, on: bool) -> None:
+    """Stop giving HOST_ID new tasks (--on) or give it tasks again (--off)."""
+    reply = c.call(
+        "SetHostMaintenance", pb.SetHostMaintenanceRequest(host_id=host_id, maintenance=on)
+    )
+    c.show(reply, lambda: print_host(reply.host))
+
+
+@host.command("remove")
+@click.argument("host_id")
+@click.pass_obj
+def host_remove(c: Client, host_id: str) -> None:
+    """Forget HOST_ID (refused while tasks are on it)."""
+    reply = c.call("RemoveHost", pb.RemoveHostRequest(host_id=host_id))
+    c.show(reply, lambda: click.echo(f"removed {host_id}"))

@@ -1,0 +1,63 @@
+"""Operator commands: `enginectl reconcile` and `enginectl pki init`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from engine_service.entrypoints.cli.calls import Client
+from engine_service.v1 import engine_service_pb2 as pb
+from service_common.tls import init_pki
+
+# -- reconcile ----------------------------------------------------------------------------------
+
+
+@click.command()
+@click.pass_obj
+def reconcile(c: Client) -> None:
+    """Fail orphaned commands, adopt in-flight tasks, clear zombies; print the report."""
+    reply = c.call("ReconcileOrphans", pb.ReconcileOrphansRequest())
+
+    def human() -> None:
+        for title, r in (("this run", reply), ("at startup", reply.startup_report)):
+            click.echo(
+                f"{title}: failed commands {list(r.failed_command_ids)}, "
+                f"removed placeholders {r.removed_placeholders}, adopted tasks "
+                f"{r.adopted_tasks}, cleared zombies {r.cleared_zombies}"
+            )
+
+    c.show(reply, human)
+
+
+# -- PKI ----------------------------------------------------------------------------------------
+
+
+@click.group()
+def pki() -> None:
+    """Certificates for a development or compose setup (no shelling out to openssl)."""
+
+
+@pki.command("init")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="where to write")
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    help="a host name or address the certificates must be valid for (repeatable); "
+    "localhost, 127.0.0.1 and ::1 are always included",
+)
+def pki_init(out: str, names: tuple[str, ...]) -> None:
+    """Create a CA, the engine's certificate (server and client) and the agents' one.
+
+    \b
+    Then, for mutual TLS between the engine and its agents:
+      vdsm-agent ... --tls-cert OUT/agent.pem --tls-key OUT/agent.key --tls-client-ca OUT/ca.pem
+      engine-service ... --agent-tls-ca OUT/ca.pem --agent-tls-cert OUT/engine.pem \\
+                         --agent-tls-key OUT/engine.key \\
+                         --tls-cert OUT/engine.pem --tls-key OUT/engine.key
+      enginectl --tls-ca OUT/ca.pem ...
+    """
+    files = init_pki(Path(out), names)
+    for role, path in files.items():
+        click.echo(f"{role:<11} {path}")

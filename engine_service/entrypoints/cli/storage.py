@@ -1,0 +1,91 @@
+"""`enginectl domain ...` and `enginectl disk ...`: storage domains and their disks."""
+
+from __future__ import annotations
+
+import click
+
+from engine_service.entrypoints.cli.calls import Client, pages
+from engine_service.entrypoints.cli.commands import follow
+from engine_service.entrypoints.cli.output import each, print_disk, print_started
+from engine_service.entrypoints.cli.params import parse_size, request_id_option
+from engine_service.v1 import engine_service_pb2 as pb
+
+# -- storage domains ----------------------------------------------------------------------------
+
+
+@click.group()
+def domain() -> None:
+    """Storage domains (directories of the shared storage root)."""
+
+
+@domain.command("add")
+@click.argument("name")
+@request_id_option
+@click.pass_obj
+def domain_add(c: Client, name: str, request_id: str) -> None:
+    """Create the storage domain NAME."""
+    reply = c.call("AddStorageDomain", pb.AddStorageDomainRequest(name=name, request_id=request_id))
+    c.show(reply, lambda: click.echo(f"{reply.storage_domain.storage_domain_id}  {name}"))
+
+
+@domain.command("list")
+@click.pass_obj
+def domain_list(c: Client) -> None:
+    """Every storage domain."""
+    reply = c.call("ListStorageDomains", pb.ListStorageDomainsRequest())
+    c.show(
+        reply,
+        lambda: each(
+            lambda d: click.echo(f"{d.storage_domain_id}  {d.name}"), reply.storage_domains
+        ),
+    )
+
+
+# -- disks --------------------------------------------------------------------------------------
+
+
+@click.group()
+def disk() -> None:
+    """Disks (image files in storage domains)."""
+
+
+@disk.command("add")
+@click.argument("name")
+@click.option("--domain", "storage_domain_id", required=True, help="storage domain id")
+@click.option("--size", required=True, help="bytes, or with a unit: 64MiB, 1G")
+@click.option("--wait", "wait", is_flag=True, help="watch the command until it ends")
+@request_id_option
+@click.pass_obj
+def disk_add(
+    c: Client, name: str, storage_domain_id: str, size: str, wait: bool, request_id: str
+) -> None:
+    """Start creating the disk NAME; prints the disk and its command."""
+    reply = c.call(
+        "AddDisk",
+        pb.AddDiskRequest(
+            name=name,
+            storage_domain_id=storage_domain_id,
+            size_bytes=parse_size(size),
+            request_id=request_id,
+        ),
+    )
+    c.show(reply, lambda: print_started(print_disk, reply.disk, reply.command))
+    if wait:
+        follow(c, reply.command.command_id)
+
+
+@disk.command("get")
+@click.argument("disk_id")
+@click.pass_obj
+def disk_get(c: Client, disk_id: str) -> None:
+    """One disk."""
+    reply = c.call("GetDisk", pb.GetDiskRequest(disk_id=disk_id))
+    c.show(reply, lambda: print_disk(reply.disk))
+
+
+@disk.command("list")
+@click.pass_obj
+def disk_list(c: Client) -> None:
+    """Every disk (all pages)."""
+    disks = list(pages(c, "ListDisks", pb.ListDisksRequest(page_size=500), "disks"))
+    c.show(pb.ListDisksResponse(disks=disks), lambda: each(print_disk, disks))

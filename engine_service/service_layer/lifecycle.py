@@ -294,7 +294,7 @@ class CommandLifecycle:
             if not stored:
                 # The command ended while this task was being started: keep the task on record
                 # so that it is stopped, compensated and cleared like the command's others.
-                late = _Pending(task.task_id, host_id, root_id, task.verb, task.args)
+                late = _Pending(task.task_id, host_id, task.command_id, task.verb, task.args)
                 uow.repo.add_tasks(
                     [late.placeholder(root_id).accepted_after_end(vdsm_task_id, utcnow())]
                 )

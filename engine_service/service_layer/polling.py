@@ -169,7 +169,8 @@ class Poller:
                     result.asked_at[host_id],
                     result.known,
                 )
-            uow.repo.save_hosts(h for h in hosts.values() if h.host_id in result.asked_at)
+            polled = result.statuses.keys() | result.unreachable.keys()
+            uow.repo.save_hosts(h for h in hosts.values() if h.host_id in polled)
             uow.repo.update_tasks(updates)
             uow.commit()
 

@@ -1,0 +1,122 @@
+"""Cleaner (docs/design.md §4 step 7, §7 step 5, invariant I4): after a terminal commit, the
+tasks of a failed command are stopped, their images deleted and cleared; those of a succeeded
+command only cleared; debt from an unreachable host is looked up by request id."""
+
+from __future__ import annotations
+
+from engine_service.adapters.agent_client import AgentUnavailable
+from engine_service.domain.clock import utcnow
+from engine_service.domain.commands import CommandStatus, Outcome
+from engine_service.domain.hosts import Host
+from engine_service.domain.tasks import AsyncTask, TaskCleanup
+from engine_service.service_layer.cleanup import Cleaner
+from engine_service.service_layer.commands.add_disk import AddDisk
+from engine_service.service_layer.polling import PollResult
+from service_common.vdsm_tasks import TaskResult, TaskState
+from tests.unit.world import World
+
+FAILED = Outcome(CommandStatus.FAILED, "boom")
+
+
+def ended_disk(
+    outcome: Outcome, state: TaskState = TaskState.FINISHED
+) -> tuple[World, Host, AsyncTask]:
+    """An AddDisk that ended with `outcome`, its agent task in `state`."""
+    w = World()
+    host = w.host()
+    root = w.add_disk(w.domain())
+    [task] = w.tasks(root)
+    result = TaskResult.SUCCESS if state is TaskState.FINISHED else TaskResult.NONE
+    w.agent(host).report(str(task.vdsm_task_id), state, result)
+    w.lifecycle.finish(root, outcome)
+    return w, host, w.tasks(root)[0]
+
+
+def clean(w: World, *hosts: Host, executing: set[str] | None = None) -> int:
+    result = PollResult(
+        statuses={h.host_id: dict(w.agent(h).statuses) for h in hosts},
+        asked_at={h.host_id: utcnow() for h in hosts},
+    )
+    return Cleaner(w.uow, w.pool, w.settings).clean_up(result, executing or set())
+
+
+def test_a_succeeded_commands_task_is_cleared_and_forgotten_without_deleting() -> None:
+    w, host, task = ended_disk(Outcome(CommandStatus.SUCCEEDED))
+    assert task.cleanup is TaskCleanup.CLEAR
+    assert clean(w, host) == 1
+    assert w.agent(host).called("clear_task") == [(task.vdsm_task_id,)]
+    assert w.agent(host).deleted_images == [] and w.store.tasks == {}
+
+
+def test_a_failed_commands_finished_task_is_compensated_then_cleared() -> None:
+    w, host, task = ended_disk(FAILED)
+    assert clean(w, host) == 1
+    assert w.agent(host).deleted_images == [(task.storage_domain_id, task.image_id)]
+    assert w.agent(host).called("clear_task") == [(task.vdsm_task_id,)] and w.store.tasks == {}
+
+
+def test_a_failed_commands_running_task_is_stopped_first() -> None:
+    w, host, task = ended_disk(FAILED, TaskState.RUNNING)
+    assert clean(w, host) == 0
+    assert w.agent(host).called("stop_task") == [(task.vdsm_task_id,)]
+    assert w.agent(host).deleted_images == [] and list(w.store.tasks) == [task.task_id]
+
+
+def test_tasks_on_a_host_that_did_not_answer_wait() -> None:
+    w, host, task = ended_disk(FAILED)
+    assert clean(w) == 0
+    assert w.agent(host).called("clear_task") == [] and w.agent(host).deleted_images == []
+    assert list(w.store.tasks) == [task.task_id]
+
+
+def test_tasks_of_a_command_still_being_submitted_wait() -> None:
+    w, host, task = ended_disk(FAILED)
+    assert clean(w, host, executing={task.root_command_id}) == 0
+    assert w.agent(host).called("clear_task") == [] and list(w.store.tasks) == [task.task_id]
+
+
+def test_the_image_a_disk_owns_is_never_deleted() -> None:
+    w, host, task = ended_disk(FAILED)
+    disk = w.disk(task.storage_domain_id)
+    w.store.disks[disk.disk_id].image_id = task.image_id
+    assert clean(w, host) == 1
+    assert w.agent(host).deleted_images == []
+
+
+def test_a_task_the_agent_no_longer_has_is_compensated_and_forgotten() -> None:
+    w, host, task = ended_disk(FAILED)
+    w.agent(host).statuses.clear()
+    assert clean(w, host) == 1
+    assert w.agent(host).deleted_images == [(task.storage_domain_id, task.image_id)]
+    assert w.agent(host).called("clear_task") == [] and w.store.tasks == {}
+
+
+def test_debt_the_agent_accepted_is_adopted_by_request_id_and_stopped() -> None:
+    w = World()
+    host = w.host()
+    root = w.commit_only(AddDisk.create("d", w.domain(), 1), host)
+    [debt] = w.tasks(root)
+    w.lifecycle.finish(root, FAILED, unresolved=[debt.task_id])
+    vdsm_id = w.agent(host).add_task(
+        debt.task_id, debt.verb, (debt.storage_domain_id, debt.image_id)
+    )
+    assert clean(w, host) == 0
+    assert w.store.tasks[debt.task_id].vdsm_task_id == vdsm_id
+    assert w.agent(host).called("stop_task") == [(vdsm_id,)]
+
+
+def test_debt_the_agent_never_had_is_forgotten() -> None:
+    w = World()
+    host = w.host()
+    root = w.commit_only(AddDisk.create("d", w.domain(), 1), host)
+    [debt] = w.tasks(root)
+    w.lifecycle.finish(root, FAILED, unresolved=[debt.task_id])
+    assert clean(w, host) == 1
+    assert w.store.tasks == {} and w.agent(host).called("all_info") == [()]
+
+
+def test_an_agent_that_stops_answering_mid_cleanup_is_tried_again_next_cycle() -> None:
+    w, host, task = ended_disk(FAILED)
+    w.agent(host).fail("delete_image", AgentUnavailable("gone"), times=1)
+    assert clean(w, host) == 0 and list(w.store.tasks) == [task.task_id]
+    assert clean(w, host) == 1 and w.store.tasks == {}

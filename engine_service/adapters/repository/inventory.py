@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, bindparam, select
 
 from engine_service.adapters.orm import (
     DISKS,
@@ -147,9 +148,9 @@ class InventoryQueries(Part):
         order = (TEMPLATES.c.created_at, TEMPLATES.c.template_id)
         return self._templates(keyset_page(select(TEMPLATES), order, after, limit))
 
-    def _templates(self, query: object) -> list[Template]:
+    def _templates(self, query: Select[Any]) -> list[Template]:
         """Templates with their disk ids in order: one query for the rows, one for the disks."""
-        rows = self.session.execute(query).all()  # type: ignore[call-overload]
+        rows = self.session.execute(query).all()
         disks = self._template_disk_ids([r.template_id for r in rows])
         return [
             Template(r.template_id, r.name, r.vm_id, r.status, disks[r.template_id], r.created_at)

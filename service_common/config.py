@@ -63,6 +63,22 @@ def settings(cls: type[C]) -> type[C]:
     return dataclass(frozen=True, kw_only=True)(cls)
 
 
+@settings
+class ServerSettings:
+    """The settings every server of this project has, declared once for both."""
+
+    metrics_listen: str | None = setting(
+        "HOST:PORT to serve Prometheus metrics at /metrics (default: off)"
+    )
+    log_format: str = setting("how log lines look", type=LOG_FORMAT, default="text")
+    grace_seconds: float = setting(
+        "seconds in-flight RPCs get to finish after SIGTERM",
+        flag="grace",
+        type=NON_NEGATIVE_FLOAT,
+        default=10.0,
+    )
+
+
 def setting_of(field: dataclasses.Field[Any]) -> Setting:
     found = field.metadata.get("setting")
     if not isinstance(found, Setting):

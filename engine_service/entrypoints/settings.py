@@ -10,12 +10,11 @@ from typing import Any
 import click
 
 from service_common.config import (
-    LOG_FORMAT,
-    NON_NEGATIVE_FLOAT,
     PATH,
     POSITIVE_FLOAT,
     POSITIVE_INT,
     CommandLine,
+    ServerSettings,
     needs,
     setting,
     settings,
@@ -31,7 +30,7 @@ def default_database_url(values: Mapping[str, Any]) -> str:
 
 
 @settings
-class Config:
+class Config(ServerSettings):
     """The engine's settings, from defaults, the --config file, ENGINE_* variables and flags."""
 
     listen: str = setting(
@@ -74,16 +73,6 @@ class Config:
         "submit those children again",
         type=click.Choice(["fail", "resubmit"]),
         default="fail",
-    )
-    metrics_listen: str | None = setting(
-        "HOST:PORT to serve Prometheus metrics at /metrics (default: off)"
-    )
-    log_format: str = setting("how log lines look", type=LOG_FORMAT, default="text")
-    grace_seconds: float = setting(
-        "seconds in-flight RPCs get to finish after SIGTERM",
-        flag="grace",
-        type=NON_NEGATIVE_FLOAT,
-        default=10.0,
     )
     bound_address_file: Path | None = setting(
         "write the HOST:PORT actually bound here once listening", type=PATH

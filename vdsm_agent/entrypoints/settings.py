@@ -7,12 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from service_common.config import (
-    LOG_FORMAT,
-    NON_NEGATIVE_FLOAT,
     NON_NEGATIVE_INT,
     PATH,
     POSITIVE_INT,
     CommandLine,
+    ServerSettings,
     needs,
     setting,
     settings,
@@ -23,7 +22,7 @@ ENV_PREFIX = "VDSM_AGENT_"
 
 
 @settings
-class Config:
+class Config(ServerSettings):
     """The agent's settings, from defaults, the --config file, VDSM_AGENT_* variables, flags."""
 
     listen: str = setting(
@@ -46,16 +45,6 @@ class Config:
     )
     workers: int = setting(
         "tasks that move bytes at once; more wait in state init", type=POSITIVE_INT, default=8
-    )
-    metrics_listen: str | None = setting(
-        "HOST:PORT to serve Prometheus metrics at /metrics (default: off)"
-    )
-    log_format: str = setting("how log lines look", type=LOG_FORMAT, default="text")
-    grace_seconds: float = setting(
-        "seconds in-flight RPCs get to finish after SIGTERM",
-        flag="grace",
-        type=NON_NEGATIVE_FLOAT,
-        default=10.0,
     )
     bound_address_file: Path | None = setting(
         "write the HOST:PORT actually bound here once serving (for --listen HOST:0)", type=PATH

@@ -4,9 +4,10 @@ by hand instead of on worker threads: no process, socket, sleep or file."""
 from __future__ import annotations
 
 import errno
+import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -21,8 +22,18 @@ from service_common.errors import (
 )
 from service_common.vdsm_tasks import TaskResult, TaskState
 from vdsm_agent.adapters.storage import Advance, VerificationFailed
-from vdsm_agent.domain.tasks import Code, CreateVolumeSpec, ImageRef, Task
+from vdsm_agent.domain.tasks import (
+    SHUT_DOWN_BEFORE_START,
+    STOPPED_BEFORE_START,
+    SUCCEEDED,
+    Code,
+    CreateVolumeSpec,
+    ImageRef,
+    Task,
+    interrupted,
+)
 from vdsm_agent.service_layer.task_manager import TaskManager
+from vdsm_agent.service_layer.task_runner import TaskRunner
 
 SD = "0f2b6c7e-3d4a-4e5f-8a9b-1c2d3e4f5a6b"  # fixed: pytest-xdist collects the same ids
 
@@ -123,7 +134,8 @@ class FakeStorage:
 
 
 class ByHand(Executor):
-    """Runs submitted jobs only when told to (and the rest at shutdown, as a pool would)."""
+    """Runs submitted jobs only when told to; at shutdown, as a pool would, drops the queued
+    ones when told to cancel them, else runs them."""
 
     def __init__(self) -> None:
         self.queued: list[Callable[[], object]] = []
@@ -137,18 +149,43 @@ class ByHand(Executor):
             self.queued.pop(0)()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if cancel_futures:
+            self.queued.clear()
         self.run_all()
+
+
+class HookedLock:
+    """The manager's lock, which runs a hook once, the next time it is let go, right after it
+    is let go: the moment a worker thread could take it, made to happen by hand."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hook: Callable[[], object] | None = None
+
+    def at_next_release(self, hook: Callable[[], object]) -> None:
+        self._hook = hook
+
+    def __enter__(self) -> bool:
+        return self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+        hook, self._hook = self._hook, None
+        if hook is not None:
+            hook()
 
 
 class Agent:
     """A TaskManager, its fakes and its hand-run worker, with one storage domain made."""
 
-    def __init__(self, *recorded: Task, storage: FakeStorage | None = None) -> None:
+    def __init__(
+        self, *recorded: Task, storage: FakeStorage | None = None, lock: HookedLock | None = None
+    ) -> None:
         self.storage = storage or FakeStorage()
         self.storage.create_domain(SD)
         self.store = FakeStore(*recorded)
         self.workers = ByHand()
-        self.manager = TaskManager(self.storage, self.store, executor=self.workers)
+        self.manager = TaskManager(self.storage, self.store, executor=self.workers, lock=lock)
 
     def volume(self, request_id: str | None = None, image_id: str | None = None, size: int = 8):
         return self.manager.create_volume(request_id or new_id(), SD, image_id or new_id(), size)
@@ -281,6 +318,22 @@ def test_a_task_stopped_while_it_runs_ends_finished_with_a_clean_result(agent: A
     assert agent.store.saved(task.task_id) == stopped
 
 
+def test_a_queued_task_stopped_as_a_worker_picks_it_up_never_runs() -> None:
+    lock = HookedLock()
+    agent = Agent(lock=lock)
+    task = agent.volume()
+    lock.at_next_release(agent.workers.run_all)  # a worker takes the job as stop lets go
+    agent.manager.stop(task.task_id)
+    stopped = agent.finished(task)
+    assert (stopped.state, stopped.result, stopped.code, stopped.message) == (
+        TaskState.FINISHED,
+        *STOPPED_BEFORE_START,
+    )
+    assert stopped.message == "stopped by StopTask before it started"
+    assert task.spec.target not in agent.storage.images and not agent.storage.partials
+    assert agent.store.saved(task.task_id) == stopped
+
+
 # -- clearing and deleting ---------------------------------------------------------------------
 
 
@@ -309,6 +362,43 @@ def test_an_image_in_use_is_not_deleted(agent: Agent) -> None:
     agent.workers.run_all()
     agent.manager.delete_image(SD, source.image_id)
     assert source not in agent.storage.images
+
+
+@pytest.mark.parametrize("end", ["stop", "shutdown"])
+def test_a_task_cleared_as_stop_or_shutdown_lets_go_of_the_lock_never_comes_back(
+    end: str,
+) -> None:
+    lock = HookedLock()
+    agent = Agent(lock=lock)
+    task = agent.volume()
+
+    def worker_then_clear() -> None:  # what other threads may do the moment the lock is free
+        agent.workers.run_all()
+        agent.manager.clear(task.task_id)
+
+    lock.at_next_release(worker_then_clear)
+    if end == "stop":
+        agent.manager.stop(task.task_id)
+    else:
+        agent.manager.shutdown()
+    agent.workers.run_all()
+    assert task.task_id not in agent.store.records
+    with pytest.raises(NotFound):
+        agent.manager.get(task.task_id)
+    assert task.spec.target not in agent.storage.images
+
+
+def test_a_worker_never_saves_again_a_task_ended_and_cleared_by_someone_else() -> None:
+    store = FakeStore()
+    runner = TaskRunner(FakeStorage(), store, threading.Lock())
+    task = Task(new_id(), new_id(), CreateVolumeSpec(ImageRef(SD, new_id()), 8))
+    runner.expect(task)
+    runner.finish(task, STOPPED_BEFORE_START)  # ended by StopTask...
+    store.delete(task.task_id)  # ...and cleared
+    runner.run(task)  # a worker that picks it up late leaves it as it is
+    runner.finish(task, SUCCEEDED)  # and one that ends it late neither ends it twice nor saves it
+    assert task.task_id not in store.records
+    assert (task.result, task.code, task.message) == STOPPED_BEFORE_START
 
 
 # -- failures ----------------------------------------------------------------------------------
@@ -348,6 +438,77 @@ def test_shutdown_ends_queued_tasks_and_refuses_new_ones(agent: Agent) -> None:
         agent.volume()
     again = agent.volume(queued.request_id, queued.spec.target.image_id)
     assert again.task_id == queued.task_id  # an idempotent retry is still answered
+
+
+def test_shutdown_ending_a_queued_task_as_a_worker_picks_it_up_never_runs_it() -> None:
+    lock = HookedLock()
+    agent = Agent(lock=lock)
+    queued = agent.volume()
+    lock.at_next_release(agent.workers.run_all)  # a worker takes the job as shutdown lets go
+    agent.manager.shutdown()
+    task = agent.manager.get(queued.task_id)
+    assert (task.state, task.result, task.code, task.message) == (
+        TaskState.FINISHED,
+        *SHUT_DOWN_BEFORE_START,
+    )
+    assert queued.spec.target not in agent.storage.images and not agent.storage.partials
+    assert agent.store.saved(queued.task_id) == task
+
+
+class OneWorker(ThreadPoolExecutor):
+    """A pool of one real thread that records which jobs it ran. Its shutdown opens `gate`, which
+    holds the running job, only once it has dealt with the queued jobs as it was told to."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        super().__init__(max_workers=1, thread_name_prefix="test-task")
+        self.gate = gate
+        self.ran: list[str] = []
+        self.futures: list[Future[Any]] = []
+
+    def submit(self, fn, /, *args, **kwargs):
+        def job() -> object:
+            self.ran.append(args[0].task_id)
+            return fn(*args, **kwargs)
+
+        future = super().submit(job)
+        self.futures.append(future)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        super().shutdown(wait=False, cancel_futures=cancel_futures)
+        self.gate.set()
+        super().shutdown(wait=wait)
+
+
+def test_shutdown_does_not_wait_for_queued_jobs_but_waits_for_running_ones() -> None:
+    storage = FakeStorage()
+    storage.create_domain(SD)
+    started, gate = threading.Event(), threading.Event()
+
+    def hold(done: int, total: int) -> None:
+        started.set()
+        gate.wait(10)  # a safety net only: the pool's shutdown opens the gate
+
+    storage.during_job = hold
+    pool = OneWorker(gate)
+    manager = TaskManager(storage, FakeStore(), executor=pool)
+    running = manager.create_volume(new_id(), SD, new_id(), 8)
+    assert started.wait(10)
+    queued = manager.create_volume(new_id(), SD, new_id(), 8)
+    manager.shutdown()
+    assert pool.ran == [running.task_id]  # the queued job never ran
+    assert pool.futures[1].cancelled()
+    after = manager.get(running.task_id)  # the running one was waited for, and unwound
+    assert (after.state, after.result, after.code, after.message) == (
+        TaskState.FINISHED,
+        *interrupted(shutdown=True),
+    )
+    assert not storage.partials and storage.images == {}
+    ended = manager.get(queued.task_id)
+    assert (ended.state, ended.result, ended.code, ended.message) == (
+        TaskState.FINISHED,
+        *SHUT_DOWN_BEFORE_START,
+    )
 
 
 def test_recovery_ends_running_and_init_tasks_as_clean_failures() -> None:

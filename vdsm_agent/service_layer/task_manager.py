@@ -16,7 +16,8 @@ import logging
 import threading
 import uuid
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Generic, TypeVar
+from contextlib import AbstractContextManager
+from typing import Any, Generic, TypeVar
 
 from service_common.errors import Unavailable
 from service_common.ids import require_uuid
@@ -60,11 +61,14 @@ class TaskManager(Generic[StorageT]):
         throttle_bytes_per_s: int | None = None,
         workers: int = 8,
         executor: Executor | None = None,
+        lock: AbstractContextManager[Any] | None = None,
     ) -> None:
-        """`executor` runs the tasks' jobs; by default a pool of `workers` threads."""
+        """`executor` runs the tasks' jobs; by default a pool of `workers` threads. `lock` guards
+        the tasks, shared with the workers; by default a new `threading.Lock` (tests pass one
+        that lets them act at the moment it is let go)."""
         self.storage = storage
         self.store = store
-        self._lock = threading.Lock()
+        self._lock: AbstractContextManager[Any] = lock if lock is not None else threading.Lock()
         self._runner = TaskRunner(storage, store, self._lock, throttle_bytes_per_s)
         self.throttle = self._runner.throttle
         self._book = TaskBook()
@@ -167,8 +171,10 @@ class TaskManager(Generic[StorageT]):
             if action is StopAction.ABORT:
                 task.begin_abort()
                 self._runner.signal_abort(task_id)
-        if action is StopAction.CANCEL:  # never started: nothing to clean
-            self._runner.finish(task, STOPPED_BEFORE_START)
+            else:  # never started: it ends now, before a worker can start it; nothing to clean
+                self._runner.end(task, STOPPED_BEFORE_START)
+        if action is StopAction.CANCEL:
+            self._runner.report(task, STOPPED_BEFORE_START)
         log.info("stop requested for task %s", task_id)
 
     def clear(self, task_id: str) -> None:
@@ -183,15 +189,19 @@ class TaskManager(Generic[StorageT]):
     # -- shutdown --------------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Accept nothing more; interrupt running tasks cleanly and wait for them to settle."""
+        """Accept nothing more; end queued tasks at once, never to run; interrupt running tasks
+        cleanly and wait for them to settle."""
         queued: list[Task] = []
         with self._lock:
             self._closing = True
             for task in self._book:
                 if task.state is TaskState.INIT:
-                    queued.append(task)
+                    # Ended under the lock, so no worker starts it in between.
+                    if self._runner.end(task, SHUT_DOWN_BEFORE_START):
+                        queued.append(task)
                 elif not task.finished:
                     self._runner.signal_abort(task.task_id, shutdown=True)
         for task in queued:
-            self._runner.finish(task, SHUT_DOWN_BEFORE_START)
-        self._executor.shutdown(wait=True)
+            self._runner.report(task, SHUT_DOWN_BEFORE_START)
+        # Queued jobs are dropped, not waited for; running ones are waited for as they unwind.
+        self._executor.shutdown(wait=True, cancel_futures=True)

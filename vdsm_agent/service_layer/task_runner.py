@@ -12,6 +12,8 @@ import errno
 import logging
 import threading
 import time
+from contextlib import AbstractContextManager
+from typing import Any
 
 from service_common.errors import NotFound
 from service_common.vdsm_tasks import TaskResult, TaskState
@@ -72,7 +74,7 @@ class TaskRunner:
         self,
         storage: Storage,
         store: TaskRecords,
-        lock: threading.Lock,
+        lock: AbstractContextManager[Any],
         throttle_bytes_per_s: int | None = None,
     ) -> None:
         self.storage = storage
@@ -93,8 +95,8 @@ class TaskRunner:
         abort.event.set()
 
     def run(self, task: Task) -> None:
-        """The whole life of a task on a worker thread; a task stopped while it waited for a
-        worker is left as it is."""
+        """The whole life of a task on a worker thread; a task ended while it waited for a
+        worker (stopped, or the agent shutting down) is left as it is."""
         abort = self._begin(task)
         if abort is None:
             return
@@ -105,7 +107,8 @@ class TaskRunner:
 
     def _begin(self, task: Task) -> AbortSignal | None:
         with self._lock:
-            if not task.can_move_to(TaskState.RUNNING):  # stopped while it waited for a worker
+            # Ended (and perhaps cleared) while it waited for a worker: not run, not saved again.
+            if not task.can_move_to(TaskState.RUNNING):
                 return None
             task.start()
             self.store.save(task)
@@ -125,7 +128,8 @@ class TaskRunner:
             return SUCCEEDED
         except _Aborted:
             with self._lock:
-                task.begin_cleaning()
+                if task.can_move_to(TaskState.CLEANING):
+                    task.begin_cleaning()
             return interrupted(abort.shutdown)
         except Exception as exc:
             return failure_outcome(task, exc)
@@ -160,12 +164,28 @@ class TaskRunner:
             log.error("task %s: could not remove its partial output: %s", task.task_id, exc)
 
     def finish(self, task: Task, outcome: Outcome) -> None:
-        """End a task: record its outcome, forget its abort signal, count it, log it."""
-        result, _, message = outcome
+        """End a task: record its outcome, forget its abort signal, count it, log it. A task
+        ended already (and perhaps cleared since) is left as it is: not ended twice, not saved
+        again."""
         with self._lock:
-            task.finish(*outcome)
-            self.store.save(task)
-            self.aborts.pop(task.task_id, None)
+            ended = self.end(task, outcome)
+        if ended:
+            self.report(task, outcome)
+
+    def end(self, task: Task, outcome: Outcome) -> bool:
+        """Record a task's outcome and forget its abort signal; False, doing nothing, when it has
+        ended already. Caller holds the lock, so that deciding to end a task and ending it are
+        one step; then, without the lock, it calls `report` for a task this ended."""
+        if task.finished:
+            return False
+        task.finish(*outcome)
+        self.store.save(task)
+        self.aborts.pop(task.task_id, None)
+        return True
+
+    def report(self, task: Task, outcome: Outcome) -> None:
+        """Count and log a task `end` just ended. Caller does not hold the lock."""
+        result, _, message = outcome
         metrics.TASKS_FINISHED.labels(task.verb.value, result.value).inc()
         metrics.TASKS_IN_FLIGHT.dec()
         level = logging.INFO if result is TaskResult.SUCCESS else logging.WARNING

@@ -1,9 +1,9 @@
-"""Real service processes for tests: start on a free port, wait for SERVING, kill, restart.
+"""Real service processes for tests: start on a free port, wait until ready, kill, restart.
 
 Usable outside this project's own tests, by anyone who tests a client against these services:
 
     agent = AgentProcess(tmp_path / "agent1", storage_root=tmp_path / "storage")
-    agent.start()                  # blocks until health reports SERVING
+    agent.start()                  # blocks until its readiness reports SERVING
     stub = agent.stub()            # a vdsm_agent.v1.AgentServiceStub
     agent.kill()                   # SIGKILL, no cleanup
     agent.start()                  # same port, same state directory
@@ -11,6 +11,10 @@ Usable outside this project's own tests, by anyone who tests a client against th
 
 A process's stdout and stderr go to `log_path` (appended across restarts); a process that dies
 before it serves raises ProcessFailed with the end of that log.
+
+Health has two names: `""` is liveness (SERVING while the process works: a standby engine
+too), the service name is readiness (SERVING while it takes calls: only the active engine, once
+reconciled). `health()` and `wait_serving()` mean readiness; `health("")` is liveness.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from engine_service.v1 import engine_service_pb2_grpc
+from engine_service.v1 import engine_service_pb2, engine_service_pb2_grpc
 from service_common.crash import CRASH_EXIT_CODE
 from service_common.grpc_client import client_channel
 from service_common.tls import ClientTls, channel
@@ -43,6 +47,7 @@ class ServiceProcess:
 
     module: str = ""  # python -m MODULE
     env_prefix: str = ""
+    readiness: str = ""  # the health name that is SERVING while it takes calls ("": the server)
 
     def __init__(
         self,
@@ -109,7 +114,14 @@ class ServiceProcess:
         if wait:
             self.wait_serving(timeout)
 
+    def learn_port(self) -> int:
+        """The port it listens on, from its bound-address file once written (0 until then)."""
+        if not self.port and self._address_file.exists():
+            self.port = int(self._address_file.read_text().rsplit(":", 1)[1])
+        return self.port
+
     def wait_serving(self, timeout: float = 30.0) -> None:
+        """Wait until the process is ready: its readiness reports SERVING."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
@@ -117,8 +129,7 @@ class ServiceProcess:
                     f"{self.module} exited with {self.proc.returncode} before serving:\n"
                     + self.log_tail()
                 )
-            if not self.port and self._address_file.exists():
-                self.port = int(self._address_file.read_text().rsplit(":", 1)[1])
+            self.learn_port()
             if self.port and self.health() == "SERVING":
                 return
             time.sleep(0.05)
@@ -127,23 +138,25 @@ class ServiceProcess:
         )
 
     def wait_listening(self, timeout: float = 30.0) -> str:
-        """Wait until the process answers health checks at all (a standby engine answers
-        NOT_SERVING); returns the status."""
+        """Wait until the process is live (its liveness, `""`, reports SERVING), ready or not;
+        returns its readiness status (a standby engine: NOT_SERVING)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise ProcessFailed(
                     f"{self.module} exited with {self.proc.returncode}:\n" + self.log_tail()
                 )
-            if not self.port and self._address_file.exists():
-                self.port = int(self._address_file.read_text().rsplit(":", 1)[1])
-            if self.port and (status := self.health()) != "UNREACHABLE":
-                return status
+            self.learn_port()
+            if self.port and self.health("") == "SERVING":
+                return self.health()
             time.sleep(0.05)
-        raise ProcessFailed(f"{self.module} did not answer in {timeout}s:\n" + self.log_tail())
+        raise ProcessFailed(f"{self.module} was not live in {timeout}s:\n" + self.log_tail())
 
-    def health(self, service: str = "", timeout: float = 1.0) -> str:
-        """The health status name, or "UNREACHABLE"."""
+    def health(self, service: str | None = None, timeout: float = 1.0) -> str:
+        """The health status name of `service` (default: readiness; `""`: liveness), or
+        "UNREACHABLE"."""
+        if service is None:
+            service = self.readiness
         try:
             with channel(self.address, self.client_tls) as health_channel:
                 reply = health_pb2_grpc.HealthStub(health_channel).Check(
@@ -239,6 +252,7 @@ class EngineProcess(ServiceProcess):
 
     module = "engine_service.entrypoints.server"
     env_prefix = "ENGINE_"
+    readiness = engine_service_pb2.DESCRIPTOR.services_by_name["EngineService"].full_name
 
     def __init__(
         self,

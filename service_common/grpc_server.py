@@ -87,6 +87,35 @@ def error_mapper(
     return decorate
 
 
+class Health:
+    """The standard gRPC health service, with two meanings: `""` is liveness (SERVING while the
+    process works, so a liveness probe restarts it only when it does not), each service name is
+    readiness (SERVING while it takes calls). Everything starts NOT_SERVING."""
+
+    def __init__(self, service_names: Iterable[str]) -> None:
+        self.service_names = tuple(service_names)
+        self.servicer = health.HealthServicer()
+        self.set_live(False)
+        self.set_ready(False)
+
+    @staticmethod
+    def _status(serving: bool) -> Any:
+        return (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+
+    def set_live(self, live: bool) -> None:
+        """Liveness: the status of `""`."""
+        self.servicer.set("", self._status(live))
+
+    def set_ready(self, ready: bool) -> None:
+        """Readiness: the status of every service name."""
+        for name in self.service_names:
+            self.servicer.set(name, self._status(ready))
+
+
 class GrpcServer:
     """A grpc.server with the standard health and reflection services and a graceful stop."""
 
@@ -107,8 +136,8 @@ class GrpcServer:
             ],
         )
         self.service_names = tuple(service_names)
-        self.health = health.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self.health = Health(self.service_names)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self.server)
         reflection.enable_server_reflection(
             (*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
@@ -120,16 +149,19 @@ class GrpcServer:
         if not bound:
             raise SystemExit(f"cannot listen on {listen}")
         self.address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
-        self.set_serving(False)
+
+    def set_live(self, live: bool) -> None:
+        """Liveness (`""`): SERVING while the process works, even when it takes no calls."""
+        self.health.set_live(live)
+
+    def set_ready(self, ready: bool) -> None:
+        """Readiness (the service names): SERVING while the server takes calls."""
+        self.health.set_ready(ready)
 
     def set_serving(self, serving: bool) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        for name in ("", *self.service_names):
-            self.health.set(name, status)
+        """Liveness and readiness together (a server that is ready as soon as it lives)."""
+        self.set_live(serving)
+        self.set_ready(serving)
 
     def start(self, bound_address_file: Path | None = None) -> None:
         self.server.start()
@@ -139,7 +171,8 @@ class GrpcServer:
             tmp.replace(bound_address_file)
 
     def stop(self, grace_seconds: float) -> None:
-        """Health NOT_SERVING, then let in-flight RPCs finish for up to `grace_seconds`."""
+        """Health (liveness and readiness) NOT_SERVING, then let in-flight RPCs finish for up
+        to `grace_seconds`."""
         self.set_serving(False)
         self.server.stop(grace_seconds).wait()
 

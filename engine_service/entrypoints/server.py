@@ -1,5 +1,9 @@
 """The `engine-service` process: its settings (declared in `settings`), startup
-reconciliation before SERVING, polling, and a graceful stop on SIGTERM."""
+reconciliation before readiness, polling, and a graceful stop on SIGTERM.
+
+Health: `""` is liveness (SERVING while the process works, a standby included);
+`engine_service.v1.EngineService` is readiness (SERVING only on the active engine once its
+startup reconciliation committed)."""
 
 from __future__ import annotations
 
@@ -92,7 +96,7 @@ class ReadinessInterceptor(grpc.ServerInterceptor):
             continuation(details),
             grpc.StatusCode.UNAVAILABLE,
             "the engine is not serving (standing by, or reconciling at startup); "
-            "retry when its health is SERVING",
+            f"retry when its health ({SERVICE_NAME}) is SERVING",
         )
 
 
@@ -119,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve_metrics(config.metrics_listen, log)
     servicer = DeferredServicer(config.max_watchers)
     pb_grpc.add_EngineServiceServicer_to_server(servicer, server.server)
+    server.set_live(True)  # liveness ("") from the start, a standby included; readiness later
     server.start(config.bound_address_file)
     log_security(config, server.address)
     lease = lease_for(config.database_url)
@@ -130,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     servicer.engine = engine
     report = engine.start()
     readiness.ready.set()
-    server.set_serving(True)
+    server.set_ready(True)
     log.info("SERVING as the active engine; startup reconciliation: %s", report)
     watch_lease(lease, stopping)
     stopping.wait()
@@ -173,12 +178,14 @@ def log_security(config: Config, address: str) -> None:
     )
     log.log(
         level,
-        "API on %s: %s, %s; to agents: %s. NOT_SERVING until this engine is the "
-        "active one and its startup reconciliation committed",
+        'API on %s: %s, %s; to agents: %s. Liveness ("") SERVING; readiness (%s) '
+        "NOT_SERVING until this engine is the active one and its startup reconciliation "
+        "committed",
         address,
         api,
         auth,
         agents,
+        SERVICE_NAME,
     )
 
 
@@ -192,7 +199,8 @@ class DeferredServicer(EngineServicer):
 
 
 def wait_for_lease(lease: EngineLease, stopping: threading.Event, retry: float = 1.0) -> bool:
-    """Become the active engine; a standby waits here, NOT_SERVING. False if told to stop."""
+    """Become the active engine; a standby waits here, live but not ready (its readiness
+    NOT_SERVING). False if told to stop."""
     announced = False
     while not stopping.is_set():
         try:

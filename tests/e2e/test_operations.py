@@ -76,8 +76,8 @@ def test_metrics_move_during_a_template_and_logs_are_json_with_context(make_dc) 
 def test_engine_health_and_reflection_for_a_client_that_knows_only_the_address(make_dc) -> None:
     dc, *_ = make_dc(disks=1)
     address = dc.engine.address
-    assert check(address) == "SERVING"
-    assert check(address, "engine_service.v1.EngineService") == "SERVING"
+    assert check(address) == "SERVING"  # liveness
+    assert check(address, "engine_service.v1.EngineService") == "SERVING"  # readiness: active
     with grpc.insecure_channel(address) as channel:
         database = ProtoReflectionDescriptorDatabase(channel)
         assert "engine_service.v1.EngineService" in set(database.get_services())

@@ -120,7 +120,7 @@ def test_the_engine_api_needs_a_token_when_tokens_are_configured(engine_factory,
         env={"ENGINE_API_TOKENS": "first-token,second-token"},
     )
     engine.client_tls = ClientTls(pki["ca"])
-    engine.start()  # health stays open: the harness sees SERVING without a token
+    engine.start()  # health stays open: the harness sees readiness SERVING without a token
     request = pb.ListHostsRequest()
     for token, code in (
         (None, grpc.StatusCode.UNAUTHENTICATED),

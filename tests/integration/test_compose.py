@@ -2,7 +2,9 @@
 
 Every service's command must be accepted by the real argument parser (with the service's
 environment), its published ports must be the ports it listens on, its health check must probe
-the port it serves, and the agents must share one storage volume but not their state.
+the port it serves (the engine's: its readiness, the service name, since `depends_on` waits for
+an engine that takes calls; `""` is liveness, SERVING on a standby too), and the agents must
+share one storage volume but not their state.
 """
 
 from __future__ import annotations
@@ -113,7 +115,13 @@ def test_engine_service_matches_the_code(compose: dict, monkeypatch, which: str)
     port = config.listen.rsplit(":", 1)[1]
     assert config.listen.startswith("0.0.0.0:")
     assert port in {p.split(":")[1] for p in service["ports"]}
-    assert service["healthcheck"]["test"] == ["CMD", "grpc-health-probe", f"127.0.0.1:{port}"]
+    assert service["healthcheck"]["test"] == [
+        "CMD",
+        "grpc-health-probe",
+        f"127.0.0.1:{port}",
+        "--service",
+        engine_server.SERVICE_NAME,  # readiness; "" (liveness) is SERVING on a standby too
+    ]
     # The database is the compose PostgreSQL, reached with the driver the project ships.
     assert normalize_url(config.database_url).startswith("postgresql+psycopg://")
     db_host = config.database_url.split("@", 1)[1].split(":")[0].split("/")[0]
@@ -151,14 +159,16 @@ def test_the_tls_override_matches_the_code(compose: dict, monkeypatch, tmp_path)
                 key, local.replace("${ENGINE_API_TOKENS:?set ENGINE_API_TOKENS}", "t1,t2")
             )
         config = parser.parse_args(base["command"][1:])
-        if prefix == "ENGINE_":
+        test = service["healthcheck"]["test"]
+        if prefix == "ENGINE_":  # the override keeps probing readiness
+            assert test[test.index("--service") + 1] == engine_server.SERVICE_NAME, name
             assert config.agent_tls is not None and config.agent_tls.cert is not None
             assert config.tls_cert is not None and config.api_tokens == ("t1", "t2")
         else:
             assert config.tls_client_ca is not None and config.tls_cert is not None
         for key in env:
             monkeypatch.delenv(key)
-        probe_args = [a.replace("/pki", str(pki)) for a in service["healthcheck"]["test"][2:]]
+        probe_args = [a.replace("/pki", str(pki)) for a in test[2:]]
         with pytest.raises(SystemExit) as exit_status:  # parses, then reaches nothing
             probe(["127.0.0.1:1", "--timeout", "0.2", *probe_args[1:]])
         assert exit_status.value.code == 2

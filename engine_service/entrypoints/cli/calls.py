@@ -9,6 +9,7 @@ import grpc
 from google.protobuf.message import Message
 
 from engine_service.entrypoints.cli.output import die, render
+from engine_service.v1 import engine_service_pb2 as pb
 from engine_service.v1 import engine_service_pb2_grpc as pb_grpc
 from service_common.grpc_client import client_channel
 from service_common.health_probe import check as health_check
@@ -23,6 +24,8 @@ EXIT_CODES = {
     grpc.StatusCode.DEADLINE_EXCEEDED: 5,
     grpc.StatusCode.UNAUTHENTICATED: 6,
 }
+# The engine's readiness: SERVING only on the active engine ("" is liveness: standbys too).
+READINESS = pb.DESCRIPTOR.services_by_name["EngineService"].full_name
 
 
 class Client:
@@ -52,13 +55,17 @@ class Client:
         return self._stub
 
     def active_address(self) -> str:
-        """With several addresses (an active engine and standbys), the one that is SERVING."""
+        """With several addresses (an active engine and standbys), the one that is ready (its
+        readiness, the engine service's health, is SERVING)."""
         addresses = [a.strip() for a in self.address.split(",") if a.strip()]
         if len(addresses) == 1:
             return addresses[0]
         for address in addresses:
             try:
-                if health_check(address, timeout=min(self.timeout, 3.0), tls=self.tls) == "SERVING":
+                status = health_check(
+                    address, READINESS, timeout=min(self.timeout, 3.0), tls=self.tls
+                )
+                if status == "SERVING":
                     return address
             except grpc.RpcError:
                 continue

@@ -14,6 +14,7 @@ from engine_service.service_layer.inventory import Inventory
 from engine_service.service_layer.lifecycle import CommandLifecycle
 from engine_service.service_layer.polling import PollSettings
 from engine_service.service_layer.reconciliation import Reconciler
+from engine_service.service_layer.retention import Pruner
 from engine_service.service_layer.unit_of_work import UnitOfWork
 from service_common.tls import ClientTls
 
@@ -27,6 +28,7 @@ class EngineSettings:
     orphans: str = "fail"
     agent_timeout: float = 10.0
     agent_tls: ClientTls | None = None
+    retention: float = 30 * 86400.0  # seconds an ended command is kept; 0 keeps everything
 
 
 def bootstrap(
@@ -46,5 +48,7 @@ def bootstrap(
     reconciler = Reconciler(
         uow, agents, lifecycle, manager, settings.poll.agent_deadline, settings.orphans
     )
+    manager.sweep = lambda: reconciler.sweep(settings.poll.sweep_after)
     inventory = Inventory(uow, agents, settings.poll.agent_deadline)
-    return Engine(uow, agents, lifecycle, manager, reconciler, inventory)
+    pruner = Pruner(uow, settings.retention)
+    return Engine(uow, agents, lifecycle, manager, reconciler, inventory, pruner=pruner)

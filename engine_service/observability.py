@@ -27,3 +27,14 @@ RECONCILED = Counter(
     " cleared_zombies",
     ["what"],
 )
+POLL_ERRORS = Counter(
+    "engine_poll_errors_total",
+    "Errors the poll loop isolated, by stage: reply (an unreadable agent reply or task status),"
+    " record (recording a poll), end (ending a decided command), cycle (a whole poll cycle)",
+    ["stage"],
+)
+PRUNED = Counter(
+    "engine_pruned_total",
+    "Rows --retention deleted: commands (top-level), child_commands, client_requests",
+    ["what"],
+)

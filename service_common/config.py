@@ -11,6 +11,7 @@ The effective configuration is logged at startup with secrets masked (`effective
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,6 +35,33 @@ NON_NEGATIVE_FLOAT = click.FloatRange(min=0)
 NON_NEGATIVE_INT = click.IntRange(min=0)
 LOG_FORMAT = click.Choice(["text", "json"])
 CONFIG_FILE = "service_common.config.file"  # where ctx.meta keeps the --config file read
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `30d`, `12h`, `90m`, `45s` or plain seconds (`3600`, `0`); ValueError if
+    it is none of these or negative."""
+    found = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)", text.strip().lower())
+    if found is None:
+        raise ValueError(f"{text!r} is not a duration: use 30d, 12h, 90m, 45s or seconds")
+    return float(found[1]) * DURATION_UNITS[found[2]]
+
+
+class Duration(click.ParamType):
+    """A duration setting (`parse_duration`), as seconds; a number in the file is seconds."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)  # seconds, checked as text
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = Duration()
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from service_common.vdsm_tasks import result_from_wire_name, state_from_wire_nam
 from vdsm_agent.v1 import agent_service_pb2 as pb
 from vdsm_agent.v1 import agent_service_pb2_grpc as pb_grpc
 
-# The shared task words by their numbers on this wire (an unknown number is a KeyError).
+# The shared task words by their numbers on this wire (status_of reports any other number).
 _STATES = {
     number: state_from_wire_name(name)
     for name, number in pb.TaskState.items()
@@ -59,6 +59,36 @@ class AgentTaskInfo:
     image_id: str
 
 
+def statuses_of(reply: pb.GetAllTasksStatusesResponse) -> dict[str, AgentTaskStatus]:
+    """The statuses of a GetAllTasksStatuses reply by agent task id, each read on its own: one
+    the engine cannot read is reported as such (ReportedStatus.unreadable, under "" if it has
+    no task id), and the others stand."""
+    return {s.task_id: status_of(s) for s in reply.statuses}
+
+
+def status_of(s: pb.TaskStatus) -> AgentTaskStatus:
+    """One task's status; unreadable if it has no task id, or a state or result this engine
+    does not know (a newer agent's, or garbage)."""
+    if not s.task_id:
+        return ReportedStatus.unreadable("", "a status without a task id")
+    if s.state not in _STATES:
+        return ReportedStatus.unreadable(s.task_id, f"unknown state {_name(pb.TaskState, s.state)}")
+    if s.result not in _RESULTS:
+        bad = _name(pb.TaskResult, s.result)
+        return ReportedStatus.unreadable(s.task_id, f"unknown result {bad}")
+    return ReportedStatus(
+        s.task_id, _STATES[s.state], _RESULTS[s.result], s.progress_percent, s.message
+    )
+
+
+def _name(enum: Any, number: int) -> str:
+    """An enum value as the wire names it, or its bare number if the wire does not."""
+    try:
+        return str(enum.Name(number))
+    except ValueError:
+        return str(number)
+
+
 class AgentClient:
     """One agent's AgentService, each call with a deadline and two kinds of error."""
 
@@ -80,9 +110,14 @@ class AgentClient:
                 raise AgentRejected(code, details) from None
 
     def serving(self, timeout: float | None = None) -> bool:
+        """Whether an agent answers here. Waits for the channel to connect, up to `timeout`: a
+        channel to an agent that was down stays in reconnect backoff, and would fail at once
+        although the agent is back (a host re-added after a reboot)."""
         try:
             reply = health_pb2_grpc.HealthStub(self.channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=timeout or self.timeout
+                health_pb2.HealthCheckRequest(),
+                timeout=timeout or self.timeout,
+                wait_for_ready=True,
             )
         except grpc.RpcError:
             return False
@@ -106,16 +141,7 @@ class AgentClient:
 
     def all_statuses(self, timeout: float | None = None) -> dict[str, AgentTaskStatus]:
         reply = self._call("GetAllTasksStatuses", pb.GetAllTasksStatusesRequest(), timeout)
-        return {
-            s.task_id: ReportedStatus(
-                s.task_id,
-                _STATES[s.state],
-                _RESULTS[s.result],
-                s.progress_percent,
-                s.message,
-            )
-            for s in reply.statuses
-        }
+        return statuses_of(reply)
 
     def all_info(self, timeout: float | None = None) -> list[AgentTaskInfo]:
         reply = self._call("GetAllTasksInfo", pb.GetAllTasksInfoRequest(), timeout)

@@ -77,11 +77,15 @@ class HostRow(Base):
     status: Mapped[HostStatus] = mapped_column(EnumText(HostStatus))
     # Polls in a row that the agent did not answer; NON_RESPONSIVE from --host-failure-polls.
     failed_polls: Mapped[int] = mapped_column(Integer, default=0)
-    # When it became NON_RESPONSIVE: its commands fail --task-timeout after this.
+    # When it stopped answering (in any status): its commands fail --task-timeout after this.
     unreachable_since: Mapped[datetime | None] = mapped_column(DateTime)
     # When its agent last answered a poll (migration 0002).
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Fencing: when an operator confirmed it rebooted, who, and why (migration 0003).
+    confirmed_rebooted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    confirmed_rebooted_by: Mapped[str] = mapped_column(String(255), default="")
+    confirmed_rebooted_reason: Mapped[str] = mapped_column(Text, default="")
 
 
 class StorageDomainRow(Base):
@@ -171,7 +175,11 @@ class CommandRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime)
 
-    __table_args__ = (Index("ix_commands_listing", "parent_id", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_commands_listing", "parent_id", "status", "created_at"),
+        # Retention prunes the oldest ended commands first (migration 0003).
+        Index("ix_commands_ended_at", "ended_at"),
+    )
 
 
 class TaskRow(Base):
@@ -222,8 +230,19 @@ class ClientRequestRow(Base):
     rpc: Mapped[str] = mapped_column(String(64), primary_key=True)
     request_id: Mapped[str] = mapped_column(ID, primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
-    result_id: Mapped[str] = mapped_column(ID)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    result_id: Mapped[str] = mapped_column(ID, index=True)  # retention: by command (0003)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)  # (0003)
+
+
+class ZombieSightingRow(Base):
+    """When an agent task unknown to the engine was first seen (migration 0003): its grace
+    period counts from here, across slow polls and engine restarts."""
+
+    __tablename__ = "zombie_sightings"
+
+    host_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    vdsm_task_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 def table(row: type[Base]) -> Table:
@@ -242,3 +261,4 @@ COMMANDS = table(CommandRow)
 TASKS = table(TaskRow)
 LOCKS = table(EntityLockRow)
 CLIENT_REQUESTS = table(ClientRequestRow)
+ZOMBIE_SIGHTINGS = table(ZombieSightingRow)

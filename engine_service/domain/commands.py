@@ -136,3 +136,42 @@ class OrphanQuery:
     cutoff: datetime
     executing: frozenset[str] = frozenset()
     only_hosts: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class OnHosts:
+    """Which ACTIVE commands a dead or fenced host takes down: those with a task on one of
+    `host_ids` whose cleanup has not begun."""
+
+    host_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CreatedBefore:
+    """Which ACTIVE commands the command timeout ends: those accepted before `cutoff`."""
+
+    cutoff: datetime
+
+
+# What a set-based end selects (the repository turns each into a subquery).
+CommandSelection = OrphanQuery | OnHosts | CreatedBefore
+
+
+@dataclass(frozen=True)
+class CommandFilter:
+    """Which top-level commands a listing shows: every condition given, together."""
+
+    status: CommandStatus | None = None
+    ended_after: datetime | None = None  # at or after
+    ended_before: datetime | None = None  # strictly before
+    failure_reason_contains: str = ""  # case-insensitive
+
+    def admits(self, command: CommandRecord) -> bool:
+        """The same conditions in Python (the repository applies them in SQL)."""
+        ended = command.ended_at
+        return (
+            (self.status is None or command.status == self.status)
+            and (self.ended_after is None or (ended is not None and ended >= self.ended_after))
+            and (self.ended_before is None or (ended is not None and ended < self.ended_before))
+            and self.failure_reason_contains.lower() in command.failure_reason.lower()
+        )

@@ -1,10 +1,15 @@
 """A host (a hypervisor running vdsm-agent) and its state machine.
 
-UP --(N failed polls in a row)--> NON_RESPONSIVE --(an answer)--> UP
-any --(operator)--> MAINTENANCE --(operator)--> UP (the next poll says whether it really is)
+Two things are tracked apart: whether the agent answers (liveness, from the polls) and what the
+operator decided (maintenance, fencing).
 
-Timeouts are derived from stored instants (`unreachable_since + task_timeout`), never from a
-timer in memory, so a restarted or a standby engine computes the same answer.
+UP --(N failed polls in a row)--> NON_RESPONSIVE --(an answer)--> UP
+any --(operator)--> MAINTENANCE --(operator)--> UP, or NON_RESPONSIVE if it is not answering
+
+Failed polls count in every status: a host in MAINTENANCE that stops answering has an
+`unreachable_since` like any other, and its commands time out like any other. Timeouts are
+derived from stored instants (`unreachable_since + task_timeout`), never from a timer in memory,
+so a restarted or a standby engine computes the same answer.
 """
 
 from __future__ import annotations
@@ -28,7 +33,12 @@ class HostChange(StrEnum):
     """What recording a poll did to a host, for the log."""
 
     WENT_NON_RESPONSIVE = "went NON_RESPONSIVE"
-    CAME_BACK = "answers again: UP"
+    STOPPED_ANSWERING = "stopped answering (in maintenance)"
+    CAME_BACK = "answers again"
+
+
+class HostAnswering(Exception):
+    """A host that answers its polls cannot be confirmed rebooted."""
 
 
 @dataclass
@@ -43,6 +53,9 @@ class Host:
     unreachable_since: datetime | None = None  # when it became NON_RESPONSIVE
     last_seen_at: datetime | None = None  # when its agent last answered a poll
     created_at: datetime = field(default_factory=utcnow)
+    confirmed_rebooted_at: datetime | None = None  # fencing: when an operator confirmed it
+    confirmed_rebooted_by: str = ""
+    confirmed_rebooted_reason: str = ""
 
     @property
     def is_up(self) -> bool:
@@ -52,47 +65,75 @@ class Host:
     def is_non_responsive(self) -> bool:
         return self.status is HostStatus.NON_RESPONSIVE
 
+    @property
+    def is_answering(self) -> bool:
+        """Whether its agent answers its polls, whatever the operator decided."""
+        return self.unreachable_since is None
+
     def record_failed_poll(self, now: datetime, threshold: int) -> HostChange | None:
-        """One more poll unanswered; an UP host that reaches `threshold` of them in a row is
-        NON_RESPONSIVE from `now`."""
+        """One more poll unanswered. A host that reaches `threshold` of them in a row is not
+        answering from `now`, in any status; an UP one becomes NON_RESPONSIVE."""
         self.failed_polls += 1
-        if self.failed_polls >= threshold and self.status is HostStatus.UP:
+        if self.failed_polls < threshold or not self.is_answering:
+            return None
+        self.unreachable_since = now
+        if self.status is HostStatus.UP:
             self.status = HostStatus.NON_RESPONSIVE
-            self.unreachable_since = now
             return HostChange.WENT_NON_RESPONSIVE
-        return None
+        return HostChange.STOPPED_ANSWERING
 
     def record_answer(self, now: datetime) -> HostChange | None:
-        """The agent answered a poll: its failure count restarts, and a NON_RESPONSIVE host is
-        UP again."""
+        """The agent answered a poll: its failure count restarts, it is answering again, and a
+        NON_RESPONSIVE host is UP again (one in maintenance stays there)."""
         self.failed_polls = 0
         self.last_seen_at = now
+        came_back = not self.is_answering
+        self.unreachable_since = None
         if self.status is HostStatus.NON_RESPONSIVE:
             self.status = HostStatus.UP
-            self.unreachable_since = None
-            return HostChange.CAME_BACK
-        return None
+        return HostChange.CAME_BACK if came_back else None
 
     def set_maintenance(self, maintenance: bool) -> None:
-        """Into maintenance from any status; out of it, UP until a poll says otherwise."""
+        """Into maintenance from any status; out of it, UP if it answers, NON_RESPONSIVE if
+        not. Neither stops nor restarts the clock of a host that is not answering."""
         if maintenance:
             self.status = HostStatus.MAINTENANCE
         elif self.status is HostStatus.MAINTENANCE:
-            self.status = HostStatus.UP
-            self.failed_polls = 0
+            self.status = HostStatus.UP if self.is_answering else HostStatus.NON_RESPONSIVE
 
     def tasks_timed_out(self, now: datetime, task_timeout: float) -> bool:
-        """Its commands fail `task_timeout` seconds after it became NON_RESPONSIVE."""
+        """Its commands fail `task_timeout` seconds after it stopped answering, in any status."""
         return (
-            self.status is HostStatus.NON_RESPONSIVE
-            and self.unreachable_since is not None
+            self.unreachable_since is not None
             and self.unreachable_since + timedelta(seconds=task_timeout) <= now
         )
 
     def unreachable_message(self) -> str:
-        """What the unfinished tasks on a NON_RESPONSIVE host say."""
+        """What the unfinished tasks on a host that is not answering say."""
         since = f"{self.unreachable_since:%Y-%m-%d %H:%M:%S}" if self.unreachable_since else "?"
+        if self.status is HostStatus.MAINTENANCE:
+            return f"host {self.name} (in maintenance) has not answered since {since} UTC"
         return f"host {self.name} is NON_RESPONSIVE since {since} UTC"
+
+    def confirm_rebooted(self, now: datetime, by: str, reason: str) -> None:
+        """Fencing: the operator asserts it is down and its processes gone. Refused while it
+        answers: a host that answers is not down, and its tasks may still be running."""
+        if self.is_answering:
+            raise HostAnswering(
+                f"host {self.name} answers its polls (last at "
+                f"{self.last_seen_at:%Y-%m-%d %H:%M:%S} UTC): it has not been rebooted; "
+                "put it in maintenance and wait for its tasks instead"
+                if self.last_seen_at
+                else f"host {self.name} answers its polls: it has not been rebooted"
+            )
+        self.confirmed_rebooted_at = now
+        self.confirmed_rebooted_by = by
+        self.confirmed_rebooted_reason = reason
+
+    def fencing_reason(self) -> str:
+        """Why its commands failed when the operator confirmed it rebooted."""
+        by = self.confirmed_rebooted_by or "an operator"
+        return f"host {self.name} was confirmed rebooted by {by}: {self.confirmed_rebooted_reason}"
 
     def timeout_reason(self, task_timeout: float) -> str:
         """Why its commands failed when its task timeout passed."""

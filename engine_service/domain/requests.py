@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from engine_service.domain.clock import utcnow
 from service_common.errors import AlreadyExists
 
 
@@ -46,6 +48,7 @@ class StoredRequest:
     request_id: str
     fingerprint: str
     result_id: str
+    created_at: datetime = field(default_factory=utcnow)  # retention deletes it after a while
 
 
 class Conflict(Exception):

@@ -141,13 +141,28 @@ class TaskView:
 
 @dataclass(frozen=True)
 class ReportedStatus:
-    """What an agent reported of one of its tasks."""
+    """What an agent reported of one of its tasks.
+
+    A report the engine cannot read (no task id, a state or a result it does not know) has no
+    state and says why in `problem` (`unreadable`). As far as the engine knows such a task is
+    neither running nor finished: it is not recorded (observe), it never counts as finished, and
+    a zombie reporting it is never cleared, only stopped."""
 
     vdsm_task_id: str
-    state: TaskState
+    state: TaskState | None  # None exactly when `problem` says why the report is unreadable
     result: TaskResult
     progress_percent: int
     message: str
+    problem: str = ""
+
+    @classmethod
+    def unreadable(cls, vdsm_task_id: str, problem: str) -> ReportedStatus:
+        """A report the engine cannot read, and why (naming the bad value)."""
+        return cls(vdsm_task_id, None, TaskResult.NONE, 0, "", problem)
+
+    @property
+    def readable(self) -> bool:
+        return self.state is not None
 
 
 @dataclass(frozen=True)
@@ -160,7 +175,9 @@ class TaskUpdate:
 
 def observe(task: TaskView, reported: ReportedStatus) -> TaskUpdate | None:
     """The change a poll's report makes to a task; None if nothing changed. A result of NONE
-    (still running) is stored as no result."""
+    (still running) is stored as no result. An unreadable report changes nothing."""
+    if reported.state is None:
+        return None
     result = reported.result if reported.result is not TaskResult.NONE else None
     now_is = (reported.state, result, reported.progress_percent, reported.message)
     if now_is == (task.state, task.result, task.progress_percent, task.message):
@@ -188,6 +205,24 @@ def lost(task: TaskView, host_name: str, asked_at: datetime) -> TaskUpdate | Non
             "result": TaskResult.FAILURE,
             "message": f"host {host_name} no longer knows task {task.vdsm_task_id} "
             "(lost by the agent)",
+        },
+    )
+
+
+def misreported(
+    task: TaskView, host_name: str, reported: ReportedStatus, times: int
+) -> TaskUpdate | None:
+    """A task its agent reported unreadably `times` polls in a row (the limit) fails its
+    command, as a lost one does, with a message naming the host, the task and the bad value."""
+    if not task.unfinished:
+        return None
+    return TaskUpdate(
+        task.task_id,
+        {
+            "state": TaskState.FINISHED,
+            "result": TaskResult.FAILURE,
+            "message": f"host {host_name} reported task {task.vdsm_task_id} unreadably "
+            f"{times} polls in a row: {reported.problem}",
         },
     )
 

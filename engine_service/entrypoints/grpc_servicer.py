@@ -8,12 +8,13 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from engine_service import observability as metrics
-from engine_service.domain.commands import CommandStatus
+from engine_service.domain.commands import CommandFilter, CommandStatus
 from engine_service.domain.inventory import Disk, StorageDomain, Template, Vm
 from engine_service.service_layer.engine import Engine
 from engine_service.service_layer.reconciliation import ReconcileReport
@@ -46,7 +47,17 @@ def host_message(info: HostView) -> pb.Host:
         status=f"HOST_STATUS_{h.status.value}",
         tasks_in_flight=info.tasks_in_flight,
         last_seen_at=timestamp(h.last_seen_at),
+        unreachable_since=timestamp(h.unreachable_since),
+        confirmed_rebooted_at=timestamp(h.confirmed_rebooted_at),
+        confirmed_rebooted_by=h.confirmed_rebooted_by,
+        confirmed_rebooted_reason=h.confirmed_rebooted_reason,
     )
+
+
+def caller(context: grpc.ServicerContext) -> str:
+    """Who made a call, for the records an operator's action leaves: the client's address
+    (a named token will say more, once tokens have names)."""
+    return context.peer() or "unknown"
 
 
 def domain_message(d: StorageDomain) -> pb.StorageDomain:
@@ -115,6 +126,43 @@ def report_message(r: ReconcileReport) -> pb.ReconcileReport:
         removed_placeholders=r.removed_placeholders,
         adopted_tasks=r.adopted_tasks,
         cleared_zombies=r.cleared_zombies,
+        failed_commands=r.failed_commands,
+        failed_at=timestamp(r.failed_at),
+    )
+
+
+def reconcile_response(
+    report: ReconcileReport, startup: ReconcileReport
+) -> pb.ReconcileOrphansResponse:
+    """Bounded whatever the number of commands failed: the reports list at most the first
+    LISTED_IDS ids (reconciliation.py), and count them all."""
+    return pb.ReconcileOrphansResponse(
+        failed_command_ids=report.failed_command_ids,
+        removed_placeholders=report.removed_placeholders,
+        adopted_tasks=report.adopted_tasks,
+        cleared_zombies=report.cleared_zombies,
+        failed_commands=report.failed_commands,
+        failed_at=timestamp(report.failed_at),
+        startup_report=report_message(startup),
+    )
+
+
+def instant(message: Any, name: str) -> datetime | None:
+    """A Timestamp field of a request as naive UTC; None if unset."""
+    if not message.HasField(name):
+        return None
+    try:
+        return cast(datetime, getattr(message, name).ToDatetime())
+    except (ValueError, OverflowError):
+        raise InvalidArgument(name, "is not a representable instant") from None
+
+
+def command_filter(request: pb.ListCommandsRequest) -> CommandFilter:
+    return CommandFilter(
+        status=status_filter(request.status),
+        ended_after=instant(request, "ended_after"),
+        ended_before=instant(request, "ended_before"),
+        failure_reason_contains=request.failure_reason_contains,
     )
 
 
@@ -161,6 +209,17 @@ class EngineServicer(pb_grpc.EngineServiceServicer):
     ) -> pb.RemoveHostResponse:
         self.engine.inventory.remove_host(request.host_id)
         return pb.RemoveHostResponse()
+
+    @rpc
+    def ConfirmHostRebooted(
+        self, request: pb.ConfirmHostRebootedRequest, context: grpc.ServicerContext
+    ) -> pb.ConfirmHostRebootedResponse:
+        fenced = self.engine.confirm_host_rebooted(request.host_id, request.reason, caller(context))
+        return pb.ConfirmHostRebootedResponse(
+            host=host_message(fenced.host),
+            failed_commands=fenced.failed_commands,
+            written_off_tasks=fenced.written_off_tasks,
+        )
 
     @rpc
     def AddStorageDomain(
@@ -251,7 +310,7 @@ class EngineServicer(pb_grpc.EngineServiceServicer):
         self, request: pb.ListCommandsRequest, context: grpc.ServicerContext
     ) -> pb.ListCommandsResponse:
         views, token = self.engine.commands(
-            status_filter(request.status), request.page_size, request.page_token
+            command_filter(request), request.page_size, request.page_token
         )
         return pb.ListCommandsResponse(
             commands=[command_message(v) for v in views], next_page_token=token
@@ -306,13 +365,7 @@ class EngineServicer(pb_grpc.EngineServiceServicer):
         self, request: pb.ReconcileOrphansRequest, context: grpc.ServicerContext
     ) -> pb.ReconcileOrphansResponse:
         report = self.engine.reconcile()
-        return pb.ReconcileOrphansResponse(
-            failed_command_ids=report.failed_command_ids,
-            removed_placeholders=report.removed_placeholders,
-            adopted_tasks=report.adopted_tasks,
-            cleared_zombies=report.cleared_zombies,
-            startup_report=report_message(self.engine.reconciler.startup_report),
-        )
+        return reconcile_response(report, self.engine.reconciler.startup_report)
 
 
 def _settled(command: pb.Command) -> bool:

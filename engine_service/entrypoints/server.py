@@ -152,12 +152,15 @@ def engine_settings(config: Config) -> EngineSettings:
         agent_tls=config.agent_tls,
         database_url=config.database_url,
         orphans=config.orphans,
+        retention=config.retention,
         poll=PollSettings(
             interval=config.poll_interval,
             host_failure_polls=config.host_failure_polls,
             task_timeout=config.task_timeout,
             zombie_grace=config.zombie_grace,
             agent_deadline=config.agent_deadline,
+            command_timeout=config.command_timeout,
+            sweep_after=config.sweep_after,
         ),
     )
 

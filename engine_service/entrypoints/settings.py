@@ -9,7 +9,10 @@ from typing import Any
 
 import click
 
+from engine_service.service_layer.polling import DEFAULT_COMMAND_TIMEOUT, DEFAULT_SWEEP_AFTER
 from service_common.config import (
+    DURATION,
+    NON_NEGATIVE_FLOAT,
     PATH,
     POSITIVE_FLOAT,
     POSITIVE_INT,
@@ -53,9 +56,22 @@ class Config(ServerSettings):
         "failed polls in a row that make a host NON_RESPONSIVE", type=POSITIVE_INT, default=3
     )
     task_timeout: float = setting(
-        "seconds after a host became NON_RESPONSIVE that its commands fail",
+        "seconds after a host stopped answering (NON_RESPONSIVE, or in maintenance) that its "
+        "commands fail",
         type=POSITIVE_FLOAT,
         default=300.0,
+    )
+    command_timeout: float = setting(
+        "seconds an ACTIVE command may run before it is ended FAILED, its tasks stopped and its "
+        "work compensated; 0 disables. The default fits a 1 TiB copy at 50 MB/s twice over",
+        type=NON_NEGATIVE_FLOAT,
+        default=DEFAULT_COMMAND_TIMEOUT,
+    )
+    sweep_after: float = setting(
+        "seconds a placeholder may stay unsent, by a command this process is not submitting, "
+        "before it is reconciled (adopted or failed) without a restart",
+        type=POSITIVE_FLOAT,
+        default=DEFAULT_SWEEP_AFTER,
     )
     zombie_grace: float = setting(
         "seconds an agent task unknown to the engine may live before it is stopped and cleared",
@@ -73,6 +89,13 @@ class Config(ServerSettings):
         "submit those children again",
         type=click.Choice(["fail", "resubmit"]),
         default="fail",
+    )
+    retention: float = setting(
+        "how long ended commands, their children, history and request ids are kept before "
+        "they are pruned in the background: 30d, 12h, 90m, 45s or seconds; 0 keeps everything",
+        type=DURATION,
+        default=30 * 86400.0,
+        default_help="30d",
     )
     bound_address_file: Path | None = setting(
         "write the HOST:PORT actually bound here once listening", type=PATH

@@ -7,14 +7,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 
 from engine_service import observability as metrics
 from engine_service.adapters.agent_client import AgentPool
-from engine_service.domain.clock import utcnow
-from engine_service.domain.commands import CommandStatus, Outcome, decide_outcome
-from engine_service.domain.hosts import HostStatus
+from engine_service.domain.commands import decide_outcome
 from engine_service.domain.tasks import TaskView
 from engine_service.service_layer.cleanup import Cleaner
+from engine_service.service_layer.failing import Reaper
+from engine_service.service_layer.isolation import CommandEnder
 from engine_service.service_layer.lifecycle import CommandLifecycle
 from engine_service.service_layer.polling import Poller, PollResult, PollSettings
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
@@ -42,6 +43,10 @@ class AsyncTaskManager:
         self.poller = Poller(uow, agents, settings)
         self.cleaner = Cleaner(uow, agents, settings)
         self.zombies = ZombieTracker(uow, agents, settings, self.cleaner)
+        self.reaper = Reaper(uow, settings)
+        # Set by bootstrap: reconciles placeholders left unsent (reconciliation.py).
+        self.sweep: Callable[[], object] | None = None
+        self._ender = CommandEnder(lifecycle, settings.error_limit)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -63,6 +68,7 @@ class AsyncTaskManager:
             try:
                 self.poll_once()
             except Exception:
+                metrics.POLL_ERRORS.labels("cycle").inc()
                 log.exception("poll cycle failed; trying again next interval")
             self._stop.wait(self.settings.interval)
 
@@ -71,6 +77,9 @@ class AsyncTaskManager:
             result = self.poll_hosts()
             self.end_decided_commands()
             self.fail_commands_on_dead_hosts()
+            self.fail_commands_past_timeout()
+            if self.sweep is not None:
+                self.sweep()
             self.clean_up(result)
             self.zombies.handle(result)
             with self.uow(read_only=True) as uow:
@@ -91,6 +100,8 @@ class AsyncTaskManager:
     # -- ending commands ---------------------------------------------------------------------
 
     def end_decided_commands(self) -> list[str]:
+        """End the commands whose outcome is decided: in one transaction, or each in its own
+        if that raises; one whose end keeps raising is retried, then fails (isolation.py)."""
         with self.uow(read_only=True) as uow:
             by_root: dict[str, list[TaskView]] = defaultdict(list)
             # Only a command with a finished task can be decided (decide_outcome): with
@@ -102,26 +113,12 @@ class AsyncTaskManager:
             for root_id, tasks in by_root.items()
             if (outcome := decide_outcome(tasks)) is not None
         }
-        return self.lifecycle.finish_many(decided) if decided else []
+        return self._ender.end(decided)
 
     def fail_commands_on_dead_hosts(self) -> list[str]:
-        """Commands with tasks on a host NON_RESPONSIVE for longer than the task timeout."""
-        now = utcnow()
-        with self.uow(read_only=True) as uow:
-            dead = {
-                h.host_id: h
-                for h in uow.repo.hosts_with_status(HostStatus.NON_RESPONSIVE)
-                if h.tasks_timed_out(now, self.settings.task_timeout)
-            }
-            if not dead:
-                return []
-            victims = {
-                t.root_command_id: dead[t.host_id] for t in uow.repo.active_tasks(list(dead))
-            }
-        return [
-            root
-            for root, host in victims.items()
-            if self.lifecycle.finish(
-                root, Outcome(CommandStatus.FAILED, host.timeout_reason(self.settings.task_timeout))
-            )
-        ]
+        """Commands with tasks on a host silent for longer than the task timeout (failing.py)."""
+        return self.reaper.fail_commands_on_dead_hosts()
+
+    def fail_commands_past_timeout(self) -> list[str]:
+        """Commands older than --command-timeout (failing.py)."""
+        return self.reaper.fail_commands_past_timeout()

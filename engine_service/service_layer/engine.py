@@ -6,18 +6,21 @@ import logging
 from dataclasses import dataclass
 
 from engine_service.adapters.agent_client import AgentPool
-from engine_service.domain.commands import CommandStatus
+from engine_service.domain.commands import CommandFilter
 from engine_service.domain.inventory import Disk, Template
 from engine_service.service_layer.async_task_manager import AsyncTaskManager
 from engine_service.service_layer.commands.add_disk import AddDisk
 from engine_service.service_layer.commands.add_vm_template import AddVmTemplate
+from engine_service.service_layer.fencing import Fenced, confirm_host_rebooted
 from engine_service.service_layer.idempotency import optional_request
 from engine_service.service_layer.inventory import Inventory, require_name, require_size
 from engine_service.service_layer.lifecycle import CommandLifecycle
 from engine_service.service_layer.reconciliation import Reconciler, ReconcileReport
+from engine_service.service_layer.retention import Pruner
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
 from engine_service.service_layer.views import (
     CommandView,
+    checked_filter,
     command_view,
     command_views,
     decode_token,
@@ -39,6 +42,7 @@ class Engine:
     manager: AsyncTaskManager
     reconciler: Reconciler
     inventory: Inventory
+    pruner: Pruner | None = None  # --retention; None keeps everything
 
     # -- start and stop ----------------------------------------------------------------------
 
@@ -50,9 +54,13 @@ class Engine:
         report = self.reconciler.reconcile()
         self.reconciler.startup_report = report
         self.manager.start()
+        if self.pruner is not None:
+            self.pruner.start()  # its own thread: pruning never delays a poll
         return report
 
     def stop(self) -> None:
+        if self.pruner is not None:
+            self.pruner.stop()
         self.manager.stop()
         self.agents.close()
 
@@ -107,11 +115,12 @@ class Engine:
             return command_view(uow.repo, command_id)
 
     def commands(
-        self, status: CommandStatus | None, size: int, token: str
+        self, where: CommandFilter, size: int, token: str
     ) -> tuple[list[CommandView], str]:
-        limit, after = page_size(size), decode_token(token)
+        """A page of the top-level commands `where` admits, newest first."""
+        where, limit, after = checked_filter(where), page_size(size), decode_token(token)
         with self.uow(read_only=True) as uow:
-            rows = uow.repo.command_page(status, after, limit + 1)
+            rows = uow.repo.command_page(where, after, limit + 1)
             more = len(rows) > limit
             rows = rows[:limit]
             views = command_views(uow.repo, rows)
@@ -122,6 +131,11 @@ class Engine:
         command_id = require_uuid("command_id", command_id)
         self.lifecycle.cancel(command_id)
         return self.command(command_id)
+
+    def confirm_host_rebooted(self, host_id: str, reason: str, by: str) -> Fenced:
+        """Fencing: the operator asserts the host is down (fencing.py)."""
+        deadline = self.inventory.agent_deadline
+        return confirm_host_rebooted(self.uow, self.agents, host_id, reason, by, deadline)
 
     def reconcile(self) -> ReconcileReport:
         return self.reconciler.reconcile()

@@ -136,6 +136,7 @@ class Inventory:
                     f"host {host.name} still has {tasks} task(s); wait for them to be cleared"
                 )
             uow.repo.remove_host(host_id)
+            uow.repo.forget_sightings_of_host(host_id)
             uow.commit()
         log.info("host %s removed", host.name, extra={"host": host.name})
 

@@ -15,6 +15,7 @@ from engine_service.adapters.agent_client import AgentPool, AgentRejected, Agent
 from engine_service.adapters.repository import Repository
 from engine_service.domain.clock import utcnow
 from engine_service.domain.hosts import Host, HostChange
+from engine_service.domain.retries import Retries
 from engine_service.domain.tasks import (
     ReportedStatus,
     TaskUpdate,
@@ -23,20 +24,33 @@ from engine_service.domain.tasks import (
     observe,
     unreachable,
 )
+from engine_service.service_layer.isolation import Strikes, describe, poll_error
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
 
 log = logging.getLogger("engine_service.service_layer.async_task_manager")
 
 
+# 12 hours: a 1 TiB copy (the largest disk) at 50 MB/s takes about 6.
+DEFAULT_COMMAND_TIMEOUT = 43200.0
+# Longer than `execute` keeps retrying an agent that does not answer (about 7 s per task).
+DEFAULT_SWEEP_AFTER = 30.0
+
+
 @dataclass(frozen=True)
 class PollSettings:
-    """How often hosts are polled and how long they may stay silent."""
+    """How often hosts are polled, how long they may stay silent, and the bounds the poll
+    loop enforces (docs/design.md §12)."""
 
     interval: float = 1.0
     host_failure_polls: int = 3
     task_timeout: float = 300.0
     agent_deadline: float = 3.0
     zombie_grace: float = 60.0
+    command_timeout: float = DEFAULT_COMMAND_TIMEOUT  # 0: no bound
+    sweep_after: float = DEFAULT_SWEEP_AFTER
+    # Polls in a row a task may be reported unreadably, and times a command's end may raise,
+    # before it fails (isolation.py).
+    error_limit: int = 5
 
 
 @dataclass
@@ -57,13 +71,24 @@ def task_updates(
     seen: dict[str, ReportedStatus],
     asked_at: datetime,
     known: set[str],
+    strikes: Strikes | None = None,
 ) -> list[TaskUpdate]:
-    """What a host's answer changes in its submitted tasks."""
+    """What a host's answer changes in its submitted tasks. A task reported unreadably is left
+    as it is (`strikes` counts it); so is a task missing from an answer that holds a status
+    without a task id, which may be that task's."""
     updates = []
     for task in tasks:
         assert task.vdsm_task_id is not None
         known.add(task.vdsm_task_id)
         status = seen.get(task.vdsm_task_id)
+        if status is None and "" in seen and not seen[""].readable:
+            status = seen[""]  # a status without a task id may be this task's
+        if status is not None and not status.readable:
+            if strikes is not None and (update := strikes.unreadable(host, task, status)):
+                updates.append(update)
+            continue
+        if strikes is not None:
+            strikes.readable(task)
         update = observe(task, status) if status is not None else lost(task, host.name, asked_at)
         if update is not None:
             updates.append(update)
@@ -92,6 +117,8 @@ class Poller:
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="poll")
         self._lock = threading.Lock()
         self._inflight: dict[str, tuple[Future[dict[str, ReportedStatus]], datetime]] = {}
+        # Polls in a row each task was reported unreadably (Strikes).
+        self._unreadable = Retries(settings.error_limit)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -110,6 +137,9 @@ class Poller:
                 )
             except (AgentUnavailable, AgentRejected) as exc:
                 result.unreachable[h.host_id] = str(exc)
+            except Exception as exc:  # an unreadable reply: as good as no answer, here
+                self._unreadable_reply(h, exc)
+                result.unreachable[h.host_id] = describe(exc)
         return result
 
     def poll(self) -> PollResult:
@@ -139,16 +169,60 @@ class Poller:
             if h.host_id not in self._inflight or not self._inflight[h.host_id][0].done():
                 continue
             call, asked_at = self._inflight.pop(h.host_id)
-            result.asked_at[h.host_id] = asked_at
             try:
                 result.statuses[h.host_id] = call.result()
             except (AgentUnavailable, AgentRejected) as exc:
                 result.unreachable[h.host_id] = str(exc)
+            except Exception as exc:  # this host is skipped this cycle; it did answer
+                self._unreadable_reply(h, exc)
+                continue
+            result.asked_at[h.host_id] = asked_at
         return result
 
+    @staticmethod
+    def _unreadable_reply(host: Host, exc: Exception) -> None:
+        poll_error("reply")
+        log.warning(
+            "the reply of host %s (%s) could not be read, skipping it this cycle: %s",
+            host.name,
+            host.address,
+            describe(exc),
+            exc_info=exc,
+            extra={"host": host.name},
+        )
+
     def record(self, host_ids: list[str], result: PollResult) -> None:
-        """One transaction for the whole poll: the hosts' transitions and the tasks' changes."""
+        """One transaction for the whole poll: the hosts' transitions and the tasks' changes.
+        If it raises, one transaction per host, so that one host's bad data stops no other."""
+        try:
+            self._record(host_ids, result)
+        except Exception as exc:
+            poll_error("record")
+            log.warning(
+                "recording the poll in one transaction failed (%s); recording each host alone",
+                describe(exc),
+                exc_info=exc,
+            )
+            for host_id in host_ids:
+                if host_id in result.statuses or host_id in result.unreachable:
+                    self._record_alone(host_id, result)
+
+    def _record_alone(self, host_id: str, result: PollResult) -> None:
+        try:
+            self._record([host_id], result)
+        except Exception as exc:
+            poll_error("record")
+            log.error(
+                "recording the poll of host id %s failed; its tasks wait for the next poll: %s",
+                host_id,
+                describe(exc),
+                exc_info=exc,
+                extra={"host_id": host_id},
+            )
+
+    def _record(self, host_ids: list[str], result: PollResult) -> None:
         now = utcnow()
+        strikes = Strikes(self._unreadable)
         with self.uow() as uow:
             hosts = uow.repo.hosts_for_update(host_ids)
             answered = [h for h in host_ids if h in result.statuses and h in hosts]
@@ -168,20 +242,22 @@ class Poller:
                     result.statuses[host_id],
                     result.asked_at[host_id],
                     result.known,
+                    strikes,
                 )
             polled = result.statuses.keys() | result.unreachable.keys()
             uow.repo.save_hosts(h for h in hosts.values() if h.host_id in polled)
             uow.repo.update_tasks(updates)
             uow.commit()
+        strikes.apply()
 
     def _record_silence(
         self, repo: Repository, host: Host, now: datetime, error: str
     ) -> list[TaskUpdate]:
-        """A host that did not answer: one more failed poll; the unfinished tasks on a
-        NON_RESPONSIVE host say so."""
+        """A host that did not answer: one more failed poll; the unfinished tasks on a host
+        that is not answering (NON_RESPONSIVE, or in maintenance) say so."""
         change = host.record_failed_poll(now, self.settings.host_failure_polls)
         self._log_change(host, change, error)
-        if not host.is_non_responsive:
+        if host.is_answering:
             return []
         tasks = repo.submitted_tasks_on([host.host_id])
         message = host.unreachable_message()
@@ -189,14 +265,17 @@ class Poller:
 
     @staticmethod
     def _log_change(host: Host, change: HostChange | None, error: str) -> None:
-        if change is HostChange.WENT_NON_RESPONSIVE:
+        if change in (HostChange.WENT_NON_RESPONSIVE, HostChange.STOPPED_ANSWERING):
             log.warning(
-                "host %s (%s) is NON_RESPONSIVE after %d failed polls: %s",
+                "host %s (%s) is %s after %d failed polls: %s",
                 host.name,
                 host.address,
+                "NON_RESPONSIVE" if host.is_non_responsive else "not answering (in maintenance)",
                 host.failed_polls,
                 error,
                 extra={"host": host.name},
             )
         elif change is HostChange.CAME_BACK:
-            log.info("host %s answers again: UP", host.name, extra={"host": host.name})
+            log.info(
+                "host %s answers again: %s", host.name, host.status.value, extra={"host": host.name}
+            )

@@ -17,7 +17,9 @@ Running it again changes nothing: the second report is all zeros.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from engine_service import observability as metrics
 from engine_service.adapters.agent_client import AgentPool, AgentRejected, AgentUnavailable
@@ -25,25 +27,45 @@ from engine_service.crash import crash_point
 from engine_service.domain.clock import utcnow
 from engine_service.domain.commands import CommandStatus, OrphanQuery, Outcome
 from engine_service.domain.hosts import Host
-from engine_service.domain.tasks import TaskCleanup
 from engine_service.service_layer.async_task_manager import AsyncTaskManager
-from engine_service.service_layer.commands.base import CommandBase
+from engine_service.service_layer.failing import counted, fail_active_commands
 from engine_service.service_layer.lifecycle import CommandLifecycle
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
 ORPHAN_REASON = "engine restarted before the task reached the host"
+SWEPT_REASON = (
+    "the task never reached its host: its submission stopped on an engine error and the "
+    "sweeper found it unsent"
+)
+
+
+LISTED_IDS = 1000  # failed command ids a report lists; ListCommands lists the rest
 
 
 @dataclass
 class ReconcileReport:
-    """What one reconciliation did."""
+    """What one reconciliation did. Its size is bounded whatever the number of commands it
+    failed: `failed_command_ids` lists the first LISTED_IDS of them (oldest first), and
+    ListCommands(FAILED, ended at `failed_at`) lists them all."""
 
     failed_command_ids: list[str] = field(default_factory=list)
     removed_placeholders: int = 0
     adopted_tasks: int = 0
     cleared_zombies: int = 0
+    failed_commands: int = 0  # all of them
+    failed_at: datetime | None = None  # when, in one transaction; None if none
+
+    def __str__(self) -> str:
+        shown = self.failed_command_ids[:5]
+        more = ["..."] if self.failed_commands > len(shown) else []
+        at = f" at {self.failed_at.isoformat()}" if self.failed_at else ""
+        return (
+            f"failed {self.failed_commands} command(s) {shown + more}{at}, removed "
+            f"{self.removed_placeholders} placeholder(s), adopted {self.adopted_tasks} task(s), "
+            f"cleared {self.cleared_zombies} zombie(s)"
+        )
 
 
 class Reconciler:
@@ -65,32 +87,51 @@ class Reconciler:
         self.lookup_deadline = lookup_deadline
         self.orphans = orphans
         self.startup_report = ReconcileReport()
+        # One pass over the placeholders at a time: the sweeper (poll thread) and an RPC.
+        self._placeholders = threading.Lock()
 
     def reconcile(self) -> ReconcileReport:
-        report = self._reconcile_placeholders()
-        if self.orphans == "resubmit":
-            self._resubmit()
+        with self._placeholders:
+            report = self._reconcile_placeholders()
+            if self.orphans == "resubmit":
+                self._resubmit()
         report.cleared_zombies = self.manager.zombies.handle(self.manager.peek_hosts())
         for what in ("removed_placeholders", "adopted_tasks"):
             metrics.RECONCILED.labels(what).inc(getattr(report, what))
-        metrics.RECONCILED.labels("failed_commands").inc(len(report.failed_command_ids))
+        metrics.RECONCILED.labels("failed_commands").inc(report.failed_commands)
         if report != ReconcileReport():
-            failed = report.failed_command_ids
+            log.warning("reconciliation: %s", report)
+        return report
+
+    def sweep(self, older_than: float) -> ReconcileReport:
+        """The in-process sweeper (issue 14): placeholders left unsent for more than
+        `older_than` seconds by a command this process is not executing (its `execute` raised
+        something other than an agent error, say) are looked up by request id and adopted, or
+        their command failed, without waiting for a restart. One read when there is none."""
+        cutoff = utcnow() - timedelta(seconds=older_than)
+        with self._placeholders:
+            report = self._reconcile_placeholders(cutoff, SWEPT_REASON)
+            if self.orphans == "resubmit":
+                self._resubmit()
+        if report.failed_command_ids or report.adopted_tasks:
             log.warning(
-                "reconciliation: failed %d command(s) %s, removed %d placeholder(s), "
-                "adopted %d task(s), cleared %d zombie(s)",
-                len(failed),
-                failed[:5] + (["..."] if len(failed) > 5 else []),
-                report.removed_placeholders,
+                "sweeper: placeholders unsent for over %gs: failed %d command(s) %s, "
+                "adopted %d task(s)",
+                older_than,
+                report.failed_commands,
+                report.failed_command_ids[:5],
                 report.adopted_tasks,
-                report.cleared_zombies,
             )
         return report
 
-    def _reconcile_placeholders(self) -> ReconcileReport:
+    def _reconcile_placeholders(
+        self, cutoff: datetime | None = None, reason: str = ORPHAN_REASON
+    ) -> ReconcileReport:
         """Steps 1, 2 and 5, with set-based statements: the work per orphaned command is a few
-        rows in a handful of statements, whatever the number of commands."""
-        cutoff = utcnow()  # placeholders written later belong to submissions under way
+        rows in a handful of statements, whatever the number of commands. Only placeholders
+        written before `cutoff` (default: now) are looked at."""
+        # Placeholders written later belong to submissions under way.
+        cutoff = cutoff or utcnow()
         with self.uow(read_only=True) as uow:
             hosts = uow.repo.hosts_with_placeholders(cutoff)
         if not hosts:
@@ -111,7 +152,7 @@ class Reconciler:
                 for answer in known.values()
                 for task_id in uow.repo.placeholders_among(list(answer))
             }
-        return self._settle(adopt, orphans, unreachable)
+        return self._settle(adopt, orphans, unreachable, reason)
 
     def _look_up(self, hosts: list[Host]) -> tuple[dict[str, dict[str, str]], list[str]]:
         """Step 1: ask each host once for the request ids it knows (request id -> agent task
@@ -133,7 +174,11 @@ class Reconciler:
         return known, unreachable
 
     def _settle(
-        self, adopt: dict[str, str], orphans: OrphanQuery, unreachable: list[str]
+        self,
+        adopt: dict[str, str],
+        orphans: OrphanQuery,
+        unreachable: list[str],
+        reason: str = ORPHAN_REASON,
     ) -> ReconcileReport:
         """Step 2: one transaction for everything."""
         report = ReconcileReport()
@@ -145,22 +190,23 @@ class Reconciler:
             if self.orphans == "resubmit" and not unreachable:
                 uow.commit()  # nothing to fail: confirmed orphans are resubmitted
                 return report
-            batch = uow.repo.fail_orphaned_commands(
-                orphans, Outcome(CommandStatus.FAILED, ORPHAN_REASON), now
-            )
-            types = uow.repo.action_types_in(batch)
-            for action_type in types:
-                CommandBase.type_named(action_type).fail_many(uow.repo, batch.of_type(action_type))
             # Step 5: placeholders on an unreachable host are kept as debt, not deleted.
-            report.removed_placeholders = uow.repo.settle_tasks_of(
-                batch, TaskCleanup.COMPENSATE, keep_hosts=unreachable
+            failed = fail_active_commands(
+                uow.repo,
+                orphans,
+                Outcome(CommandStatus.FAILED, reason),
+                now,
+                keep_hosts=unreachable,
             )
-            uow.repo.release_locks_of(batch)
-            report.failed_command_ids = uow.repo.command_ids_in(batch)
+            batch = failed.batch
+            report.removed_placeholders = failed.removed_placeholders
+            # Bounded: a reply of 100,000 ids would pass gRPC's 4 MiB message limit.
+            report.failed_commands = uow.repo.count_in(batch)
+            report.failed_command_ids = uow.repo.command_ids_in(batch, limit=LISTED_IDS)
+            report.failed_at = batch.ended_at if report.failed_commands else None
             crash_point("mid_reconcile")
             uow.commit()
-        for action_type, count in types.items():
-            metrics.COMMANDS_ENDED.labels(action_type, CommandStatus.FAILED.value).inc(count)
+        counted(failed)
         return report
 
     def _resubmit(self) -> None:

@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from engine_service.adapters.repository import Repository
-from engine_service.domain.commands import CommandRecord, CommandStatus, mean_progress
+from engine_service.domain.commands import (
+    CommandFilter,
+    CommandRecord,
+    CommandStatus,
+    mean_progress,
+)
 from engine_service.domain.hosts import Host
 from engine_service.domain.tasks import AsyncTask
 from service_common.errors import InvalidArgument, NotFound
@@ -20,6 +25,7 @@ from service_common.vdsm_tasks import TaskResult, TaskState
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+MAX_FILTER_TEXT = 1000  # characters of failure_reason_contains
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,22 @@ def page_size(value: int) -> int:
     if value < 0:
         raise InvalidArgument("page_size", f"must not be negative, not {value}")
     return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def checked_filter(where: CommandFilter) -> CommandFilter:
+    """A listing's filter, refused with the field at fault if it cannot admit anything or is
+    too long."""
+    after, before = where.ended_after, where.ended_before
+    if after is not None and before is not None and after >= before:
+        raise InvalidArgument(
+            "ended_after", f"must be before ended_before ({before.isoformat()}), not {after}"
+        )
+    if len(where.failure_reason_contains) > MAX_FILTER_TEXT:
+        raise InvalidArgument(
+            "failure_reason_contains",
+            f"at most {MAX_FILTER_TEXT} characters, not {len(where.failure_reason_contains)}",
+        )
+    return where
 
 
 def encode_token(created_at: datetime, row_id: str) -> str:

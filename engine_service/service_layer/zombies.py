@@ -4,6 +4,7 @@ After a grace period they are stopped, their output deleted if no disk owns it, 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -29,7 +30,9 @@ def unknown_statuses(result: PollResult, known: set[str]) -> dict[str, list[Repo
 
 
 class ZombieTracker:
-    """Remembers when each unknown agent task was first seen; clears those past their grace."""
+    """Keeps when each unknown agent task was first seen (table zombie_sightings, so that the
+    grace outlives slow polls and restarts) and clears those past their grace. The poll thread
+    and reconciliation both call `handle`: a lock makes them take turns."""
 
     def __init__(
         self,
@@ -44,50 +47,62 @@ class ZombieTracker:
         self.settings = settings
         self.cleaner = cleaner
         self.clock = clock
-        self.first_seen: dict[tuple[str, str], datetime] = {}
+        self.lock = threading.Lock()
 
     def due(self, unknown: dict[str, list[ReportedStatus]]) -> dict[str, list[ReportedStatus]]:
-        """Note when each unknown task was first seen (forgetting the ones no longer seen) and
-        return, per host, those whose grace has passed."""
+        """Store when each unknown task was first seen, forget the sightings that a host which
+        answered (a key of `unknown`) no longer reports, and return, per host, the tasks whose
+        grace has passed. A host missing from `unknown` (its answer is late) keeps its
+        sightings. Called by `handle`, under the lock."""
         now = self.clock()
         grace = timedelta(seconds=self.settings.zombie_grace)
         seen = {(host_id, s.vdsm_task_id) for host_id, found in unknown.items() for s in found}
-        for key in seen:
-            self.first_seen.setdefault(key, now)
-        for key in list(self.first_seen):
-            if key not in seen:
-                del self.first_seen[key]
+        with self.uow(read_only=True) as uow:
+            first_seen = uow.repo.zombie_sightings(list(unknown))
+        new = {key: now for key in seen - first_seen.keys()}
+        gone = first_seen.keys() - seen
+        if new or gone:
+            with self.uow() as uow:
+                uow.repo.forget_zombie_sightings(gone)
+                uow.repo.add_zombie_sightings(new)
+                uow.commit()
+        first_seen.update(new)
         return {
             host_id: due
             for host_id, found in unknown.items()
-            if (
-                due := [
-                    s for s in found if now - self.first_seen[(host_id, s.vdsm_task_id)] >= grace
-                ]
-            )
+            if (due := [s for s in found if now - first_seen[(host_id, s.vdsm_task_id)] >= grace])
         }
 
     def handle(self, result: PollResult) -> int:
         """Act on the zombies this poll saw; returns how many were cleared."""
-        with self.uow(read_only=True) as uow:
-            hosts = {h.host_id: h for h in uow.repo.hosts()}
-            # Only the agents' ids are looked up, in chunks: memory follows what the agents
-            # report, not the size of the engine's tables.
-            asked = [
-                v
-                for statuses in result.statuses.values()
-                for v in statuses
-                if v not in result.known
+        with self.lock:
+            with self.uow(read_only=True) as uow:
+                hosts = {h.host_id: h for h in uow.repo.hosts()}
+                # Only the agents' ids are looked up, in chunks: memory follows what the agents
+                # report, not the size of the engine's tables.
+                asked = [
+                    v
+                    for statuses in result.statuses.values()
+                    for v in statuses
+                    if v not in result.known
+                ]
+                known = result.known | uow.repo.known_among("vdsm_task_id", asked)
+            cleared = [
+                (host_id, vdsm_task_id)
+                for host_id, due in self.due(unknown_statuses(result, known)).items()
+                for vdsm_task_id in self._clear(hosts[host_id], due)
             ]
-            known = result.known | uow.repo.known_among("vdsm_task_id", asked)
-        return sum(
-            self._clear(hosts[host_id], due)
-            for host_id, due in self.due(unknown_statuses(result, known)).items()
-        )
+            if cleared:
+                with self.uow() as uow:
+                    uow.repo.forget_zombie_sightings(cleared)
+                    uow.commit()
+        return len(cleared)
 
-    def _clear(self, host: Host, due: list[ReportedStatus]) -> int:
+    def _clear(self, host: Host, due: list[ReportedStatus]) -> list[str]:
+        """Stop the running zombies, delete and clear the finished ones; returns the agent
+        ids cleared."""
         client = self.agents.get(host.address)
-        cleared = 0
+        cleared: list[str] = []
         try:
             infos = {i.vdsm_task_id: i for i in client.all_info(self.settings.agent_deadline)}
             with self.uow(read_only=True) as uow:
@@ -108,7 +123,7 @@ class ZombieTracker:
                     continue
                 self.cleaner.delete_image(client, info.storage_domain_id, info.image_id)
                 client.clear_task(status.vdsm_task_id)
-                cleared += 1
+                cleared.append(status.vdsm_task_id)
                 metrics.RECONCILED.labels("cleared_zombies").inc()
                 log.warning("%s on host %s: cleared", what, host.name, extra={"host": host.name})
         except (AgentUnavailable, AgentRejected) as exc:

@@ -85,20 +85,28 @@ TASK_RESULT_CLEAN_SUCCESS: TaskResult
 TASK_RESULT_CLEAN_FAILURE: TaskResult
 
 class Host(_message.Message):
-    __slots__ = ("host_id", "name", "address", "status", "tasks_in_flight", "last_seen_at")
+    __slots__ = ("host_id", "name", "address", "status", "tasks_in_flight", "last_seen_at", "unreachable_since", "confirmed_rebooted_at", "confirmed_rebooted_by", "confirmed_rebooted_reason")
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     TASKS_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_AT_FIELD_NUMBER: _ClassVar[int]
+    UNREACHABLE_SINCE_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_REBOOTED_AT_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_REBOOTED_BY_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_REBOOTED_REASON_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     name: str
     address: str
     status: HostStatus
     tasks_in_flight: int
     last_seen_at: _timestamp_pb2.Timestamp
-    def __init__(self, host_id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., status: _Optional[_Union[HostStatus, str]] = ..., tasks_in_flight: _Optional[int] = ..., last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    unreachable_since: _timestamp_pb2.Timestamp
+    confirmed_rebooted_at: _timestamp_pb2.Timestamp
+    confirmed_rebooted_by: str
+    confirmed_rebooted_reason: str
+    def __init__(self, host_id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., status: _Optional[_Union[HostStatus, str]] = ..., tasks_in_flight: _Optional[int] = ..., last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., unreachable_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confirmed_rebooted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confirmed_rebooted_by: _Optional[str] = ..., confirmed_rebooted_reason: _Optional[str] = ...) -> None: ...
 
 class StorageDomain(_message.Message):
     __slots__ = ("storage_domain_id", "name")
@@ -197,16 +205,20 @@ class Command(_message.Message):
     def __init__(self, command_id: _Optional[str] = ..., action_type: _Optional[str] = ..., status: _Optional[_Union[CommandStatus, str]] = ..., progress_percent: _Optional[int] = ..., failure_reason: _Optional[str] = ..., child_commands: _Optional[_Iterable[_Union[Command, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., parent_command_id: _Optional[str] = ..., target_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ReconcileReport(_message.Message):
-    __slots__ = ("failed_command_ids", "removed_placeholders", "adopted_tasks", "cleared_zombies")
+    __slots__ = ("failed_command_ids", "removed_placeholders", "adopted_tasks", "cleared_zombies", "failed_commands", "failed_at")
     FAILED_COMMAND_IDS_FIELD_NUMBER: _ClassVar[int]
     REMOVED_PLACEHOLDERS_FIELD_NUMBER: _ClassVar[int]
     ADOPTED_TASKS_FIELD_NUMBER: _ClassVar[int]
     CLEARED_ZOMBIES_FIELD_NUMBER: _ClassVar[int]
+    FAILED_COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_AT_FIELD_NUMBER: _ClassVar[int]
     failed_command_ids: _containers.RepeatedScalarFieldContainer[str]
     removed_placeholders: int
     adopted_tasks: int
     cleared_zombies: int
-    def __init__(self, failed_command_ids: _Optional[_Iterable[str]] = ..., removed_placeholders: _Optional[int] = ..., adopted_tasks: _Optional[int] = ..., cleared_zombies: _Optional[int] = ...) -> None: ...
+    failed_commands: int
+    failed_at: _timestamp_pb2.Timestamp
+    def __init__(self, failed_command_ids: _Optional[_Iterable[str]] = ..., removed_placeholders: _Optional[int] = ..., adopted_tasks: _Optional[int] = ..., cleared_zombies: _Optional[int] = ..., failed_commands: _Optional[int] = ..., failed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AddHostRequest(_message.Message):
     __slots__ = ("name", "address", "request_id")
@@ -257,6 +269,24 @@ class RemoveHostRequest(_message.Message):
 class RemoveHostResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ConfirmHostRebootedRequest(_message.Message):
+    __slots__ = ("host_id", "reason")
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    host_id: str
+    reason: str
+    def __init__(self, host_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ConfirmHostRebootedResponse(_message.Message):
+    __slots__ = ("host", "failed_commands", "written_off_tasks")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    FAILED_COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    WRITTEN_OFF_TASKS_FIELD_NUMBER: _ClassVar[int]
+    host: Host
+    failed_commands: int
+    written_off_tasks: int
+    def __init__(self, host: _Optional[_Union[Host, _Mapping]] = ..., failed_commands: _Optional[int] = ..., written_off_tasks: _Optional[int] = ...) -> None: ...
 
 class AddStorageDomainRequest(_message.Message):
     __slots__ = ("name", "request_id")
@@ -419,14 +449,20 @@ class GetCommandResponse(_message.Message):
     def __init__(self, command: _Optional[_Union[Command, _Mapping]] = ...) -> None: ...
 
 class ListCommandsRequest(_message.Message):
-    __slots__ = ("status", "page_size", "page_token")
+    __slots__ = ("status", "page_size", "page_token", "ended_after", "ended_before", "failure_reason_contains")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    ENDED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_CONTAINS_FIELD_NUMBER: _ClassVar[int]
     status: CommandStatus
     page_size: int
     page_token: str
-    def __init__(self, status: _Optional[_Union[CommandStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    ended_after: _timestamp_pb2.Timestamp
+    ended_before: _timestamp_pb2.Timestamp
+    failure_reason_contains: str
+    def __init__(self, status: _Optional[_Union[CommandStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., ended_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failure_reason_contains: _Optional[str] = ...) -> None: ...
 
 class ListCommandsResponse(_message.Message):
     __slots__ = ("commands", "next_page_token")
@@ -465,15 +501,19 @@ class ReconcileOrphansRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ReconcileOrphansResponse(_message.Message):
-    __slots__ = ("failed_command_ids", "removed_placeholders", "adopted_tasks", "cleared_zombies", "startup_report")
+    __slots__ = ("failed_command_ids", "removed_placeholders", "adopted_tasks", "cleared_zombies", "startup_report", "failed_commands", "failed_at")
     FAILED_COMMAND_IDS_FIELD_NUMBER: _ClassVar[int]
     REMOVED_PLACEHOLDERS_FIELD_NUMBER: _ClassVar[int]
     ADOPTED_TASKS_FIELD_NUMBER: _ClassVar[int]
     CLEARED_ZOMBIES_FIELD_NUMBER: _ClassVar[int]
     STARTUP_REPORT_FIELD_NUMBER: _ClassVar[int]
+    FAILED_COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_AT_FIELD_NUMBER: _ClassVar[int]
     failed_command_ids: _containers.RepeatedScalarFieldContainer[str]
     removed_placeholders: int
     adopted_tasks: int
     cleared_zombies: int
     startup_report: ReconcileReport
-    def __init__(self, failed_command_ids: _Optional[_Iterable[str]] = ..., removed_placeholders: _Optional[int] = ..., adopted_tasks: _Optional[int] = ..., cleared_zombies: _Optional[int] = ..., startup_report: _Optional[_Union[ReconcileReport, _Mapping]] = ...) -> None: ...
+    failed_commands: int
+    failed_at: _timestamp_pb2.Timestamp
+    def __init__(self, failed_command_ids: _Optional[_Iterable[str]] = ..., removed_placeholders: _Optional[int] = ..., adopted_tasks: _Optional[int] = ..., cleared_zombies: _Optional[int] = ..., startup_report: _Optional[_Union[ReconcileReport, _Mapping]] = ..., failed_commands: _Optional[int] = ..., failed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -55,6 +55,11 @@ class EngineServiceStub:
                 request_serializer=engine__service_dot_v1_dot_engine__service__pb2.RemoveHostRequest.SerializeToString,
                 response_deserializer=engine__service_dot_v1_dot_engine__service__pb2.RemoveHostResponse.FromString,
                 _registered_method=True)
+        self.ConfirmHostRebooted = channel.unary_unary(
+                '/engine_service.v1.EngineService/ConfirmHostRebooted',
+                request_serializer=engine__service_dot_v1_dot_engine__service__pb2.ConfirmHostRebootedRequest.SerializeToString,
+                response_deserializer=engine__service_dot_v1_dot_engine__service__pb2.ConfirmHostRebootedResponse.FromString,
+                _registered_method=True)
         self.AddStorageDomain = channel.unary_unary(
                 '/engine_service.v1.EngineService/AddStorageDomain',
                 request_serializer=engine__service_dot_v1_dot_engine__service__pb2.AddStorageDomainRequest.SerializeToString,
@@ -160,6 +165,16 @@ class EngineServiceServicer:
 
     def RemoveHost(self, request, context):
         """Forgets a host. FAILED_PRECONDITION while tasks are on it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmHostRebooted(self, request, context):
+        """Fencing: the operator asserts that a host that stopped answering is down and its
+        processes gone. Fails its ACTIVE commands now, writes off the cleanup still owed on it
+        (nothing is sent there again) and records who asked, when and why; RemoveHost then
+        succeeds. FAILED_PRECONDITION while the host answers its polls.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -297,6 +312,11 @@ def add_EngineServiceServicer_to_server(servicer, server):
                     servicer.RemoveHost,
                     request_deserializer=engine__service_dot_v1_dot_engine__service__pb2.RemoveHostRequest.FromString,
                     response_serializer=engine__service_dot_v1_dot_engine__service__pb2.RemoveHostResponse.SerializeToString,
+            ),
+            'ConfirmHostRebooted': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmHostRebooted,
+                    request_deserializer=engine__service_dot_v1_dot_engine__service__pb2.ConfirmHostRebootedRequest.FromString,
+                    response_serializer=engine__service_dot_v1_dot_engine__service__pb2.ConfirmHostRebootedResponse.SerializeToString,
             ),
             'AddStorageDomain': grpc.unary_unary_rpc_method_handler(
                     servicer.AddStorageDomain,
@@ -483,6 +503,33 @@ class EngineService:
             '/engine_service.v1.EngineService/RemoveHost',
             engine__service_dot_v1_dot_engine__service__pb2.RemoveHostRequest.SerializeToString,
             engine__service_dot_v1_dot_engine__service__pb2.RemoveHostResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmHostRebooted(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engine_service.v1.EngineService/ConfirmHostRebooted',
+            engine__service_dot_v1_dot_engine__service__pb2.ConfirmHostRebootedRequest.SerializeToString,
+            engine__service_dot_v1_dot_engine__service__pb2.ConfirmHostRebootedResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -92,6 +93,15 @@ def value(field: FieldDescriptor, live: list[str], live_addresses: list[str]) ->
             st.integers(-(2**63), 2**63 - 1), st.integers(-2, 1 << 22)
         ),
         FieldDescriptor.TYPE_ENUM: st.integers(-3, 9),
+        # The only message fields requests have are instants (ListCommands' filters): valid
+        # ones, the edges of the calendar, and out-of-range seconds and nanos.
+        FieldDescriptor.TYPE_MESSAGE: st.builds(
+            Timestamp,
+            seconds=st.one_of(
+                st.integers(0, 2**32), st.integers(-(2**63), 2**63 - 1), st.just(253402300800)
+            ),
+            nanos=st.one_of(st.integers(0, 999_999_999), st.integers(-2, 2**31 - 1)),
+        ),
     }
     single = kinds[field.type]
     if field.is_repeated:
@@ -115,6 +125,8 @@ def call(stub: Any, method: Any, module: Any, fields: dict[str, Any]) -> grpc.St
         target = getattr(request, name) if isinstance(v, list) else None
         if target is not None:
             target.extend(v)
+        elif isinstance(v, Timestamp):
+            getattr(request, name).CopyFrom(v)
         else:
             setattr(request, name, v)
     rpc = getattr(stub, method.name)

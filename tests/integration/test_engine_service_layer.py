@@ -312,10 +312,16 @@ def test_upgrading_from_the_first_revision_keeps_the_data(database_url: str) -> 
     migrate(engine)  # what the next engine start does
     with engine.connect() as connection:
         assert (
-            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
         )
-        host = connection.execute(text("SELECT name, last_seen_at FROM hosts")).one()
-        assert tuple(host) == ("h1", None)
+        host = connection.execute(
+            text(
+                "SELECT name, last_seen_at, confirmed_rebooted_at, confirmed_rebooted_by, "
+                "confirmed_rebooted_reason FROM hosts"
+            )
+        ).one()
+        assert tuple(host) == ("h1", None, None, "", "")
+        assert connection.execute(text("SELECT count(*) FROM zombie_sightings")).scalar() == 0
         placeholder = connection.execute(
             text("SELECT task_id, vdsm_task_id, root_command_id FROM async_tasks")
         ).one()

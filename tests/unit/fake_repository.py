@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -16,8 +16,10 @@ from typing import Any, Literal, TypeVar
 from engine_service.domain.commands import (
     CommandBatch,
     CommandRecord,
+    CommandSelection,
     CommandStatus,
-    OrphanQuery,
+    CreatedBefore,
+    OnHosts,
     Outcome,
 )
 from engine_service.domain.hosts import Host, HostStatus
@@ -34,6 +36,7 @@ from engine_service.domain.inventory import (
 from engine_service.domain.requests import Conflict, StoredRequest
 from engine_service.domain.tasks import AsyncTask, TaskCleanup, TaskUpdate, TaskView
 from service_common.vdsm_tasks import TaskState
+from tests.unit.fake_retention import FakeRetention
 
 T = TypeVar("T")
 NONE = TaskCleanup.NONE
@@ -71,9 +74,11 @@ class Store:
     tasks: dict[str, AsyncTask] = field(default_factory=dict)
     locks: dict[tuple[EntityKind, str], EntityLock] = field(default_factory=dict)
     requests: dict[tuple[str, str], StoredRequest] = field(default_factory=dict)
+    # (host id, agent task id) -> when a poll first saw that zombie
+    zombie_sightings: dict[tuple[str, str], datetime] = field(default_factory=dict)
 
 
-class FakeRepository:
+class FakeRepository(FakeRetention):
     """The repository's public methods that the service layer calls, over a Store."""
 
     def __init__(self, store: Store) -> None:
@@ -92,6 +97,9 @@ class FakeRepository:
     def hosts_with_status(self, status: HostStatus) -> list[Host]:
         return [h for h in self.hosts() if h.status == status]
 
+    def unreachable_hosts(self) -> list[Host]:
+        return [h for h in self.hosts() if h.unreachable_since is not None]
+
     def hosts_for_update(self, host_ids: Sequence[str]) -> dict[str, Host]:
         return {h.host_id: h for h in self.hosts() if h.host_id in host_ids}
 
@@ -104,6 +112,25 @@ class FakeRepository:
             if (stored := self.store.hosts.get(h.host_id)) is not None:
                 stored.status, stored.failed_polls = h.status, h.failed_polls
                 stored.unreachable_since, stored.last_seen_at = h.unreachable_since, h.last_seen_at
+
+    def save_fencing(self, host: Host) -> None:
+        stored = self.store.hosts[host.host_id]
+        stored.confirmed_rebooted_at = host.confirmed_rebooted_at
+        stored.confirmed_rebooted_by = host.confirmed_rebooted_by
+        stored.confirmed_rebooted_reason = host.confirmed_rebooted_reason
+
+    def images_owed_on(self, host_id: str) -> list[tuple[str, str]]:
+        return [
+            (t.storage_domain_id, t.image_id)
+            for t in self.store.tasks.values()
+            if t.host_id == host_id and t.cleanup is TaskCleanup.COMPENSATE
+        ]
+
+    def delete_tasks_on_host(self, host_id: str) -> int:
+        doomed = [t for t, task in self.store.tasks.items() if task.host_id == host_id]
+        for task_id in doomed:
+            del self.store.tasks[task_id]
+        return len(doomed)
 
     def remove_host(self, host_id: str) -> None:
         self.store.hosts.pop(host_id, None)
@@ -222,6 +249,11 @@ class FakeRepository:
     def count_active_roots(self) -> int:
         return len(self.active_root_ids())
 
+    def oldest_active_root_created_at(self) -> datetime | None:
+        return min(
+            (c.created_at for c in self._roots() if c.status is CommandStatus.ACTIVE), default=None
+        )
+
     def add_locks(self, locks: Iterable[EntityLock], now: datetime) -> None:
         for lock in locks:
             _put(self.store.locks, (lock.kind, lock.entity_id), lock)
@@ -312,6 +344,22 @@ class FakeRepository:
         tasks = self.store.tasks
         return {i for i in task_ids if i in tasks and tasks[i].vdsm_task_id is None}
 
+    def zombie_sightings(self, host_ids: Sequence[str]) -> dict[tuple[str, str], datetime]:
+        hosts = set(host_ids)
+        return {k: at for k, at in self.store.zombie_sightings.items() if k[0] in hosts}
+
+    def add_zombie_sightings(self, sightings: Mapping[tuple[str, str], datetime]) -> None:
+        for key, at in sightings.items():
+            _put(self.store.zombie_sightings, key, at)
+
+    def forget_zombie_sightings(self, keys: Iterable[tuple[str, str]]) -> None:
+        for key in keys:
+            self.store.zombie_sightings.pop(key, None)
+
+    def forget_sightings_of_host(self, host_id: str) -> None:
+        for key in [k for k in self.store.zombie_sightings if k[0] == host_id]:
+            del self.store.zombie_sightings[key]
+
     def _in(self, batch: CommandBatch) -> list[str]:
         """ids_of(batch): `ids` select any command, `ended` top-level ones ended together."""
         found = []
@@ -328,17 +376,28 @@ class FakeRepository:
                 found.append(c.command_id)
         return found
 
-    def fail_orphaned_commands(
-        self, orphans: OrphanQuery, outcome: Outcome, now: datetime
-    ) -> CommandBatch:
-        """End the ACTIVE top-level commands OrphanQuery selects, then their ACTIVE children."""
-        roots = {
+    def _selected(self, selection: CommandSelection) -> set[str]:
+        if isinstance(selection, CreatedBefore):
+            return {c.command_id for c in self._roots() if c.created_at < selection.cutoff}
+        if isinstance(selection, OnHosts):
+            return {
+                t.root_command_id
+                for t in self.store.tasks.values()
+                if t.host_id in selection.host_ids and t.cleanup is TaskCleanup.NONE
+            }
+        return {
             t.root_command_id
             for t in self._unsent()
-            if t.created_at < orphans.cutoff
-            and t.root_command_id not in orphans.executing
-            and (orphans.only_hosts is None or t.host_id in orphans.only_hosts)
+            if t.created_at < selection.cutoff
+            and t.root_command_id not in selection.executing
+            and (selection.only_hosts is None or t.host_id in selection.only_hosts)
         }
+
+    def end_active_commands(
+        self, selection: CommandSelection, outcome: Outcome, now: datetime
+    ) -> CommandBatch:
+        """End the ACTIVE top-level commands `selection` selects, then their ACTIVE children."""
+        roots = self._selected(selection)
         for c in self._roots():
             if c.command_id in roots:
                 c.end(outcome, now)
@@ -352,8 +411,14 @@ class FakeRepository:
     def action_types_in(self, batch: CommandBatch) -> dict[str, int]:
         return dict(Counter(self.store.commands[c].action_type for c in self._in(batch)))
 
-    def command_ids_in(self, batch: CommandBatch) -> list[str]:
-        return self._in(batch)
+    def command_ids_in(self, batch: CommandBatch, limit: int | None = None) -> list[str]:
+        """Oldest command first; the first `limit` if given."""
+        commands = [self.store.commands[c] for c in self._in(batch)]
+        commands.sort(key=lambda c: (c.created_at, c.command_id))
+        return [c.command_id for c in commands][:limit]
+
+    def count_in(self, batch: CommandBatch) -> int:
+        return len(self._in(batch))
 
     def commands_in(self, batch: CommandBatch) -> Iterator[CommandRecord]:
         return iter(copy.deepcopy([self.store.commands[c] for c in self._in(batch)]))

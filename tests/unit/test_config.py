@@ -13,7 +13,14 @@ import pytest
 from click.testing import CliRunner
 
 from engine_service.entrypoints import settings as engine_settings
-from service_common.config import CommandLine, effective, flag_name, masked, without_password
+from service_common.config import (
+    CommandLine,
+    effective,
+    flag_name,
+    masked,
+    parse_duration,
+    without_password,
+)
 from service_common.tls import ClientTls
 from vdsm_agent.entrypoints import settings as agent_settings
 
@@ -360,3 +367,60 @@ def test_every_setting_is_declared_once_with_a_distinct_flag(parse: Parse) -> No
     assert len(flags) == len(set(flags)) and "config" not in flags
     with pytest.raises(dataclasses.FrozenInstanceError):
         parsed.listen = "0.0.0.0:1"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30d", 30 * 86400.0),
+        ("12h", 43200.0),
+        ("90m", 5400.0),
+        ("45s", 45.0),
+        ("3600", 3600.0),
+        ("1.5h", 5400.0),
+        (" 7D ", 7 * 86400.0),
+        ("0", 0.0),
+    ],
+)
+def test_a_duration_is_days_hours_minutes_seconds_or_plain_seconds(
+    text: str, seconds: float
+) -> None:
+    assert parse_duration(text) == seconds
+    assert engine(["--retention", text]).retention == seconds
+
+
+@pytest.mark.parametrize("text", ["", "-1", "3x", "d", "1d2h", "inf", "nan", "30 days"])
+def test_a_bad_duration_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration(text)
+
+
+def test_retention_defaults_to_30_days_and_comes_from_file_environment_and_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert engine([]).retention == 30 * 86400.0
+    assert "default: (30d)" in " ".join(
+        CliRunner().invoke(engine_settings.COMMAND_LINE.command(), ["--help"]).output.split()
+    )
+    monkeypatch.setenv("ENGINE_CONFIG", str(toml(tmp_path, 'retention = "7d"\n')))
+    assert engine([]).retention == 7 * 86400.0
+    monkeypatch.setenv("ENGINE_CONFIG", str(toml(tmp_path, "retention = 0\n")))
+    assert engine([]).retention == 0.0  # a number in the file is seconds: 0 keeps everything
+    monkeypatch.setenv("ENGINE_RETENTION", "12h")
+    assert engine([]).retention == 43200.0
+    assert engine(["--retention", "90m"]).retention == 5400.0
+
+
+def test_a_bad_retention_is_a_usage_error_naming_the_option_and_its_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = refused(engine, ["--retention", "3x"], capsys)
+    assert "Invalid value for '--retention': '3x' is not a duration" in err
+    monkeypatch.setenv("ENGINE_RETENTION", "-1d")
+    assert "'--retention' (from ENGINE_RETENTION): '-1d' is not a duration" in refused(
+        engine, [], capsys
+    )
+    monkeypatch.delenv("ENGINE_RETENTION")
+    config = toml(tmp_path, 'retention = "forever"\n')
+    err = refused(engine, ["--config", str(config)], capsys)
+    assert f"'--retention' (from {config}): 'forever' is not a duration" in err

@@ -14,7 +14,7 @@ from engine_service.domain.commands import (
     decide_outcome,
     mean_progress,
 )
-from engine_service.domain.hosts import Host, HostChange, HostStatus, least_busy
+from engine_service.domain.hosts import Host, HostAnswering, HostChange, HostStatus, least_busy
 from engine_service.domain.inventory import Disk, DiskStatus
 from engine_service.domain.requests import ClientRequest
 from engine_service.domain.tasks import (
@@ -102,10 +102,32 @@ def test_an_answer_from_an_up_host_changes_no_status() -> None:
     assert (h.status, h.failed_polls, h.last_seen_at) == (HostStatus.UP, 0, T0)
 
 
-def test_a_host_in_maintenance_does_not_become_non_responsive() -> None:
+def test_a_host_in_maintenance_that_stops_answering_is_shown_as_such_and_times_out() -> None:
+    """Issue 14, item 1: liveness is counted in every status."""
     h = host(HostStatus.MAINTENANCE)
-    assert h.record_failed_poll(T0, 1) is None
-    assert h.status is HostStatus.MAINTENANCE
+    assert h.record_failed_poll(T0, 2) is None
+    assert h.record_failed_poll(T0, 2) is HostChange.STOPPED_ANSWERING
+    assert (h.status, h.unreachable_since, h.is_answering) == (HostStatus.MAINTENANCE, T0, False)
+    assert h.unreachable_message() == (
+        "host h1 (in maintenance) has not answered since 2026-11-30 12:00:00 UTC"
+    )
+    assert h.tasks_timed_out(T0 + timedelta(seconds=300), 300)
+
+
+def test_maintenance_does_not_stop_the_clock_of_a_non_responsive_host() -> None:
+    """Issue 14, item 1: into maintenance and out again, the instant it stopped answering stays."""
+    h = host(HostStatus.NON_RESPONSIVE, failed_polls=4, unreachable_since=T0)
+    h.set_maintenance(True)
+    assert h.tasks_timed_out(T0 + timedelta(seconds=300), 300)
+    h.set_maintenance(False)
+    assert (h.status, h.unreachable_since) == (HostStatus.NON_RESPONSIVE, T0)
+    assert h.tasks_timed_out(T0 + timedelta(seconds=300), 300)
+
+
+def test_a_host_in_maintenance_that_answers_again_stays_in_maintenance() -> None:
+    h = host(HostStatus.MAINTENANCE, failed_polls=4, unreachable_since=T0)
+    assert h.record_answer(T0) is HostChange.CAME_BACK
+    assert (h.status, h.unreachable_since, h.failed_polls) == (HostStatus.MAINTENANCE, None, 0)
 
 
 def test_an_answer_does_not_take_a_host_out_of_maintenance() -> None:
@@ -114,12 +136,12 @@ def test_an_answer_does_not_take_a_host_out_of_maintenance() -> None:
     assert h.status is HostStatus.MAINTENANCE
 
 
-def test_maintenance_on_and_off() -> None:
-    h = host(HostStatus.NON_RESPONSIVE, failed_polls=4)
+def test_maintenance_on_and_off_for_a_host_that_answers() -> None:
+    h = host(failed_polls=1)
     h.set_maintenance(True)
     assert h.status is HostStatus.MAINTENANCE
     h.set_maintenance(False)
-    assert (h.status, h.failed_polls) == (HostStatus.UP, 0)
+    assert (h.status, h.failed_polls) == (HostStatus.UP, 1)
 
 
 def test_leaving_maintenance_that_was_never_entered_changes_nothing() -> None:
@@ -134,8 +156,23 @@ def test_tasks_time_out_task_timeout_after_the_host_became_unreachable() -> None
     assert h.tasks_timed_out(T0 + timedelta(seconds=300), 300)
 
 
-def test_an_up_host_never_times_out() -> None:
-    assert not host(unreachable_since=T0).tasks_timed_out(T0 + timedelta(days=9), 300)
+def test_a_host_that_answers_never_times_out() -> None:
+    for status in HostStatus:
+        assert not host(status).tasks_timed_out(T0 + timedelta(days=9), 300)
+
+
+def test_only_a_host_that_does_not_answer_can_be_confirmed_rebooted() -> None:
+    answering = host(HostStatus.MAINTENANCE, last_seen_at=T0)
+    with pytest.raises(HostAnswering, match="answers its polls"):
+        answering.confirm_rebooted(T0, "ops", "power cycled")
+    assert answering.confirmed_rebooted_at is None
+    down = host(HostStatus.NON_RESPONSIVE, unreachable_since=T0)
+    down.confirm_rebooted(T0 + timedelta(hours=1), "ops", "power cycled")
+    assert (down.confirmed_rebooted_at, down.confirmed_rebooted_by) == (
+        T0 + timedelta(hours=1),
+        "ops",
+    )
+    assert down.fencing_reason() == "host h1 was confirmed rebooted by ops: power cycled"
 
 
 def test_the_timeout_reason_names_the_host_the_instant_and_the_timeout() -> None:

@@ -95,7 +95,7 @@ def test_settle_tasks_of_keeps_unsent_placeholders_on_kept_hosts_as_debt() -> No
     assert cleanups == {sent.task_id: "compensate", kept.task_id: "compensate"}
 
 
-def test_fail_orphaned_commands_skips_executing_and_recent_placeholders() -> None:
+def test_end_active_commands_of_orphans_skips_executing_and_recent_placeholders() -> None:
     old, executing, young = placeholder("old"), placeholder("run"), placeholder("new", age=-5)
     factory = seeded(
         *(CommandRecord(c, "AddDisk", {}) for c in ("old", "run", "new")),
@@ -104,7 +104,7 @@ def test_fail_orphaned_commands_skips_executing_and_recent_placeholders() -> Non
     )
     with factory() as uow:
         query = OrphanQuery(NOW, frozenset({"run"}))
-        batch = uow.repo.fail_orphaned_commands(query, FAILED, NOW)
+        batch = uow.repo.end_active_commands(query, FAILED, NOW)
         assert uow.repo.command_ids_in(batch) == ["old"]
         uow.commit()
     assert factory.store.commands["kid"].status is CommandStatus.FAILED

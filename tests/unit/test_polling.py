@@ -84,12 +84,14 @@ def test_an_answer_before_the_threshold_resets_the_count() -> None:
     assert w.store.hosts[host.host_id].failed_polls == 1
 
 
-def test_a_host_in_maintenance_that_stops_answering_stays_in_maintenance() -> None:
+def test_a_host_in_maintenance_that_stops_answering_stays_in_maintenance_and_says_so() -> None:
+    """Issue 14, item 1: its failed polls count; its tasks say it is not answering."""
     w, host, task, poller = setup(threshold=1)
     w.store.hosts[host.host_id].status = HostStatus.MAINTENANCE
     poller.record([host.host_id], silence(host))
-    assert w.store.hosts[host.host_id].status is HostStatus.MAINTENANCE
-    assert w.store.tasks[task.task_id].message == ""
+    stored = w.store.hosts[host.host_id]
+    assert stored.status is HostStatus.MAINTENANCE and stored.unreachable_since is not None
+    assert "(in maintenance) has not answered since" in w.store.tasks[task.task_id].message
 
 
 def test_reported_statuses_are_stored_on_the_tasks() -> None:

@@ -4,10 +4,13 @@ stay as debt; a second run reports zeros; `--orphans resubmit` sends confirmed o
 
 from __future__ import annotations
 
+import pytest
+
 from engine_service.domain.commands import CommandStatus
 from engine_service.domain.hosts import Host, HostStatus
 from engine_service.domain.inventory import DiskStatus
 from engine_service.domain.tasks import AsyncTask, TaskCleanup
+from engine_service.service_layer import reconciliation
 from engine_service.service_layer.commands.add_disk import AddDisk
 from engine_service.service_layer.commands.add_vm_template import AddVmTemplate
 from engine_service.service_layer.reconciliation import ORPHAN_REASON, ReconcileReport
@@ -26,6 +29,12 @@ def reached_agent(w: World, host: Host, placeholder: AsyncTask) -> str:
     """The agent accepted the placeholder's task; its id never reached the engine."""
     image = (placeholder.storage_domain_id, placeholder.image_id)
     return w.agent(host).add_task(placeholder.task_id, placeholder.verb, image)
+
+
+def failed(w: World, *roots: str, **counts: int) -> ReconcileReport:
+    """The report of a reconciliation that failed `roots` (and did `counts`)."""
+    at = w.command(roots[0]).ended_at
+    return ReconcileReport(list(roots), failed_commands=len(roots), failed_at=at, **counts)
 
 
 def setup() -> tuple[World, Host]:
@@ -50,7 +59,7 @@ def test_a_placeholder_the_agent_does_not_know_fails_its_command() -> None:
     w, host = setup()
     root, placeholder = crashed_disk(w, host)
     report = w.reconciler().reconcile()
-    assert report == ReconcileReport(failed_command_ids=[root], removed_placeholders=1)
+    assert report == failed(w, root, removed_placeholders=1)
     command = w.command(root)
     assert (command.status, command.failure_reason) == (CommandStatus.FAILED, ORPHAN_REASON)
     assert [c.status for c in w.children(root)] == [CommandStatus.FAILED]
@@ -74,7 +83,7 @@ def test_a_command_with_one_adopted_task_and_one_orphan_fails_and_compensates() 
     adopted, orphan = w.tasks(root)
     reached_agent(w, host, adopted)
     report = w.reconciler().reconcile()
-    assert report == ReconcileReport([root], removed_placeholders=1, adopted_tasks=1)
+    assert report == failed(w, root, removed_placeholders=1, adopted_tasks=1)
     [kept] = w.tasks(root)
     assert (kept.task_id, kept.cleanup) == (adopted.task_id, TaskCleanup.COMPENSATE)
     assert w.store.templates == {} and set(w.store.disks) == set(vm.disk_ids)
@@ -86,7 +95,7 @@ def test_an_unreachable_hosts_placeholders_fail_the_command_but_stay_as_debt() -
     root, placeholder = crashed_disk(w, host)
     w.agent(host).down = True
     report = w.reconciler().reconcile()
-    assert report == ReconcileReport(failed_command_ids=[root])
+    assert report == failed(w, root)
     debt = w.store.tasks[placeholder.task_id]
     assert (debt.vdsm_task_id, debt.cleanup) == (None, TaskCleanup.COMPENSATE)
     assert w.command(root).status is CommandStatus.FAILED and w.store.locks == {}
@@ -140,10 +149,10 @@ def test_with_resubmit_only_commands_on_an_unreachable_host_fail() -> None:
     w, reachable = setup()
     silent = w.host("host2")
     resent, _ = crashed_disk(w, reachable, "a")
-    failed, debt = crashed_disk(w, silent, "b")
+    failed_id, debt = crashed_disk(w, silent, "b")
     w.agent(silent).down = True
     report = w.reconciler(orphans="resubmit").reconcile()
-    assert report == ReconcileReport(failed_command_ids=[failed])
+    assert report == failed(w, failed_id)
     assert w.command(resent).status is CommandStatus.ACTIVE
     assert w.tasks(resent)[0].vdsm_task_id is not None
     assert w.store.tasks[debt.task_id].cleanup is TaskCleanup.COMPENSATE
@@ -166,3 +175,19 @@ def test_a_zombie_past_its_grace_is_counted_in_the_report() -> None:
     w.agent(host).add_task("not-ours", "CreateVolume", (sd, "img"))
     w.agent(host).report(w.agent(host).by_request["not-ours"], TaskState.FINISHED)
     assert w.reconciler().reconcile() == ReconcileReport(cleared_zombies=1)
+
+
+def test_the_report_lists_the_first_ids_only_and_counts_them_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bounded whatever the number of orphans: 100,000 ids would pass gRPC's 4 MiB limit."""
+    monkeypatch.setattr(reconciliation, "LISTED_IDS", 2)
+    w, host = setup()
+    roots = [crashed_disk(w, host, f"d{i}")[0] for i in range(5)]
+    oldest = sorted(roots, key=lambda r: (w.command(r).created_at, r))
+    report = w.reconciler().reconcile()
+    assert report.failed_command_ids == oldest[:2]
+    assert report.failed_commands == 5 and report.removed_placeholders == 5
+    assert report.failed_at == w.command(roots[0]).ended_at is not None
+    assert {w.command(r).ended_at for r in roots} == {report.failed_at}
+    assert "failed 5 command(s)" in str(report) and "..." in str(report)

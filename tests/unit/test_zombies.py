@@ -4,7 +4,10 @@ The grace clock is injected."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from engine_service.domain.clock import utcnow
 from engine_service.domain.hosts import Host
@@ -155,3 +158,94 @@ def test_a_task_whose_request_id_is_a_placeholder_is_being_adopted_not_a_zombie(
     zombies.handle(seen(host, agent))
     clock.advance(GRACE)
     assert zombies.handle(seen(host, agent)) == 0 and agent.deleted_images == []
+
+
+# -- the grace across slow hosts, restarts and threads (issue 14 item 5) --------------------------
+
+
+def test_the_grace_of_a_host_that_answers_every_other_poll_runs_on_until_it_is_cleared() -> None:
+    """A host slower than one interval is missing from every other PollResult (its call still
+    in flight): its sightings are kept meanwhile, those of a host that answered are not."""
+    w, host, agent, vdsm_id, zombies, clock = zombie_world()
+    other = w.host("host2")
+    stray = w.agent(other).add_task(new_id(), "CreateVolume", (w.domain("sd2"), new_id()))
+    cleared_at = []
+    for cycle in range(10):
+        result = PollResult(statuses={other.host_id: {}}, asked_at={other.host_id: utcnow()})
+        if cycle % 2 == 0:
+            result.statuses[host.host_id] = dict(agent.statuses)
+        if cycle == 0:
+            result.statuses[other.host_id] = dict(w.agent(other).statuses)
+        if zombies.handle(result):
+            cleared_at.append(cycle)
+        clock.advance(GRACE / 6)
+    assert cleared_at == [6] and agent.called("clear_task") == [(vdsm_id,)]
+    # host2 answered without its stray task at cycle 1: that sighting was forgotten then, while
+    # host1's was kept through its silent cycles; clearing the zombie forgot its sighting.
+    assert (other.host_id, stray) not in w.store.zombie_sightings
+    assert w.store.zombie_sightings == {}
+
+
+def test_the_grace_continues_across_an_engine_restart() -> None:
+    """Seen 50 s before a restart with a 60 s grace: due 10 s after it, not 60."""
+    w, host, agent, vdsm_id, zombies, clock = zombie_world()
+    assert zombies.handle(seen(host, agent)) == 0
+    clock.advance(GRACE - 10)
+    restarted = ZombieTracker(w.uow, w.pool, w.settings, Cleaner(w.uow, w.pool, w.settings), clock)
+    assert restarted.handle(seen(host, agent)) == 0
+    clock.advance(10)
+    assert restarted.handle(seen(host, agent)) == 1
+    assert agent.called("clear_task") == [(vdsm_id,)]
+
+
+class ReportingLock:
+    """A lock that says, before waiting for it, that someone is trying to take it."""
+
+    def __init__(self, trying: Callable[[], None]) -> None:
+        self._lock = threading.Lock()
+        self._trying = trying
+
+    def __enter__(self) -> ReportingLock:
+        self._trying()
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lock.release()
+
+
+def test_two_handle_calls_at_once_do_not_interleave() -> None:
+    """The poll thread and reconciliation both call handle. The first call blocks in its first
+    unit of work until the second has arrived (at the lock, or without one at its own first
+    unit of work); then every unit of work of one call comes before every one of the other."""
+    w, host, agent, vdsm_id, zombies, clock = zombie_world()
+    zombies.handle(seen(host, agent))
+    clock.advance(GRACE)
+    second_arrived, first_blocked = threading.Event(), threading.Event()
+    units: list[str] = []
+
+    def arrive() -> None:
+        if threading.current_thread().name == "second":
+            second_arrived.set()
+
+    def unit_of_work(read_only: bool = False) -> Any:
+        units.append(threading.current_thread().name)
+        arrive()
+        if units.count("first") == 1 and threading.current_thread().name == "first":
+            first_blocked.set()
+            assert second_arrived.wait(10), "the second call never arrived"
+        return w.uow(read_only)
+
+    zombies.uow = unit_of_work
+    zombies.lock = cast(Any, ReportingLock(arrive))
+    cleared: list[int] = []
+    result = seen(host, agent)
+    first = threading.Thread(target=lambda: cleared.append(zombies.handle(result)), name="first")
+    second = threading.Thread(target=lambda: cleared.append(zombies.handle(result)), name="second")
+    first.start()
+    assert first_blocked.wait(10)
+    second.start()
+    first.join(10)
+    second.join(10)
+    assert units == sorted(units) and set(units) == {"first", "second"}
+    assert sorted(cleared) == [0, 1] and agent.called("clear_task") == [(vdsm_id,)]

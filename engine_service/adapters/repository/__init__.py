@@ -14,10 +14,20 @@ from engine_service.adapters.repository.batches import BatchQueries
 from engine_service.adapters.repository.commands import CommandQueries
 from engine_service.adapters.repository.hosts import HostQueries
 from engine_service.adapters.repository.inventory import InventoryQueries
+from engine_service.adapters.repository.retention import RetentionQueries
 from engine_service.adapters.repository.tasks import TaskQueries
+from engine_service.adapters.repository.zombies import ZombieQueries
 
 
-class Repository(HostQueries, InventoryQueries, CommandQueries, TaskQueries, BatchQueries):
+class Repository(
+    HostQueries,
+    InventoryQueries,
+    CommandQueries,
+    TaskQueries,
+    BatchQueries,
+    ZombieQueries,
+    RetentionQueries,
+):
     """The engine's queries, by part, over the unit of work's session."""
 
     def __init__(self, session: Session) -> None:

@@ -7,15 +7,17 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 
 from engine_service.adapters.orm import COMMANDS, DISKS, LOCKS, TASKS, TEMPLATE_DISKS, TEMPLATES
 from engine_service.adapters.repository.shared import Part
 from engine_service.domain.commands import (
     CommandBatch,
     CommandRecord,
+    CommandSelection,
     CommandStatus,
-    OrphanQuery,
+    CreatedBefore,
+    OnHosts,
     Outcome,
 )
 from engine_service.domain.inventory import DiskStatus, EntityKind
@@ -41,29 +43,41 @@ def ids_of(batch: CommandBatch) -> Select[Any]:
     return query
 
 
+def _selected(selection: CommandSelection) -> ColumnElement[bool]:
+    """The condition on top-level commands that a selection makes."""
+    if isinstance(selection, CreatedBefore):
+        return COMMANDS.c.created_at < selection.cutoff
+    if isinstance(selection, OnHosts):
+        on_hosts = select(TASKS.c.root_command_id).where(
+            TASKS.c.host_id.in_(list(selection.host_ids)), TASKS.c.cleanup == TaskCleanup.NONE
+        )
+        return COMMANDS.c.command_id.in_(on_hosts)
+    orphaned = select(TASKS.c.root_command_id).where(
+        TASKS.c.vdsm_task_id.is_(None),
+        TASKS.c.cleanup == TaskCleanup.NONE,
+        TASKS.c.created_at < selection.cutoff,
+        TASKS.c.root_command_id.not_in(list(selection.executing)),
+    )
+    if selection.only_hosts is not None:
+        orphaned = orphaned.where(TASKS.c.host_id.in_(list(selection.only_hosts)))
+    return COMMANDS.c.command_id.in_(orphaned)
+
+
 class BatchQueries(Part):
     """Set-based statements over a CommandBatch."""
 
-    def fail_orphaned_commands(
-        self, orphans: OrphanQuery, outcome: Outcome, now: datetime
+    def end_active_commands(
+        self, selection: CommandSelection, outcome: Outcome, now: datetime
     ) -> CommandBatch:
         """End with `outcome`, in one statement each for parents and children, every ACTIVE
-        command that `orphans` selects. Returns them as a batch."""
-        orphaned = select(TASKS.c.root_command_id).where(
-            TASKS.c.vdsm_task_id.is_(None),
-            TASKS.c.cleanup == TaskCleanup.NONE,
-            TASKS.c.created_at < orphans.cutoff,
-            TASKS.c.root_command_id.not_in(list(orphans.executing)),
-        )
-        if orphans.only_hosts is not None:
-            orphaned = orphaned.where(TASKS.c.host_id.in_(list(orphans.only_hosts)))
+        top-level command that `selection` selects. Returns them as a batch."""
         values = {"status": outcome.status, "failure_reason": outcome.reason, "ended_at": now}
         self.session.execute(
             COMMANDS.update()
             .where(
                 _TOP_LEVEL,
                 COMMANDS.c.status == CommandStatus.ACTIVE,
-                COMMANDS.c.command_id.in_(orphaned),
+                _selected(selection),
             )
             .values(values)
         )
@@ -86,8 +100,14 @@ class BatchQueries(Part):
         )
         return {t: int(n) for t, n in self.session.execute(query).all()}
 
-    def command_ids_in(self, batch: CommandBatch) -> list[str]:
-        return list(self.session.scalars(ids_of(batch)))
+    def command_ids_in(self, batch: CommandBatch, limit: int | None = None) -> list[str]:
+        """The batch's ids, oldest command first; the first `limit` of them if given."""
+        query = ids_of(batch).order_by(COMMANDS.c.created_at, COMMANDS.c.command_id)
+        return list(self.session.scalars(query if limit is None else query.limit(limit)))
+
+    def count_in(self, batch: CommandBatch) -> int:
+        query = select(func.count()).select_from(ids_of(batch).subquery())
+        return int(self.session.scalar(query) or 0)
 
     def commands_in(self, batch: CommandBatch) -> Iterator[CommandRecord]:
         query = select(COMMANDS).where(COMMANDS.c.command_id.in_(ids_of(batch)))

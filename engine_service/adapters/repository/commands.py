@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, func, select
 
 from engine_service.adapters.orm import CLIENT_REQUESTS, COMMANDS, LOCKS
 from engine_service.adapters.repository.shared import Part
-from engine_service.domain.commands import CommandRecord, CommandStatus, Outcome
+from engine_service.domain.commands import CommandFilter, CommandRecord, CommandStatus, Outcome
 from engine_service.domain.inventory import EntityLock
 from engine_service.domain.requests import StoredRequest
 
@@ -51,12 +51,19 @@ class CommandQueries(Part):
         return found
 
     def command_page(
-        self, status: CommandStatus | None, after: tuple[datetime, str] | None, limit: int
+        self, where: CommandFilter, after: tuple[datetime, str] | None, limit: int
     ) -> list[CommandRecord]:
-        """Top-level commands, newest first."""
+        """Top-level commands that `where` admits, newest first."""
         query = select(COMMANDS).where(_TOP_LEVEL)
-        if status is not None:
-            query = query.where(COMMANDS.c.status == status)
+        if where.status is not None:
+            query = query.where(COMMANDS.c.status == where.status)
+        if where.ended_after is not None:
+            query = query.where(COMMANDS.c.ended_at >= where.ended_after)
+        if where.ended_before is not None:
+            query = query.where(COMMANDS.c.ended_at < where.ended_before)
+        if where.failure_reason_contains:
+            text = where.failure_reason_contains
+            query = query.where(COMMANDS.c.failure_reason.icontains(text, autoescape=True))
         if after is not None:
             created_at, command_id = after
             query = query.where(
@@ -99,6 +106,13 @@ class CommandQueries(Part):
         query = select(func.count()).where(_TOP_LEVEL, COMMANDS.c.status == CommandStatus.ACTIVE)
         return int(self.session.scalar(query.select_from(COMMANDS)) or 0)
 
+    def oldest_active_root_created_at(self) -> datetime | None:
+        """When the oldest ACTIVE top-level command was accepted (ix_commands_listing)."""
+        query = select(func.min(COMMANDS.c.created_at)).where(
+            _TOP_LEVEL, COMMANDS.c.status == CommandStatus.ACTIVE
+        )
+        return self.session.scalar(query)
+
     # -- locks and client requests ---------------------------------------------------------
 
     def add_locks(self, locks: Iterable[EntityLock], now: datetime) -> None:
@@ -121,6 +135,7 @@ class CommandQueries(Part):
             CLIENT_REQUESTS.c.request_id,
             CLIENT_REQUESTS.c.fingerprint,
             CLIENT_REQUESTS.c.result_id,
+            CLIENT_REQUESTS.c.created_at,
         ).where(CLIENT_REQUESTS.c.rpc == rpc, CLIENT_REQUESTS.c.request_id == request_id)
         found = self._objects(StoredRequest, query)
         return found[0] if found else None

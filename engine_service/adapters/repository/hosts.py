@@ -44,6 +44,10 @@ class HostQueries(Part):
     def hosts_with_status(self, status: HostStatus) -> list[Host]:
         return self._objects(Host, select(HOSTS).where(HOSTS.c.status == status))
 
+    def unreachable_hosts(self) -> list[Host]:
+        """The hosts that are not answering their polls, in any status."""
+        return self._objects(Host, select(HOSTS).where(HOSTS.c.unreachable_since.is_not(None)))
+
     def hosts_for_update(self, host_ids: Sequence[str]) -> dict[str, Host]:
         """These hosts, locked for this transaction (on PostgreSQL), in one query."""
         query = (
@@ -71,6 +75,30 @@ class HostQueries(Part):
         ]
         if values:
             self.session.connection().execute(_SAVE_HOST, values)
+
+    def save_fencing(self, host: Host) -> None:
+        """Store who confirmed the host rebooted, when and why."""
+        self.session.execute(
+            HOSTS.update()
+            .where(HOSTS.c.host_id == host.host_id)
+            .values(
+                confirmed_rebooted_at=host.confirmed_rebooted_at,
+                confirmed_rebooted_by=host.confirmed_rebooted_by,
+                confirmed_rebooted_reason=host.confirmed_rebooted_reason,
+            )
+        )
+
+    def images_owed_on(self, host_id: str) -> list[tuple[str, str]]:
+        """(storage domain, image) of the tasks on a host whose command failed: compensation."""
+        query = select(TASKS.c.storage_domain_id, TASKS.c.image_id).where(
+            TASKS.c.host_id == host_id, TASKS.c.cleanup == TaskCleanup.COMPENSATE
+        )
+        return [(sd, image) for sd, image in self.session.execute(query).all()]
+
+    def delete_tasks_on_host(self, host_id: str) -> int:
+        """Write off every task row on a fenced host; returns how many."""
+        deleted = self.session.execute(TASKS.delete().where(TASKS.c.host_id == host_id))
+        return int(deleted.rowcount)  # type: ignore[attr-defined]
 
     def remove_host(self, host_id: str) -> None:
         self.session.execute(HOSTS.delete().where(HOSTS.c.host_id == host_id))

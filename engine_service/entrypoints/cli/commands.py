@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 
 import click
 import grpc
@@ -16,6 +17,7 @@ from engine_service.entrypoints.cli.output import (
     status_name,
     watch_lines,
 )
+from engine_service.entrypoints.cli.params import Instant
 from engine_service.v1 import engine_service_pb2 as pb
 
 
@@ -40,11 +42,35 @@ def command_get(c: Client, command_id: str) -> None:
     help="only these",
 )
 @click.option("--limit", default=50, show_default=True, help="at most this many")
+@click.option(
+    "--ended-after",
+    type=Instant(),
+    help="only those that ended at or after this instant (ISO 8601, UTC unless it says)",
+)
+@click.option("--ended-before", type=Instant(), help="only those that ended before this instant")
+@click.option(
+    "--failure-reason-contains",
+    "reason",
+    default="",
+    help="only those whose failure reason contains this text (case-insensitive)",
+)
 @click.pass_obj
-def command_list(c: Client, status: str | None, limit: int) -> None:
+def command_list(
+    c: Client,
+    status: str | None,
+    limit: int,
+    ended_after: datetime | None,
+    ended_before: datetime | None,
+    reason: str,
+) -> None:
     """Top-level commands, newest first."""
     value = pb.CommandStatus.Value(f"COMMAND_STATUS_{status.upper()}") if status else 0
     request = pb.ListCommandsRequest(status=value, page_size=min(limit, 500))  # type: ignore[arg-type]
+    request.failure_reason_contains = reason
+    if ended_after is not None:
+        request.ended_after.FromDatetime(ended_after)
+    if ended_before is not None:
+        request.ended_before.FromDatetime(ended_before)
     found = []
     for cmd in pages(c, "ListCommands", request, "commands"):
         found.append(cmd)

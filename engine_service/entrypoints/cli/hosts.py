@@ -46,6 +46,28 @@ def host_maintenance(c: Client, host_id: str, on: bool) -> None:
     c.show(reply, lambda: print_host(reply.host))
 
 
+@host.command("confirm-rebooted")
+@click.argument("host_id")
+@click.option("--reason", required=True, help="how you know the host is down (kept on record)")
+@click.pass_obj
+def host_confirm_rebooted(c: Client, host_id: str, reason: str) -> None:
+    """Fencing: assert that HOST_ID, which stopped answering, is down and its processes gone.
+    Its ACTIVE commands fail now and the cleanup still owed on it is written off; then
+    `host remove` succeeds. Refused while the host answers its polls."""
+    reply = c.call(
+        "ConfirmHostRebooted", pb.ConfirmHostRebootedRequest(host_id=host_id, reason=reason)
+    )
+
+    def human() -> None:
+        print_host(reply.host)
+        click.echo(
+            f"failed {reply.failed_commands} command(s), "
+            f"wrote off {reply.written_off_tasks} task(s)"
+        )
+
+    c.show(reply, human)
+
+
 @host.command("remove")
 @click.argument("host_id")
 @click.pass_obj

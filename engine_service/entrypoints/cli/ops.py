@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import click
 
 from engine_service.entrypoints.cli.calls import Client
+from engine_service.entrypoints.cli.params import iso
 from engine_service.v1 import engine_service_pb2 as pb
 from service_common.tls import init_pki
 
@@ -22,12 +24,26 @@ def reconcile(c: Client) -> None:
     def human() -> None:
         for title, r in (("this run", reply), ("at startup", reply.startup_report)):
             click.echo(
-                f"{title}: failed commands {list(r.failed_command_ids)}, "
+                f"{title}: failed commands {list(r.failed_command_ids)} "
+                f"({r.failed_commands} in all), "
                 f"removed placeholders {r.removed_placeholders}, adopted tasks "
                 f"{r.adopted_tasks}, cleared zombies {r.cleared_zombies}"
             )
+            if r.failed_commands > len(r.failed_command_ids):
+                click.echo(f"  the first {len(r.failed_command_ids)} are listed; {the_rest(r)}")
 
     c.show(reply, human)
+
+
+def the_rest(r: pb.ReconcileReport | pb.ReconcileOrphansResponse) -> str:
+    """How to list every command a reconciliation failed: they all ended FAILED at one
+    instant, `failed_at`."""
+    at = r.failed_at.ToDatetime()
+    return (
+        "all of them: enginectl command list --status failed "
+        f"--ended-after {iso(at)} --ended-before {iso(at + timedelta(microseconds=1))} "
+        f"--limit {r.failed_commands}"
+    )
 
 
 # -- PKI ----------------------------------------------------------------------------------------

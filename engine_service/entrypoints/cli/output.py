@@ -61,9 +61,20 @@ def bar(percent: int, width: int = 30) -> str:
 
 
 def print_host(h: pb.Host) -> None:
+    notes = []
+    if h.HasField("unreachable_since"):
+        since = h.unreachable_since.ToDatetime()
+        notes.append(f"not answering since {since:%Y-%m-%d %H:%M:%S} UTC")
+    if h.HasField("confirmed_rebooted_at"):
+        at = h.confirmed_rebooted_at.ToDatetime()
+        notes.append(
+            f"confirmed rebooted {at:%Y-%m-%d %H:%M:%S} UTC by {h.confirmed_rebooted_by}: "
+            f"{h.confirmed_rebooted_reason}"
+        )
     click.echo(
         f"{h.host_id}  {h.name:<16} {h.address:<22} "
         f"{name_of(pb.HostStatus, h.status, 'HOST_STATUS_'):<15} tasks={h.tasks_in_flight}"
+        + "".join(f"  ({note})" for note in notes)
     )
 
 

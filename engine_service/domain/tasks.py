@@ -198,14 +198,16 @@ def lost(task: TaskView, host_name: str, asked_at: datetime) -> TaskUpdate | Non
     only if the agent had it before the poll was asked, and the task was still unfinished."""
     if not task.unfinished or task.submitted_at is None or task.submitted_at >= asked_at:
         return None
+    return _failed(
+        task, f"host {host_name} no longer knows task {task.vdsm_task_id} (lost by the agent)"
+    )
+
+
+def _failed(task: TaskView, message: str) -> TaskUpdate:
+    """The task failed on the engine's word (its agent can no longer say): its command fails."""
     return TaskUpdate(
         task.task_id,
-        {
-            "state": TaskState.FINISHED,
-            "result": TaskResult.FAILURE,
-            "message": f"host {host_name} no longer knows task {task.vdsm_task_id} "
-            "(lost by the agent)",
-        },
+        {"state": TaskState.FINISHED, "result": TaskResult.FAILURE, "message": message},
     )
 
 
@@ -216,14 +218,10 @@ def misreported(
     command, as a lost one does, with a message naming the host, the task and the bad value."""
     if not task.unfinished:
         return None
-    return TaskUpdate(
-        task.task_id,
-        {
-            "state": TaskState.FINISHED,
-            "result": TaskResult.FAILURE,
-            "message": f"host {host_name} reported task {task.vdsm_task_id} unreadably "
-            f"{times} polls in a row: {reported.problem}",
-        },
+    return _failed(
+        task,
+        f"host {host_name} reported task {task.vdsm_task_id} unreadably {times} polls in a "
+        f"row: {reported.problem}",
     )
 
 

@@ -120,15 +120,20 @@ def command_message(v: CommandView) -> pb.Command:
     )
 
 
+def report_fields(r: ReconcileReport) -> dict[str, Any]:
+    """The fields ReconcileReport and ReconcileOrphansResponse share."""
+    return {
+        "failed_command_ids": r.failed_command_ids,
+        "removed_placeholders": r.removed_placeholders,
+        "adopted_tasks": r.adopted_tasks,
+        "cleared_zombies": r.cleared_zombies,
+        "failed_commands": r.failed_commands,
+        "failed_at": timestamp(r.failed_at),
+    }
+
+
 def report_message(r: ReconcileReport) -> pb.ReconcileReport:
-    return pb.ReconcileReport(
-        failed_command_ids=r.failed_command_ids,
-        removed_placeholders=r.removed_placeholders,
-        adopted_tasks=r.adopted_tasks,
-        cleared_zombies=r.cleared_zombies,
-        failed_commands=r.failed_commands,
-        failed_at=timestamp(r.failed_at),
-    )
+    return pb.ReconcileReport(**report_fields(r))
 
 
 def reconcile_response(
@@ -137,13 +142,7 @@ def reconcile_response(
     """Bounded whatever the number of commands failed: the reports list at most the first
     LISTED_IDS ids (reconciliation.py), and count them all."""
     return pb.ReconcileOrphansResponse(
-        failed_command_ids=report.failed_command_ids,
-        removed_placeholders=report.removed_placeholders,
-        adopted_tasks=report.adopted_tasks,
-        cleared_zombies=report.cleared_zombies,
-        failed_commands=report.failed_commands,
-        failed_at=timestamp(report.failed_at),
-        startup_report=report_message(startup),
+        **report_fields(report), startup_report=report_message(startup)
     )
 
 

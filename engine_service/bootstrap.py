@@ -28,7 +28,15 @@ class EngineSettings:
     orphans: str = "fail"
     agent_timeout: float = 10.0
     agent_tls: ClientTls | None = None
+    # --insecure: agents without TLS (no agent_tls) may be at non-loopback addresses too
+    plaintext_agents_off_loopback: bool = False
     retention: float = 30 * 86400.0  # seconds an ended command is kept; 0 keeps everything
+
+    @property
+    def agents_on_loopback_only(self) -> bool:
+        """Plaintext to agents (no `agent_tls`) and no --insecure: a new host must be at a
+        loopback address."""
+        return self.agent_tls is None and not self.plaintext_agents_off_loopback
 
 
 def bootstrap(
@@ -49,6 +57,11 @@ def bootstrap(
         uow, agents, lifecycle, manager, settings.poll.agent_deadline, settings.orphans
     )
     manager.sweep = lambda: reconciler.sweep(settings.poll.sweep_after)
-    inventory = Inventory(uow, agents, settings.poll.agent_deadline)
+    inventory = Inventory(
+        uow,
+        agents,
+        settings.poll.agent_deadline,
+        refuse_plaintext_off_loopback=settings.agents_on_loopback_only,
+    )
     pruner = Pruner(uow, settings.retention)
     return Engine(uow, agents, lifecycle, manager, reconciler, inventory, pruner=pruner)

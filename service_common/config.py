@@ -6,7 +6,8 @@ whether it is secret, and (rarely) a flag or a variable not named after the fiel
 defaults, a TOML file (`--config FILE`, keys named like the flags, read into click's
 `default_map`), environment variables (PREFIX + the flag in upper case, `-` as `_`) and flags.
 A bad value stops with click's usage error (exit status 2) naming the setting and its source.
-The effective configuration is logged at startup with secrets masked (`effective`)."""
+The effective configuration is logged at startup with secrets masked (`effective`). Every
+such command also takes `--version`: `PROG X.Y.Z` from the package metadata, exit status 0."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, dataclass_transform
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, dataclass_transform
 
 import click
 from click.core import ParameterSource
+
+from service_common.version import version
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -70,6 +73,7 @@ class Setting:
 
     help: str
     type: Any = None  # a click type (or a Python type click knows); None is a string
+    # (a repeatable setting's type, if given, is a CommaSeparated: the variable is split)
     default: Any = None  # None: unset unless `default_from` derives it
     secret: bool = False  # masked in the effective configuration
     flag: str | None = None  # the flag without "--", if not the field's name with dashes
@@ -104,6 +108,11 @@ class ServerSettings:
         flag="grace",
         type=NON_NEGATIVE_FLOAT,
         default=10.0,
+    )
+    insecure: bool = setting(
+        "allows plaintext on a non-loopback address (refused at start without it)",
+        type=bool,
+        default=False,
     )
 
 
@@ -174,6 +183,17 @@ class Needs:
         return None
 
 
+class Rule(Protocol):
+    """A check across settings: what is wrong with these values, or None."""
+
+    def problem(self, values: Mapping[str, Any], flag: Callable[[str], str]) -> str | None: ...
+
+
+class Policy:
+    """A rule about what is safe rather than what is well formed: its refusal is one line on
+    stderr, what to do instead, without the usage text (still exit status 2)."""
+
+
 def together(*names: str) -> Together:
     return Together(names)
 
@@ -190,7 +210,7 @@ class CommandLine(Generic[T]):
     prog: str
     prefix: str  # of every variable: ENGINE_, VDSM_AGENT_
     description: str
-    rules: tuple[Together | Needs, ...] = ()
+    rules: tuple[Rule, ...] = ()
 
     def fields(self) -> dict[str, dataclasses.Field[Any]]:
         return {f.name: f for f in dataclasses.fields(self.schema)}
@@ -207,9 +227,10 @@ class CommandLine(Generic[T]):
         shown = s.default_help or (s.default is not None and s.default != ())
         return SettingOption(
             [f"--{flag_name(field)}", field.name],
-            type=CommaSeparated() if s.multiple else s.type,
+            type=(s.type or CommaSeparated()) if s.multiple else s.type,
             default=() if s.multiple and s.default is None else s.default,
             multiple=s.multiple,
+            is_flag=True if s.type is bool else None,  # a boolean is a flag: --insecure
             envvar=self.env_var(field),
             show_envvar=True,
             show_default=shown,
@@ -228,12 +249,26 @@ class CommandLine(Generic[T]):
             help="a TOML file of settings named like the flags (list for a repeatable one); "
             "the environment and flags override it",
         )
+        version = click.Option(
+            ["--version"],
+            is_flag=True,
+            is_eager=True,
+            expose_value=False,
+            callback=self.show_version,
+            help="print the program's version and exit",
+        )
         return click.Command(
             self.prog,
-            params=[config, *map(self.option, self.fields().values())],
+            params=[config, *map(self.option, self.fields().values()), version],
             help=self.description,
             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
         )
+
+    def show_version(self, ctx: click.Context, param: click.Parameter, value: bool) -> None:
+        """Callback of --version: `PROG X.Y.Z` from the package metadata, then exit 0."""
+        if value and not ctx.resilient_parsing:
+            click.echo(f"{self.prog} {version()}")
+            ctx.exit(0)
 
     def read_file(self, ctx: click.Context, param: click.Parameter, path: Path | None) -> None:
         """Callback of --config: the file's settings become click's `default_map`."""
@@ -273,7 +308,7 @@ class CommandLine(Generic[T]):
         for rule in self.rules:
             problem = rule.problem(values, self.flag)
             if problem:
-                raise click.UsageError(problem, ctx)
+                raise click.UsageError(problem, None if isinstance(rule, Policy) else ctx)
         return self.schema(**values)
 
     def parse(self, argv: Sequence[str] | None = None) -> T:

@@ -7,7 +7,6 @@ startup reconciliation committed)."""
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import threading
@@ -19,13 +18,15 @@ import grpc
 from engine_service.adapters.lease import EngineLease, lease_for
 from engine_service.bootstrap import EngineSettings, PollSettings, bootstrap
 from engine_service.crash import crash_point
+from engine_service.entrypoints.auth import SERVICE_NAME, TokenInterceptor, refusal
 from engine_service.entrypoints.grpc_servicer import EngineServicer
 from engine_service.entrypoints.settings import ENV_PREFIX, Config, parse_args
-from engine_service.v1 import engine_service_pb2 as pb
+from engine_service.entrypoints.token_options import token_warnings
 from engine_service.v1 import engine_service_pb2_grpc as pb_grpc
 from service_common.config import effective
 from service_common.grpc_server import GrpcServer, serve_metrics, stop_signal
 from service_common.logs import configure_logging
+from service_common.secure_default import plaintext_exposed
 from service_common.tls import server_credentials
 
 log = logging.getLogger("engine_service")
@@ -43,44 +44,6 @@ __all__ = [  # parse_args, Config and ENV_PREFIX: the settings, for the tests an
     "watch_lease",
 ]
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EngineService"].full_name
-
-
-def _refusal(handler: Any, code: grpc.StatusCode, message: str) -> Any:
-    def refuse(request: Any, context: grpc.ServicerContext) -> Any:
-        context.abort(code, message)
-
-    if handler is not None and handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(refuse)
-    return grpc.unary_unary_rpc_method_handler(refuse)
-
-
-class TokenInterceptor(grpc.ServerInterceptor):
-    """With tokens configured, engine API calls need `authorization: Bearer <token>`; health
-    and reflection stay open. Tokens are compared in constant time."""
-
-    def __init__(self, tokens: Sequence[str]) -> None:
-        self.tokens = [t.encode() for t in tokens]
-
-    def accepts(self, metadata: Any) -> str | None:
-        """None if the call may go on, else why not."""
-        presented = [v for k, v in (metadata or ()) if k == "authorization"]
-        if not presented or not str(presented[0]).startswith("Bearer "):
-            return "missing bearer token: send the metadata 'authorization: Bearer <token>'"
-        offered = str(presented[0]).removeprefix("Bearer ").encode()
-        matched = False
-        for token in self.tokens:  # every one, so the time says nothing about which matched
-            matched |= hmac.compare_digest(offered, token)
-        return None if matched else "invalid bearer token"
-
-    def intercept_service(self, continuation: Any, details: Any) -> Any:
-        if not self.tokens or not details.method.startswith(f"/{SERVICE_NAME}/"):
-            return continuation(details)
-        problem = self.accepts(details.invocation_metadata)
-        if problem is None:
-            return continuation(details)
-        return _refusal(continuation(details), grpc.StatusCode.UNAUTHENTICATED, problem)
-
 
 class ReadinessInterceptor(grpc.ServerInterceptor):
     """Engine API calls wait for the startup reconciliation: UNAVAILABLE until then."""
@@ -92,7 +55,7 @@ class ReadinessInterceptor(grpc.ServerInterceptor):
         if self.ready.is_set() or not details.method.startswith(f"/{SERVICE_NAME}/"):
             return continuation(details)
 
-        return _refusal(
+        return refusal(
             continuation(details),
             grpc.StatusCode.UNAVAILABLE,
             "the engine is not serving (standing by, or reconciling at startup); "
@@ -118,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         config.listen,
         [SERVICE_NAME],
         credentials=credentials,
-        interceptors=[TokenInterceptor(config.api_tokens), readiness],
+        # Readiness first: a call refused as UNAVAILABLE is neither checked nor logged as done.
+        interceptors=[readiness, TokenInterceptor(config.tokens)],
     )
     serve_metrics(config.metrics_listen, log)
     servicer = DeferredServicer(config.max_watchers)
@@ -150,6 +114,7 @@ def engine_settings(config: Config) -> EngineSettings:
     """What the engine's core needs of the process's settings."""
     return EngineSettings(
         agent_tls=config.agent_tls,
+        plaintext_agents_off_loopback=config.insecure,
         database_url=config.database_url,
         orphans=config.orphans,
         retention=config.retention,
@@ -167,18 +132,20 @@ def engine_settings(config: Config) -> EngineSettings:
 
 def log_security(config: Config, address: str) -> None:
     api = "TLS" if config.tls_cert else "PLAINTEXT (no --tls-cert; local development only)"
-    auth = f"{len(config.api_tokens)} bearer token(s)" if config.api_tokens else "NO token (open)"
-    if config.agent_tls is None:
-        agents = "PLAINTEXT (no --agent-tls-ca; local development only)"
+    tokens = config.tokens
+    names = ", ".join(sorted({f"{t.name} ({t.role})" for t in tokens}))
+    auth = f"{len(tokens)} bearer token(s): {names}" if tokens else "NO token (open)"
+    for warning in token_warnings(config.api_tokens, config.api_token_file):
+        log.warning("%s", warning)
+    if config.agent_tls is None and config.insecure:
+        agents = "PLAINTEXT (no --agent-tls-ca), non-loopback agents too, as --insecure allows"
+    elif config.agent_tls is None:
+        agents = "PLAINTEXT (no --agent-tls-ca; agents at loopback addresses only)"
     elif config.agent_tls.cert is None:
         agents = "TLS trusting the agent CA, without a client certificate"
     else:
         agents = "mutual TLS"
-    level = (
-        logging.INFO
-        if config.tls_cert and config.api_tokens and config.agent_tls
-        else logging.WARNING
-    )
+    level = logging.INFO if config.tls_cert and tokens and config.agent_tls else logging.WARNING
     log.log(
         level,
         'API on %s: %s, %s; to agents: %s. Liveness ("") SERVING; readiness (%s) '
@@ -190,6 +157,12 @@ def log_security(config: Config, address: str) -> None:
         agents,
         SERVICE_NAME,
     )
+    if plaintext_exposed(address, tls=config.tls_cert is not None):
+        log.warning(
+            "the engine API is PLAINTEXT on %s, a non-loopback address, as --insecure allows: "
+            "anyone who reaches it may read it and, without a token, drive the engine",
+            address,
+        )
 
 
 class DeferredServicer(EngineServicer):

@@ -9,6 +9,14 @@ from typing import Any
 
 import click
 
+from engine_service.entrypoints.token_options import (
+    ApiTokenType,
+    TokenFile,
+    TokenFileType,
+    TokenTable,
+    all_tokens,
+)
+from engine_service.entrypoints.tokens import ApiToken
 from engine_service.service_layer.polling import DEFAULT_COMMAND_TIMEOUT, DEFAULT_SWEEP_AFTER
 from service_common.config import (
     DURATION,
@@ -23,6 +31,7 @@ from service_common.config import (
     settings,
     together,
 )
+from service_common.secure_default import no_plaintext_off_loopback
 from service_common.tls import ClientTls
 
 ENV_PREFIX = "ENGINE_"
@@ -116,13 +125,26 @@ class Config(ServerSettings):
         type=POSITIVE_INT,
         default=64,
     )
-    api_tokens: tuple[str, ...] = setting(
-        "a bearer token the API accepts; none configured: the API is open",
+    api_tokens: tuple[ApiToken, ...] = setting(
+        "a bearer token the API accepts: SECRET (an operator named default), NAME:SECRET "
+        "(an operator) or NAME:SECRET:read (read-only: Get*, List*, Watch*); with no token "
+        "(and no --api-token-file) the API is open",
         flag="api-token",
         env="ENGINE_API_TOKENS",
+        type=ApiTokenType(),
         multiple=True,
         secret=True,
     )
+    api_token_file: TokenFile | None = setting(
+        "a file of tokens, one per line in the forms of --api-token ('#' comments), added to "
+        "them; it keeps secrets out of process listings",
+        type=TokenFileType(),
+    )
+
+    @property
+    def tokens(self) -> tuple[ApiToken, ...]:
+        """Every token the API accepts: --api-token's, then the --api-token-file's."""
+        return all_tokens(self.api_tokens, self.api_token_file)
 
     @property
     def agent_tls(self) -> ClientTls | None:
@@ -143,6 +165,8 @@ COMMAND_LINE = CommandLine(
         together("tls_cert", "tls_key"),
         together("agent_tls_cert", "agent_tls_key"),
         needs("agent_tls_cert", "agent_tls_ca"),
+        TokenTable(),
+        no_plaintext_off_loopback("engine"),
     ),
 )
 

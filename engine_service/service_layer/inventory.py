@@ -12,6 +12,7 @@ from engine_service.domain.tasks import new_id
 from engine_service.service_layer.idempotency import first_result, optional_request, record_request
 from engine_service.service_layer.unit_of_work import AbstractUnitOfWork, UnitOfWorkFactory
 from engine_service.service_layer.views import HostView, decode_token, encode_token, page_size
+from service_common.addresses import is_loopback_address
 from service_common.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -51,18 +52,36 @@ def require_size(field: str, value: int) -> int:
     return value
 
 
-class Inventory:
-    """Use cases over hosts, storage domains, disks, VMs and templates."""
+PLAINTEXT_OFF_LOOPBACK = (
+    "is not a loopback address, and this engine reaches agents in plaintext: configure "
+    "--agent-tls-ca (certificates from `enginectl pki init`) or start the engine with "
+    "--insecure to accept plaintext to agents beyond this machine"
+)
 
-    def __init__(self, uow: UnitOfWorkFactory, agents: AgentPool, agent_deadline: float = 3.0):
+
+class Inventory:
+    """Use cases over hosts, storage domains, disks, VMs and templates. With
+    `refuse_plaintext_off_loopback` (an engine without --agent-tls-ca nor --insecure), a new host
+    must be at a loopback address."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        agents: AgentPool,
+        agent_deadline: float = 3.0,
+        refuse_plaintext_off_loopback: bool = False,
+    ):
         self.uow = uow
         self.agents = agents
         self.agent_deadline = agent_deadline
+        self.refuse_plaintext_off_loopback = refuse_plaintext_off_loopback
 
     # -- hosts -------------------------------------------------------------------------------
 
     def add_host(self, name: str, address: str, request_id: str = "") -> HostView:
         name, address = require_name("name", name), require_address("address", address)
+        if self.refuse_plaintext_off_loopback and not is_loopback_address(address):
+            raise FailedPrecondition(f"address: {address} {PLAINTEXT_OFF_LOOPBACK}")
         request = optional_request("AddHost", request_id, name=name, address=address)
         with self.uow() as uow:
             existing = first_result(uow.repo, request)
@@ -93,6 +112,24 @@ class Inventory:
             raise AlreadyExists(f"name: host {name!r} exists ({by_name.host_id})")
         if by_address is not None:
             raise AlreadyExists(f"address: host {by_address.name!r} already has address {address}")
+
+    def warn_of_plaintext_hosts(self) -> list[Host]:
+        """At start: hosts registered at non-loopback addresses that this engine reaches in
+        plaintext although new ones are refused (registered before, or by an engine with
+        --insecure). They are still polled, as their commands must end; a warning names them."""
+        if not self.refuse_plaintext_off_loopback:
+            return []
+        with self.uow(read_only=True) as uow:
+            exposed = [h for h in uow.repo.hosts() if not is_loopback_address(h.address)]
+        if exposed:
+            log.warning(
+                "%d host(s) at non-loopback addresses are reached in PLAINTEXT and still "
+                "polled: %s; a new one there is refused. Configure --agent-tls-ca, or "
+                "--insecure to accept this",
+                len(exposed),
+                ", ".join(f"{h.name} ({h.address})" for h in exposed[:20]),
+            )
+        return exposed
 
     def host(self, host_id: str) -> HostView:
         host_id = require_uuid("host_id", host_id)

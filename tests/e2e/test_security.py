@@ -3,6 +3,7 @@ and no id reaches outside the storage root."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -144,6 +145,110 @@ def test_the_engine_api_needs_a_token_when_tokens_are_configured(engine_factory,
     denied = ctl(engine.address, *args)
     assert denied.returncode == 6 and "UNAUTHENTICATED" in denied.stderr
     assert "second-token" not in engine.log_path.read_text()  # secrets are masked
+
+
+OPS = "OPS_SECRET_0123456789"
+DASH = "DASH_SECRET_0123456789"
+LEGACY = "LEGACY_BARE_SECRET_0123"
+
+
+def with_token(engine, secret: str) -> pb_grpc.EngineServiceStub:
+    return pb_grpc.EngineServiceStub(client_channel(engine.address, engine.client_tls, secret))
+
+
+@pytest.fixture
+def named_tokens_engine(engine_factory, tmp_path):
+    """An engine with an operator `ops` and a read-only `dash` given as flags, and a bare
+    secret (`default`) in an --api-token-file; the harness itself calls as `ops`."""
+    token_file = tmp_path / "tokens"
+    token_file.write_text(f"# the token of before names\n\n{LEGACY}\n")
+    token_file.chmod(0o600)
+    engine = engine_factory(
+        start=False,
+        extra_args=[
+            "--api-token",
+            f"ops:{OPS}",
+            "--api-token",
+            f"dash:{DASH}:read",
+            "--api-token-file",
+            str(token_file),
+        ],
+    )
+    engine.token = OPS
+    engine.start()
+    return engine
+
+
+def test_a_read_only_token_reads_and_is_denied_every_change(
+    named_tokens_engine, agent_factory
+) -> None:
+    engine = named_tokens_engine
+    dc = DataCenter(engine, [agent_factory("host1")])
+    dc.register_hosts()
+    disk = engine.stub().AddDisk(
+        pb.AddDiskRequest(name="d1", storage_domain_id=dc.add_domain("sd1"), size_bytes=4096),
+        timeout=T,
+    )
+    dash = with_token(engine, DASH)
+    assert [h.name for h in dash.ListHosts(pb.ListHostsRequest(), timeout=T).hosts] == ["host1"]
+    assert dash.ListCommands(pb.ListCommandsRequest(), timeout=T).commands
+    command_id = disk.command.command_id
+    dash.GetCommand(pb.GetCommandRequest(command_id=command_id), timeout=T)
+    for method, request in (
+        ("AddStorageDomain", pb.AddStorageDomainRequest(name="sd2")),
+        ("AddDisk", pb.AddDiskRequest(name="d2", storage_domain_id=disk.disk.storage_domain_id)),
+        ("CancelCommand", pb.CancelCommandRequest(command_id=command_id)),
+    ):
+        with pytest.raises(grpc.RpcError) as err:
+            getattr(dash, method)(request, timeout=T)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, method
+        assert "'dash'" in str(err.value.details()) and method in str(err.value.details())
+    legacy = with_token(engine, LEGACY)  # a bare secret, from the file: the operator `default`
+    legacy.AddStorageDomain(pb.AddStorageDomainRequest(name="sd3"), timeout=T)
+    # The harness writes the command line it ran at the top; the rest is the engine's own.
+    log = "\n".join(
+        line for line in engine.log_path.read_text().splitlines() if not line.startswith("===")
+    )
+    assert "AddDisk by token ops from ipv4:127.0.0.1:" in log
+    assert "AddStorageDomain by token default from ipv4:127.0.0.1:" in log
+    assert "PERMISSION_DENIED: CancelCommand by read-only token dash" in log
+    assert "ListHosts by" not in log  # reads are not logged
+    assert not any(secret in log for secret in (OPS, DASH, LEGACY))
+
+
+def test_enginectl_with_a_read_only_token_lists_and_is_denied_with_exit_code_7(
+    named_tokens_engine,
+) -> None:
+    engine = named_tokens_engine
+    env = {"ENGINECTL_TOKEN": DASH}
+    assert ctl(engine.address, "host", "list", env=env).returncode == 0
+    denied = ctl(engine.address, "domain", "add", "sd1", env=env)
+    assert denied.returncode == 7, denied.stderr
+    assert "PERMISSION_DENIED: token 'dash' is read-only" in denied.stderr
+    operator = ctl(engine.address, "domain", "add", "sd1", env={"ENGINECTL_TOKEN": OPS})
+    assert operator.returncode == 4 and "no host is UP" in operator.stderr  # let through
+
+
+def test_confirm_host_rebooted_records_the_tokens_name(named_tokens_engine, agent_factory) -> None:
+    engine = named_tokens_engine
+    dc = DataCenter(engine, [agent_factory("host1")])
+    dc.register_hosts()
+    dc.agents[0].kill()
+    host_id = dc.hosts["host1"].host_id
+    deadline = time.monotonic() + 20
+    while not any(
+        h.HasField("unreachable_since")
+        for h in dc.stub.ListHosts(pb.ListHostsRequest(), timeout=T).hosts
+    ):
+        assert time.monotonic() < deadline, "host1 still answers its polls"
+        time.sleep(0.1)
+    request = pb.ConfirmHostRebootedRequest(host_id=host_id, reason="off at the PDU")
+    with pytest.raises(grpc.RpcError) as err:
+        with_token(engine, DASH).ConfirmHostRebooted(request, timeout=T)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    host = dc.stub.ConfirmHostRebooted(request, timeout=T).host
+    assert host.confirmed_rebooted_by.startswith("token ops from ipv4:127.0.0.1:")
+    assert "ConfirmHostRebooted by token ops from ipv4:127.0.0.1:" in engine.log_path.read_text()
 
 
 ID_FIELDS = [

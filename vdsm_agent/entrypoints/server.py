@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from service_common.config import effective
 from service_common.grpc_server import GrpcServer, serve_metrics, wait_for_stop_signal
 from service_common.logs import configure_logging
+from service_common.secure_default import plaintext_exposed
 from service_common.tls import server_credentials
 from vdsm_agent.adapters.storage import StorageRoot
 from vdsm_agent.adapters.task_store import TaskStore
@@ -69,6 +70,12 @@ class AgentServer:
             log.warning(
                 "serving TLS on %s WITHOUT client certificates (no --tls-client-ca): "
                 "any client may drive this host",
+                self.address,
+            )
+        elif plaintext_exposed(self.address, tls=False):
+            log.warning(
+                "serving PLAINTEXT gRPC on %s, a non-loopback address, as --insecure allows: "
+                "anyone who reaches it may drive this host",
                 self.address,
             )
         else:

@@ -17,6 +17,7 @@ from service_common.config import (
     settings,
     together,
 )
+from service_common.secure_default import no_plaintext_off_loopback
 
 ENV_PREFIX = "VDSM_AGENT_"
 
@@ -69,6 +70,7 @@ COMMAND_LINE = CommandLine(
     rules=(
         together("tls_cert", "tls_key"),
         needs("tls_client_ca", "tls_cert", "tls_key"),
+        no_plaintext_off_loopback("agent"),
     ),
 )
 

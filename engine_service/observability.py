@@ -38,3 +38,21 @@ PRUNED = Counter(
     "Rows --retention deleted: commands (top-level), child_commands, client_requests",
     ["what"],
 )
+ACTIVE_BY_TYPE = Gauge(
+    "engine_active_commands", "Top-level commands ACTIVE at the last poll, by type", ["action_type"]
+)
+OLDEST_ACTIVE_AGE = Gauge(
+    "engine_oldest_active_command_age_seconds",
+    "Age of the oldest ACTIVE top-level command at the last poll (0 when none)",
+)
+HOSTS = Gauge(
+    "engine_hosts",
+    "Hosts at the last poll, by status and by whether their agent answers",
+    ["status", "answering"],
+)
+COMMAND_SECONDS = Histogram(
+    "engine_command_duration_seconds",
+    "From acceptance to end, of top-level commands, by type and outcome",
+    ["action_type", "status"],
+    buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, float("inf")),
+)

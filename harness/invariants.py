@@ -10,7 +10,14 @@ from typing import Any
 from sqlalchemy import Select, func, select
 
 from engine_service.adapters.db import make_engine
-from engine_service.adapters.orm import CommandRow, DiskRow, EntityLockRow, TaskRow, TemplateRow
+from engine_service.adapters.orm import (
+    CommandEventRow,
+    CommandRow,
+    DiskRow,
+    EntityLockRow,
+    TaskRow,
+    TemplateRow,
+)
 
 
 @dataclass(frozen=True)
@@ -61,12 +68,64 @@ def database_state(url: str) -> DatabaseState:
 
 
 def assert_settled(url: str) -> DatabaseState:
-    """Nothing active, nothing locked, no task row left (every command settled)."""
+    """Nothing active, nothing locked, no task row left (every command settled), and every
+    history agrees with its command (history_disagreements)."""
     state = database_state(url)
     assert state.commands.get("ACTIVE", 0) == 0, state
     assert (state.task_rows, state.placeholders, state.locks) == (0, 0, 0), state
     assert (state.locked_disks, state.locked_templates) == (0, 0), state
+    problems = history_disagreements(url)
+    assert problems == [], problems
     return state
+
+
+def history_disagreements(url: str) -> list[str]:
+    """Where a command's history says something its state does not, or misses something it
+    holds (each event is written in the transaction of the change it records): every
+    top-level command was accepted exactly once; a terminal one ended exactly once, with its
+    status; an ACTIVE one never ended; no task was cleared, adopted or accepted twice."""
+    engine = make_engine(url)
+    problems: list[str] = []
+    try:
+        with engine.connect() as db:
+            events: dict[str, list[tuple[str, str, str | None]]] = {}
+            for command_id, kind, message, task_id in db.execute(
+                select(
+                    CommandEventRow.command_id,
+                    CommandEventRow.kind,
+                    CommandEventRow.message,
+                    CommandEventRow.task_id,
+                ).order_by(CommandEventRow.event_id)
+            ):
+                events.setdefault(command_id, []).append((str(kind), message, task_id))
+            for command_id, status in db.execute(
+                select(CommandRow.command_id, CommandRow.status).where(
+                    CommandRow.parent_id.is_(None)
+                )
+            ):
+                problems += _disagreements(command_id, str(status), events.get(command_id, []))
+    finally:
+        engine.dispose()
+    return problems
+
+
+def _disagreements(
+    command_id: str, status: str, events: list[tuple[str, str, str | None]]
+) -> list[str]:
+    kinds = [kind for kind, _, _ in events]
+    ends = [message for kind, message, _ in events if kind == "ended"]
+    found = []
+    if kinds.count("accepted") != 1:
+        found.append(f"{command_id}: accepted {kinds.count('accepted')} times")
+    if status == "ACTIVE" and ends:
+        found.append(f"{command_id}: ACTIVE, but its history says it ended ({ends})")
+    if status != "ACTIVE" and (len(ends) != 1 or not ends[0].startswith(status)):
+        found.append(f"{command_id}: {status}, but its history's ends are {ends}")
+    for kind in ("task_cleared", "task_adopted", "task_accepted"):
+        tasks = [task for k, _, task in events if k == kind]
+        if len(tasks) != len(set(tasks)):
+            found.append(f"{command_id}: a task {kind} twice")
+    return found
 
 
 def storage_debris(url: str, storage_root: Path) -> list[str]:

@@ -136,6 +136,10 @@ def run(workdir: Path) -> None:
         wait_all_settled(ctl)
         ctl.show("command", "list")
         ctl.show("template", "list")
+        failed = ctl.json("command", "list", "--status", "failed", "--type", "AddVmTemplate")
+        for command in failed.get("commands", [])[:1]:
+            say("  what happened to the failed template, from its history:")
+            ctl.show("command", "history", command["command_id"])
         leftovers = sorted(p.name for p in storage.rglob("*.partial"))
         say(
             f"  partial files on storage: {leftovers or 'none'}; "

@@ -27,6 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from engine_service.domain.clock import utcnow
 from engine_service.domain.commands import CommandStatus
+from engine_service.domain.history import EventKind
 from engine_service.domain.hosts import HostStatus
 from engine_service.domain.inventory import DiskStatus, TemplateStatus
 from engine_service.domain.tasks import TaskCleanup
@@ -245,6 +246,22 @@ class ZombieSightingRow(Base):
     first_seen_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class CommandEventRow(Base):
+    """One event of a top-level command's history (migration 0004; domain: CommandEvent)."""
+
+    __tablename__ = "command_events"
+
+    event_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    command_id: Mapped[str] = mapped_column(ForeignKey("commands.command_id"), index=True)
+    time: Mapped[datetime] = mapped_column(DateTime)
+    kind: Mapped[EventKind] = mapped_column(EnumText(EventKind))
+    task_id: Mapped[str | None] = mapped_column(ID)
+    host_id: Mapped[str | None] = mapped_column(ID)
+    message: Mapped[str] = mapped_column(Text, default="")
+
+
 def table(row: type[Base]) -> Table:
     """The Core table of a model: the repository reads and writes most rows through it."""
     return cast(Table, row.__table__)
@@ -262,3 +279,4 @@ TASKS = table(TaskRow)
 LOCKS = table(EntityLockRow)
 CLIENT_REQUESTS = table(ClientRequestRow)
 ZOMBIE_SIGHTINGS = table(ZombieSightingRow)
+EVENTS = table(CommandEventRow)

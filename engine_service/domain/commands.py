@@ -165,13 +165,23 @@ class CommandFilter:
     ended_after: datetime | None = None  # at or after
     ended_before: datetime | None = None  # strictly before
     failure_reason_contains: str = ""  # case-insensitive
+    action_type: str = ""
+    target_id: str = ""
+    created_after: datetime | None = None  # at or after
+    created_before: datetime | None = None  # strictly before
+    host_id: str = ""  # with a task (not yet cleared) on this host
 
     def admits(self, command: CommandRecord) -> bool:
-        """The same conditions in Python (the repository applies them in SQL)."""
-        ended = command.ended_at
+        """The same conditions in Python (the repository applies them in SQL), but the host's,
+        which needs the command's tasks."""
+        ended, created = command.ended_at, command.created_at
         return (
             (self.status is None or command.status == self.status)
             and (self.ended_after is None or (ended is not None and ended >= self.ended_after))
             and (self.ended_before is None or (ended is not None and ended < self.ended_before))
             and self.failure_reason_contains.lower() in command.failure_reason.lower()
+            and self.action_type in ("", command.action_type)
+            and self.target_id in ("", command.target_id)
+            and (self.created_after is None or created >= self.created_after)
+            and (self.created_before is None or created < self.created_before)
         )

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 
 from engine_service import observability as metrics
 from engine_service.adapters.agent_client import AgentPool
+from engine_service.domain.clock import utcnow
 from engine_service.domain.commands import decide_outcome
+from engine_service.domain.hosts import HostStatus
 from engine_service.domain.tasks import TaskView
 from engine_service.service_layer.cleanup import Cleaner
+from engine_service.service_layer.commands.base import CommandBase
 from engine_service.service_layer.failing import Reaper
 from engine_service.service_layer.isolation import CommandEnder
 from engine_service.service_layer.lifecycle import CommandLifecycle
@@ -82,10 +85,25 @@ class AsyncTaskManager:
                 self.sweep()
             self.clean_up(result)
             self.zombies.handle(result)
-            with self.uow(read_only=True) as uow:
-                metrics.COMMANDS_ACTIVE.set(uow.repo.count_active_roots())
-                metrics.TASKS_IN_FLIGHT.set(sum(uow.repo.tasks_per_host().values()))
+            self.measure()
         return result
+
+    def measure(self) -> None:
+        """The gauges a dashboard reads: what is active, how old, hosts by status."""
+        with self.uow(read_only=True) as uow:
+            by_type = uow.repo.active_roots_by_type()
+            oldest = uow.repo.oldest_active_root_created_at()
+            hosts = uow.repo.hosts()
+            metrics.TASKS_IN_FLIGHT.set(sum(uow.repo.tasks_per_host().values()))
+        metrics.COMMANDS_ACTIVE.set(sum(by_type.values()))
+        for action_type in CommandBase.action_types():
+            metrics.ACTIVE_BY_TYPE.labels(action_type).set(by_type.get(action_type, 0))
+        age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+        metrics.OLDEST_ACTIVE_AGE.set(max(age, 0.0))
+        counts = Counter((h.status.value, str(h.is_answering).lower()) for h in hosts)
+        for status in HostStatus:
+            for answering in ("true", "false"):
+                metrics.HOSTS.labels(status.value, answering).set(counts[status.value, answering])
 
     def poll_hosts(self) -> PollResult:
         return self.poller.poll()

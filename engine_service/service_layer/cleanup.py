@@ -13,7 +13,9 @@ from engine_service.adapters.agent_client import (
     AgentUnavailable,
 )
 from engine_service.crash import crash_point
+from engine_service.domain import history
 from engine_service.domain.clock import utcnow
+from engine_service.domain.history import EventKind
 from engine_service.domain.hosts import Host
 from engine_service.domain.tasks import AsyncTask, TaskCleanup
 from engine_service.service_layer.polling import PollResult, PollSettings
@@ -37,14 +39,14 @@ class Cleaner:
         with self.uow(read_only=True) as uow:
             hosts = {h.host_id: h for h in uow.repo.hosts()}
             work = uow.repo.tasks_to_clean()
-        forget: list[str] = []
+        forget: list[AsyncTask] = []
         infos: dict[str, dict[str, str]] = {}  # host id -> request id -> agent task id
         try:
             for task in work:
                 if task.host_id not in result.statuses or task.root_command_id in executing:
                     continue  # not reachable this cycle, or still being submitted
                 if self._clean(task, hosts[task.host_id], result, infos):
-                    forget.append(task.task_id)
+                    forget.append(task)
         finally:
             # One commit for the whole cycle. A crash before it leaves rows whose agent tasks
             # are gone: the next cycle finds them unknown to the agent and forgets them then.
@@ -106,7 +108,10 @@ class Cleaner:
         vdsm_task_id = infos[host.host_id].get(task.task_id)
         if vdsm_task_id is not None:
             with self.uow() as uow:
-                uow.repo.set_vdsm_task_id(task.task_id, vdsm_task_id, utcnow())
+                now = utcnow()
+                uow.repo.set_vdsm_task_id(task.task_id, vdsm_task_id, now)
+                found = f"cleanup debt: its host had accepted it as agent task {vdsm_task_id}"
+                uow.repo.add_events([history.task_event(task, EventKind.DEBT_FOUND, found, now)])
                 uow.commit()
         return vdsm_task_id
 
@@ -130,8 +135,11 @@ class Cleaner:
             if not exc.not_found:
                 raise
 
-    def _forget(self, task_ids: list[str]) -> None:
-        if task_ids:
+    def _forget(self, tasks: list[AsyncTask]) -> None:
+        """Forget the cleared tasks, each with a line in its command's history."""
+        if tasks:
+            now = utcnow()
             with self.uow() as uow:
-                uow.repo.delete_tasks(task_ids)
+                uow.repo.delete_tasks([t.task_id for t in tasks])
+                uow.repo.add_events(history.cleared(t, now) for t in tasks)
                 uow.commit()

@@ -6,11 +6,13 @@ import logging
 from dataclasses import dataclass
 
 from engine_service.adapters.agent_client import AgentPool
-from engine_service.domain.commands import CommandFilter
+from engine_service.domain.commands import CommandFilter, CommandStatus
+from engine_service.domain.history import CommandEvent
 from engine_service.domain.inventory import Disk, Template
 from engine_service.service_layer.async_task_manager import AsyncTaskManager
 from engine_service.service_layer.commands.add_disk import AddDisk
 from engine_service.service_layer.commands.add_vm_template import AddVmTemplate
+from engine_service.service_layer.commands.base import CommandBase
 from engine_service.service_layer.fencing import Fenced, confirm_host_rebooted
 from engine_service.service_layer.idempotency import optional_request
 from engine_service.service_layer.inventory import Inventory, require_name, require_size
@@ -23,10 +25,13 @@ from engine_service.service_layer.views import (
     checked_filter,
     command_view,
     command_views,
+    decode_event_token,
     decode_token,
+    encode_event_token,
     encode_token,
     page_size,
 )
+from service_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from service_common.ids import require_uuid
 
 log = logging.getLogger(__name__)
@@ -51,6 +56,7 @@ class Engine:
         with self.uow() as uow:
             uow.repo.refresh_statistics()  # a restart may follow a burst of new rows
             uow.commit()
+        self.inventory.warn_of_plaintext_hosts()
         report = self.reconciler.reconcile()
         self.reconciler.startup_report = report
         self.manager.start()
@@ -127,9 +133,51 @@ class Engine:
         last = rows[-1] if rows else None
         return views, encode_token(last.created_at, last.command_id) if more and last else ""
 
-    def cancel(self, command_id: str) -> CommandView:
+    def retry(self, command_id: str, request_id: str = "") -> CommandView:
+        """Run a FAILED or CANCELLED top-level command again as a new command with the same
+        parameters; both histories name each other."""
         command_id = require_uuid("command_id", command_id)
-        self.lifecycle.cancel(command_id)
+        request = optional_request("RetryCommand", request_id, command_id=command_id)
+        with self.uow(read_only=True) as uow:
+            record = uow.repo.command(command_id)
+        if record is None:
+            raise NotFound(f"command_id: no command {command_id}")
+        if record.parent_id is not None:
+            raise FailedPrecondition(
+                f"command {command_id} is a child of {record.parent_id}: retry the parent"
+            )
+        if record.status not in (CommandStatus.FAILED, CommandStatus.CANCELLED):
+            raise FailedPrecondition(
+                f"command {command_id} is {record.status.value}: only a FAILED or CANCELLED "
+                "command can be retried"
+            )
+        old = CommandBase.from_record(record)
+        new_id = self.lifecycle.submit(old.again, request, retry_of=command_id)
+        return self.command(new_id)
+
+    def command_events(
+        self, command_id: str, size: int, token: str
+    ) -> tuple[list[CommandEvent], str]:
+        """A top-level command's history, oldest first, a page at a time."""
+        command_id = require_uuid("command_id", command_id)
+        limit, after = page_size(size), decode_event_token(token)
+        with self.uow(read_only=True) as uow:
+            record = uow.repo.command(command_id)
+            if record is None:
+                raise NotFound(f"command_id: no command {command_id}")
+            if record.parent_id is not None:
+                raise InvalidArgument(
+                    "command_id",
+                    f"{command_id} is a child of {record.parent_id}: its history is its parent's",
+                )
+            events = uow.repo.events_of(command_id, after, limit + 1)
+        more = len(events) > limit
+        events = events[:limit]
+        return events, encode_event_token(events[-1].event_id) if more and events else ""
+
+    def cancel(self, command_id: str, by: str = "") -> CommandView:
+        command_id = require_uuid("command_id", command_id)
+        self.lifecycle.cancel(command_id, by)
         return self.command(command_id)
 
     def confirm_host_rebooted(self, host_id: str, reason: str, by: str) -> Fenced:

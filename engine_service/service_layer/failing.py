@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from engine_service import observability as metrics
 from engine_service.adapters.repository import Repository
+from engine_service.domain import history
 from engine_service.domain.clock import utcnow
 from engine_service.domain.commands import (
     CommandBatch,
@@ -21,6 +22,7 @@ from engine_service.domain.commands import (
     OnHosts,
     Outcome,
 )
+from engine_service.domain.history import EventKind
 from engine_service.domain.tasks import TaskCleanup
 from engine_service.service_layer.commands.base import CommandBase
 from engine_service.service_layer.polling import PollSettings
@@ -39,6 +41,7 @@ class FailedBatch:
     batch: CommandBatch
     types: dict[str, int]
     removed_placeholders: int
+    ages: dict[str, list[float]]  # action type -> seconds from acceptance to this end
 
     @property
     def count(self) -> int:
@@ -57,18 +60,27 @@ def fail_active_commands(
     `keep_hosts`, kept as debt), mark the other tasks for compensation and release the locks.
     The caller commits, then calls `counted`."""
     batch = repo.end_active_commands(selection, outcome, now)
+    repo.add_batch_event(batch, EventKind.ENDED, history.ended_message(outcome), now)
     types = repo.action_types_in(batch)
+    ages: dict[str, list[float]] = {}
+    for action_type, created_at in repo.created_times_in(batch):
+        ages.setdefault(action_type, []).append(max((now - created_at).total_seconds(), 0.0))
     for action_type in types:
         CommandBase.type_named(action_type).fail_many(repo, batch.of_type(action_type))
     removed = repo.settle_tasks_of(batch, TaskCleanup.COMPENSATE, keep_hosts=keep_hosts)
     repo.release_locks_of(batch)
-    return FailedBatch(batch, types, removed)
+    return FailedBatch(batch, types, removed, ages)
 
 
 def counted(failed: FailedBatch) -> None:
     """Count a committed batch in the metrics."""
+    status = CommandStatus.FAILED.value
     for action_type, count in failed.types.items():
-        metrics.COMMANDS_ENDED.labels(action_type, CommandStatus.FAILED.value).inc(count)
+        metrics.COMMANDS_ENDED.labels(action_type, status).inc(count)
+    for action_type, ages in failed.ages.items():
+        histogram = metrics.COMMAND_SECONDS.labels(action_type, status)
+        for age in ages:
+            histogram.observe(age)
 
 
 class Reaper:

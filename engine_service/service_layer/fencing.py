@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from engine_service.adapters.agent_client import AgentPool, AgentRejected, AgentUnavailable
 from engine_service.domain.clock import utcnow
 from engine_service.domain.commands import CommandStatus, OnHosts, Outcome
+from engine_service.domain.history import EventKind
 from engine_service.domain.hosts import HostAnswering, HostStatus
 from engine_service.service_layer.failing import counted, fail_active_commands
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
@@ -73,6 +74,9 @@ def confirm_host_rebooted(
             repo, OnHosts((host_id,)), Outcome(CommandStatus.FAILED, host.fencing_reason()), now
         )
         owed = repo.images_owed_on(host_id)
+        repo.add_events_for_tasks_on_host(
+            host_id, EventKind.TASK_WRITTEN_OFF, f"written off: {host.fencing_reason()}", now
+        )
         written_off = repo.delete_tasks_on_host(host_id)
         repo.save_fencing(host)
         unit.commit()

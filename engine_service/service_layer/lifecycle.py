@@ -11,56 +11,26 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from engine_service import observability as metrics
 from engine_service.adapters.agent_client import AgentPool, AgentRejected, AgentUnavailable
 from engine_service.crash import crash_point
+from engine_service.domain import history
 from engine_service.domain.clock import utcnow
-from engine_service.domain.commands import CommandStatus, Outcome
+from engine_service.domain.commands import CommandRecord, CommandStatus, Outcome
+from engine_service.domain.history import CommandEvent, EventKind
 from engine_service.domain.hosts import Host
 from engine_service.domain.requests import ClientRequest, Conflict
-from engine_service.domain.tasks import AsyncTask, TaskPlan, Verb
 from engine_service.service_layer.commands.base import CommandBase, end_command
 from engine_service.service_layer.host_selection import HostPicker, HostSnapshot
 from engine_service.service_layer.idempotency import first_result, record_request
+from engine_service.service_layer.plans import Pending, Plan
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
 from service_common.errors import AlreadyExists, FailedPrecondition, NotFound
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _Pending:
-    """A placeholder whose agent task is still to be started."""
-
-    task_id: str
-    host_id: str
-    command_id: str
-    verb: str
-    args: dict[str, Any]
-
-    @classmethod
-    def of(cls, task: AsyncTask) -> _Pending:
-        return cls(task.task_id, task.host_id, task.command_id, task.verb, dict(task.args))
-
-    def placeholder(self, root_id: str) -> AsyncTask:
-        """This task as a record, made by the one factory of placeholders."""
-        plan = TaskPlan(Verb(self.verb), self.args)
-        return AsyncTask.placeholder(
-            plan, self.command_id, root_id, self.host_id, utcnow(), self.task_id
-        )
-
-
-@dataclass
-class Plan:
-    """What `execute` works through: a command's children, its unsent placeholders, and the
-    hosts they were assigned to."""
-
-    children: dict[str, CommandBase[Any]]
-    pending: list[_Pending]
-    hosts: HostSnapshot
 
 
 class CommandLifecycle:
@@ -90,10 +60,14 @@ class CommandLifecycle:
     # -- submit ------------------------------------------------------------------------------
 
     def submit(
-        self, make_command: Callable[[], CommandBase[Any]], request: ClientRequest | None
+        self,
+        make_command: Callable[[], CommandBase[Any]],
+        request: ClientRequest | None,
+        retry_of: str | None = None,
     ) -> str:
         """Validate, build the children and commit every placeholder in one transaction, then
-        execute. Returns the command id; a repeated request returns the first one's."""
+        execute. Returns the command id; a repeated request returns the first one's. A retry
+        names the command it runs again: both histories say so, in the same transaction."""
         for attempt in range(3):
             command = make_command()
             # Marked as executing before its placeholders can be seen, so that a concurrent
@@ -101,7 +75,7 @@ class CommandLifecycle:
             with self._lock:
                 self._executing.add(command.command_id)
             try:
-                accepted = self._insert_placeholders(command, request)
+                accepted = self._insert_placeholders(command, request, retry_of)
             except Conflict as exc:
                 # A concurrent request took a name, a lock or the request id first; the next
                 # attempt's validation says which, precisely.
@@ -131,7 +105,7 @@ class CommandLifecycle:
         raise FailedPrecondition("the request kept conflicting with concurrent ones; retry it")
 
     def _insert_placeholders(
-        self, command: CommandBase[Any], request: ClientRequest | None
+        self, command: CommandBase[Any], request: ClientRequest | None, retry_of: str | None
     ) -> Plan | str:
         """Steps 1 to 3 in ONE transaction. Returns the plan `execute` works through, or the
         id of the command a repeated request made."""
@@ -144,6 +118,8 @@ class CommandLifecycle:
             picker = HostPicker(uow.repo)
             placeholders = command.insert_async_task_placeholders(uow.repo, picker)
             record_request(uow.repo, request, command.command_id)
+            if retry_of is not None:
+                uow.repo.add_events(history.retry_links(retry_of, command.command_id, utcnow()))
             crash_point("placeholders_uncommitted")
             uow.commit()
         log.info(
@@ -155,7 +131,7 @@ class CommandLifecycle:
         )
         return Plan(
             {c.command_id: c for c in command.children},
-            [_Pending.of(t) for t in placeholders],
+            [Pending.of(t) for t in placeholders],
             HostSnapshot(picker.hosts),
         )
 
@@ -181,7 +157,7 @@ class CommandLifecycle:
             children = repo.children_of_many([root_id]).get(root_id, [])
             return Plan(
                 {c.command_id: CommandBase.from_record(c) for c in children},
-                [_Pending.of(t) for t in repo.tasks_of(root_id) if t.is_placeholder],
+                [Pending.of(t) for t in repo.tasks_of(root_id) if t.is_placeholder],
                 HostSnapshot(repo.hosts()),
             )
 
@@ -200,7 +176,7 @@ class CommandLifecycle:
         finally:
             self._not_executing(root_id)
 
-    def _send(self, root_id: str, task: _Pending, plan: Plan, first: bool) -> bool:
+    def _send(self, root_id: str, task: Pending, plan: Plan, first: bool) -> bool:
         """Start one placeholder's task and store the agent's id. False if the command ended
         (now, or meanwhile): the rest of its placeholders are not sent."""
         try:
@@ -224,7 +200,7 @@ class CommandLifecycle:
             crash_point("after_agent_accept")  # accepted, its agent id not stored yet
         return self._store_agent_id(root_id, task, host.host_id, vdsm_task_id)
 
-    def _host_for(self, task: _Pending, hosts: HostSnapshot) -> Host | None:
+    def _host_for(self, task: Pending, hosts: HostSnapshot) -> Host | None:
         """The host a placeholder is about to be sent to. One that is no longer UP (it went
         NON_RESPONSIVE or into maintenance since the placeholder was written) is swapped for
         the least busy UP host: this task was never sent anywhere, so moving it is safe.
@@ -253,6 +229,19 @@ class CommandLifecycle:
                     f"(its host {host.name} is {host.status.value})"
                 ) from None
             uow.repo.move_task(task.task_id, target.host_id)
+            moved = f"from host {host.name} ({host.status.value}) to {target.name}, unsent"
+            uow.repo.add_events(
+                [
+                    CommandEvent(
+                        placeholder.root_command_id,
+                        utcnow(),
+                        EventKind.TASK_MOVED,
+                        moved,
+                        task.task_id,
+                        target.host_id,
+                    )
+                ]
+            )
             uow.commit()
         log.warning(
             "task %s moved from host %s (%s) to host %s before it was sent",
@@ -286,36 +275,51 @@ class CommandLifecycle:
                 self.sleep(min(self.retry_delay * attempt, 2.0))
         raise AssertionError("unreachable")
 
-    def _store_agent_id(
-        self, root_id: str, task: _Pending, host_id: str, vdsm_task_id: str
-    ) -> bool:
+    def _store_agent_id(self, root_id: str, task: Pending, host_id: str, vdsm_task_id: str) -> bool:
         with self.uow() as uow:
-            stored = uow.repo.set_vdsm_task_id(task.task_id, vdsm_task_id, utcnow())
+            now = utcnow()
+            stored = uow.repo.set_vdsm_task_id(task.task_id, vdsm_task_id, now)
+            kind = EventKind.TASK_ACCEPTED if stored else EventKind.TASK_ACCEPTED_LATE
+            event = CommandEvent(
+                root_id, now, kind, f"agent task {vdsm_task_id}", task.task_id, host_id
+            )
             if not stored:
                 # The command ended while this task was being started: keep the task on record
                 # so that it is stopped, compensated and cleared like the command's others.
-                late = _Pending(task.task_id, host_id, task.command_id, task.verb, task.args)
+                late = Pending(task.task_id, host_id, task.command_id, task.verb, task.args)
                 uow.repo.add_tasks(
                     [late.placeholder(root_id).accepted_after_end(vdsm_task_id, utcnow())]
                 )
+            uow.repo.add_events([event])
             uow.commit()
         return stored
 
     # -- end ---------------------------------------------------------------------------------
 
-    def finish(self, root_id: str, outcome: Outcome, unresolved: Sequence[str] = ()) -> bool:
-        """End a top-level command now, exactly once; False if it had already ended."""
-        return bool(self.finish_many({root_id: outcome}, unresolved, missing_is_error=True))
+    def finish(
+        self,
+        root_id: str,
+        outcome: Outcome,
+        unresolved: Sequence[str] = (),
+        events: Sequence[CommandEvent] = (),
+    ) -> bool:
+        """End a top-level command now, exactly once; False if it had already ended. `events`
+        go into its history with the end, in the same transaction, if this call ends it."""
+        return bool(
+            self.finish_many({root_id: outcome}, unresolved, missing_is_error=True, events=events)
+        )
 
     def finish_many(
         self,
         outcomes: dict[str, Outcome],
         unresolved: Sequence[str] = (),
         missing_is_error: bool = False,
+        events: Sequence[CommandEvent] = (),
     ) -> list[str]:
         """End these top-level commands, each exactly once, in ONE transaction (a poll ends
-        every command it decided with one commit). Returns the ones this call ended."""
-        ended: list[tuple[str, str, Outcome]] = []
+        every command it decided with one commit). Returns the ones this call ended. `events`
+        of a command go into its history just before its end, if this call ends it."""
+        ended: list[tuple[str, CommandRecord, Outcome]] = []
         with self.uow() as uow:
             for root_id, outcome in outcomes.items():
                 record = uow.repo.command(root_id)
@@ -323,29 +327,40 @@ class CommandLifecycle:
                     if missing_is_error:
                         raise NotFound(f"command_id: no command {root_id}")
                     continue
+                if not record.status.terminal:  # what led to the end, recorded before it
+                    uow.repo.add_events(e for e in events if e.command_id == root_id)
                 if end_command(uow.repo, root_id, outcome, unresolved) is not None:
-                    ended.append((root_id, record.action_type, outcome))
+                    ended.append((root_id, record, outcome))
             if not ended:
-                return []
+                return []  # nothing committed: the events go too
             crash_point("before_end_commit")
             uow.commit()
-        for root_id, action_type, outcome in ended:
-            _log_end(root_id, action_type, outcome)
+        now = utcnow()
+        for root_id, record, outcome in ended:
+            _log_end(root_id, record, outcome, now)
         return [root_id for root_id, _, _ in ended]
 
-    def cancel(self, command_id: str) -> None:
+    def cancel(self, command_id: str, by: str = "") -> None:
+        """Cancel a top-level command; `by` (who asked) goes into its history."""
         with self.uow(read_only=True) as uow:
             record = uow.repo.command(command_id)
             if record is None:
                 raise NotFound(f"command_id: no command {command_id}")
             if (why := record.cancellable()) is not None:
                 raise FailedPrecondition(why)
-        if not self.finish(command_id, Outcome(CommandStatus.CANCELLED, "cancelled by a client")):
+        asked = CommandEvent(
+            command_id, utcnow(), EventKind.CANCEL_REQUESTED, f"by {by}" if by else ""
+        )
+        cancelled = Outcome(CommandStatus.CANCELLED, "cancelled by a client")
+        if not self.finish(command_id, cancelled, events=[asked]):
             raise FailedPrecondition(f"command {command_id} ended before it could be cancelled")
 
 
-def _log_end(root_id: str, action_type: str, outcome: Outcome) -> None:
-    metrics.COMMANDS_ENDED.labels(action_type, outcome.status.value).inc()
+def _log_end(root_id: str, record: CommandRecord, outcome: Outcome, now: datetime) -> None:
+    action_type, status = record.action_type, outcome.status.value
+    metrics.COMMANDS_ENDED.labels(action_type, status).inc()
+    seconds = (now - record.created_at).total_seconds()
+    metrics.COMMAND_SECONDS.labels(action_type, status).observe(max(seconds, 0.0))
     log.log(
         logging.INFO if outcome.succeeded else logging.WARNING,
         "command %s (%s) ended %s%s",

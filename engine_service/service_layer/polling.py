@@ -13,6 +13,7 @@ from datetime import datetime
 
 from engine_service.adapters.agent_client import AgentPool, AgentRejected, AgentUnavailable
 from engine_service.adapters.repository import Repository
+from engine_service.domain import history
 from engine_service.domain.clock import utcnow
 from engine_service.domain.hosts import Host, HostChange
 from engine_service.domain.retries import Retries
@@ -247,6 +248,13 @@ class Poller:
             polled = result.statuses.keys() | result.unreachable.keys()
             uow.repo.save_hosts(h for h in hosts.values() if h.host_id in polled)
             uow.repo.update_tasks(updates)
+            views = {t.task_id: t for tasks in submitted.values() for t in tasks}
+            uow.repo.add_events(
+                event
+                for update in updates
+                if update.task_id in views
+                for event in history.observed(views[update.task_id], update, now)
+            )
             uow.commit()
         strikes.apply()
 

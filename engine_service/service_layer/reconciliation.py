@@ -26,6 +26,7 @@ from engine_service.adapters.agent_client import AgentPool, AgentRejected, Agent
 from engine_service.crash import crash_point
 from engine_service.domain.clock import utcnow
 from engine_service.domain.commands import CommandStatus, OrphanQuery, Outcome
+from engine_service.domain.history import EventKind
 from engine_service.domain.hosts import Host
 from engine_service.service_layer.async_task_manager import AsyncTaskManager
 from engine_service.service_layer.failing import counted, fail_active_commands
@@ -184,9 +185,15 @@ class Reconciler:
         report = ReconcileReport()
         with self.uow() as uow:
             now = utcnow()
-            for task_id, vdsm_task_id in adopt.items():
-                if uow.repo.set_vdsm_task_id(task_id, vdsm_task_id, now):
-                    report.adopted_tasks += 1
+            adopted = [
+                task_id
+                for task_id, vdsm_task_id in adopt.items()
+                if uow.repo.set_vdsm_task_id(task_id, vdsm_task_id, now)
+            ]
+            report.adopted_tasks = len(adopted)
+            uow.repo.add_events_for_tasks(
+                adopted, EventKind.TASK_ADOPTED, "found on its host by request id: agent task ", now
+            )
             if self.orphans == "resubmit" and not unreachable:
                 uow.commit()  # nothing to fail: confirmed orphans are resubmitted
                 return report

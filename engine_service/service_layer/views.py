@@ -20,7 +20,9 @@ from engine_service.domain.commands import (
 )
 from engine_service.domain.hosts import Host
 from engine_service.domain.tasks import AsyncTask
+from engine_service.service_layer.commands.base import CommandBase
 from service_common.errors import InvalidArgument, NotFound
+from service_common.ids import require_uuid
 from service_common.vdsm_tasks import TaskResult, TaskState
 
 DEFAULT_PAGE_SIZE = 50
@@ -147,11 +149,20 @@ def page_size(value: int) -> int:
 def checked_filter(where: CommandFilter) -> CommandFilter:
     """A listing's filter, refused with the field at fault if it cannot admit anything or is
     too long."""
-    after, before = where.ended_after, where.ended_before
-    if after is not None and before is not None and after >= before:
-        raise InvalidArgument(
-            "ended_after", f"must be before ended_before ({before.isoformat()}), not {after}"
-        )
+    for name in ("ended", "created"):
+        after, before = getattr(where, f"{name}_after"), getattr(where, f"{name}_before")
+        if after is not None and before is not None and after >= before:
+            raise InvalidArgument(
+                f"{name}_after",
+                f"must be before {name}_before ({before.isoformat()}), not {after.isoformat()}",
+            )
+    if where.target_id:
+        require_uuid("target_id", where.target_id)
+    if where.host_id:
+        require_uuid("host_id", where.host_id)
+    if where.action_type and where.action_type not in CommandBase.action_types():
+        known = ", ".join(CommandBase.action_types())
+        raise InvalidArgument("action_type", f"{where.action_type[:80]!r} is not one of: {known}")
     if len(where.failure_reason_contains) > MAX_FILTER_TEXT:
         raise InvalidArgument(
             "failure_reason_contains",
@@ -174,3 +185,21 @@ def decode_token(token: str) -> tuple[datetime, str] | None:
         return datetime.fromisoformat(created), str(row_id)
     except (ValueError, TypeError, binascii.Error):
         raise InvalidArgument("page_token", "is not a token this server gave out") from None
+
+
+def encode_event_token(event_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps(["event", event_id]).encode()).decode().rstrip("=")
+
+
+def decode_event_token(token: str) -> int:
+    """The last event id a page ended with; 0 for the first page."""
+    if not token:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        tag, event_id = json.loads(raw)
+        if tag == "event" and isinstance(event_id, int) and event_id >= 0:
+            return event_id
+    except (ValueError, TypeError, binascii.Error):
+        pass
+    raise InvalidArgument("page_token", "is not a token this server gave out")

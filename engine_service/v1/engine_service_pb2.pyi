@@ -449,20 +449,30 @@ class GetCommandResponse(_message.Message):
     def __init__(self, command: _Optional[_Union[Command, _Mapping]] = ...) -> None: ...
 
 class ListCommandsRequest(_message.Message):
-    __slots__ = ("status", "page_size", "page_token", "ended_after", "ended_before", "failure_reason_contains")
+    __slots__ = ("status", "page_size", "page_token", "ended_after", "ended_before", "failure_reason_contains", "action_type", "target_id", "created_after", "created_before", "host_id")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ENDED_AFTER_FIELD_NUMBER: _ClassVar[int]
     ENDED_BEFORE_FIELD_NUMBER: _ClassVar[int]
     FAILURE_REASON_CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    ACTION_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
     status: CommandStatus
     page_size: int
     page_token: str
     ended_after: _timestamp_pb2.Timestamp
     ended_before: _timestamp_pb2.Timestamp
     failure_reason_contains: str
-    def __init__(self, status: _Optional[_Union[CommandStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., ended_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failure_reason_contains: _Optional[str] = ...) -> None: ...
+    action_type: str
+    target_id: str
+    created_after: _timestamp_pb2.Timestamp
+    created_before: _timestamp_pb2.Timestamp
+    host_id: str
+    def __init__(self, status: _Optional[_Union[CommandStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., ended_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failure_reason_contains: _Optional[str] = ..., action_type: _Optional[str] = ..., target_id: _Optional[str] = ..., created_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., host_id: _Optional[str] = ...) -> None: ...
 
 class ListCommandsResponse(_message.Message):
     __slots__ = ("commands", "next_page_token")
@@ -517,3 +527,53 @@ class ReconcileOrphansResponse(_message.Message):
     failed_commands: int
     failed_at: _timestamp_pb2.Timestamp
     def __init__(self, failed_command_ids: _Optional[_Iterable[str]] = ..., removed_placeholders: _Optional[int] = ..., adopted_tasks: _Optional[int] = ..., cleared_zombies: _Optional[int] = ..., startup_report: _Optional[_Union[ReconcileReport, _Mapping]] = ..., failed_commands: _Optional[int] = ..., failed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CommandEvent(_message.Message):
+    __slots__ = ("event_id", "command_id", "time", "kind", "task_id", "host_id", "message")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    event_id: int
+    command_id: str
+    time: _timestamp_pb2.Timestamp
+    kind: str
+    task_id: str
+    host_id: str
+    message: str
+    def __init__(self, event_id: _Optional[int] = ..., command_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., task_id: _Optional[str] = ..., host_id: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ListCommandEventsRequest(_message.Message):
+    __slots__ = ("command_id", "page_size", "page_token")
+    COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    command_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, command_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListCommandEventsResponse(_message.Message):
+    __slots__ = ("events", "next_page_token")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[CommandEvent]
+    next_page_token: str
+    def __init__(self, events: _Optional[_Iterable[_Union[CommandEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class RetryCommandRequest(_message.Message):
+    __slots__ = ("command_id", "request_id")
+    COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    command_id: str
+    request_id: str
+    def __init__(self, command_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RetryCommandResponse(_message.Message):
+    __slots__ = ("command",)
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    command: Command
+    def __init__(self, command: _Optional[_Union[Command, _Mapping]] = ...) -> None: ...

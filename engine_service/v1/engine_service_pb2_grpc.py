@@ -130,6 +130,16 @@ class EngineServiceStub:
                 request_serializer=engine__service_dot_v1_dot_engine__service__pb2.CancelCommandRequest.SerializeToString,
                 response_deserializer=engine__service_dot_v1_dot_engine__service__pb2.CancelCommandResponse.FromString,
                 _registered_method=True)
+        self.RetryCommand = channel.unary_unary(
+                '/engine_service.v1.EngineService/RetryCommand',
+                request_serializer=engine__service_dot_v1_dot_engine__service__pb2.RetryCommandRequest.SerializeToString,
+                response_deserializer=engine__service_dot_v1_dot_engine__service__pb2.RetryCommandResponse.FromString,
+                _registered_method=True)
+        self.ListCommandEvents = channel.unary_unary(
+                '/engine_service.v1.EngineService/ListCommandEvents',
+                request_serializer=engine__service_dot_v1_dot_engine__service__pb2.ListCommandEventsRequest.SerializeToString,
+                response_deserializer=engine__service_dot_v1_dot_engine__service__pb2.ListCommandEventsResponse.FromString,
+                _registered_method=True)
         self.ReconcileOrphans = channel.unary_unary(
                 '/engine_service.v1.EngineService/ReconcileOrphans',
                 request_serializer=engine__service_dot_v1_dot_engine__service__pb2.ReconcileOrphansRequest.SerializeToString,
@@ -282,6 +292,24 @@ class EngineServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryCommand(self, request, context):
+        """Runs a FAILED or CANCELLED top-level command again, as a new command with the same
+        parameters; each history names the other (retried_as, retry_of). Idempotent by
+        request_id. FAILED_PRECONDITION for an ACTIVE or SUCCEEDED command or a child.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCommandEvents(self, request, context):
+        """A top-level command's history, oldest first, a page at a time: every change it went
+        through, each written in the same transaction as the change (docs/design.md §8).
+        NOT_FOUND for an unknown command (or one retention removed, with its history).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReconcileOrphans(self, request, context):
         """Fails the commands whose placeholders never reached an agent, adopts the tasks that did,
         and stops the agent tasks nobody asked for (docs/design.md §7). Idempotent.
@@ -387,6 +415,16 @@ def add_EngineServiceServicer_to_server(servicer, server):
                     servicer.CancelCommand,
                     request_deserializer=engine__service_dot_v1_dot_engine__service__pb2.CancelCommandRequest.FromString,
                     response_serializer=engine__service_dot_v1_dot_engine__service__pb2.CancelCommandResponse.SerializeToString,
+            ),
+            'RetryCommand': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryCommand,
+                    request_deserializer=engine__service_dot_v1_dot_engine__service__pb2.RetryCommandRequest.FromString,
+                    response_serializer=engine__service_dot_v1_dot_engine__service__pb2.RetryCommandResponse.SerializeToString,
+            ),
+            'ListCommandEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCommandEvents,
+                    request_deserializer=engine__service_dot_v1_dot_engine__service__pb2.ListCommandEventsRequest.FromString,
+                    response_serializer=engine__service_dot_v1_dot_engine__service__pb2.ListCommandEventsResponse.SerializeToString,
             ),
             'ReconcileOrphans': grpc.unary_unary_rpc_method_handler(
                     servicer.ReconcileOrphans,
@@ -908,6 +946,60 @@ class EngineService:
             '/engine_service.v1.EngineService/CancelCommand',
             engine__service_dot_v1_dot_engine__service__pb2.CancelCommandRequest.SerializeToString,
             engine__service_dot_v1_dot_engine__service__pb2.CancelCommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryCommand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engine_service.v1.EngineService/RetryCommand',
+            engine__service_dot_v1_dot_engine__service__pb2.RetryCommandRequest.SerializeToString,
+            engine__service_dot_v1_dot_engine__service__pb2.RetryCommandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCommandEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engine_service.v1.EngineService/ListCommandEvents',
+            engine__service_dot_v1_dot_engine__service__pb2.ListCommandEventsRequest.SerializeToString,
+            engine__service_dot_v1_dot_engine__service__pb2.ListCommandEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
+from importlib.metadata import version
 
 import pytest
 
@@ -29,6 +30,8 @@ def test_a_session_with_enginectl(dc: DataCenter) -> None:
     assert host["status"] == "HOST_STATUS_UP" and host["address"] == agent.address
     listed = ctl(address, "host", "list")
     assert listed.returncode == 0 and "host1" in listed.stdout and "UP" in listed.stdout
+    header = listed.stdout.splitlines()[0].split()
+    assert header == ["HOST_ID", "NAME", "ADDRESS", "STATUS", "TASKS"]
     domain = json.loads(ctl(address, "--json", "domain", "add", "data1").stdout)
     sd = domain["storage_domain"]["storage_domain_id"]
     disk = ctl(address, "disk", "add", "boot", "--domain", sd, "--size", "2MiB", "--wait")
@@ -36,8 +39,12 @@ def test_a_session_with_enginectl(dc: DataCenter) -> None:
     assert "SUCCEEDED" in disk.stdout
     disks = json.loads(ctl(address, "--json", "disk", "list").stdout)["disks"]
     assert [(d["name"], d["size_bytes"], d["status"]) for d in disks] == [
-        ("boot", str(2 * MiB), "DISK_STATUS_OK")
+        ("boot", 2 * MiB, "DISK_STATUS_OK")
     ]
+    # --json after the command too, with every field: zero and empty ones included.
+    listed_after = ctl(address, "disk", "list", "--json")
+    assert listed_after.returncode == 0, listed_after.stderr
+    assert json.loads(listed_after.stdout) == {"disks": disks, "next_page_token": ""}
     vm = json.loads(
         ctl(address, "--json", "vm", "add", "web", "--disk", disks[0]["disk_id"]).stdout
     )["vm"]["vm_id"]
@@ -46,8 +53,10 @@ def test_a_session_with_enginectl(dc: DataCenter) -> None:
     )
     assert made.returncode == 0, made.stdout + made.stderr
     assert "SUCCEEDED" in made.stdout and "100%" in made.stdout
-    commands = json.loads(ctl(address, "--json", "command", "list").stdout)["commands"]
+    commands = json.loads(ctl(address, "command", "list", "-o", "json").stdout)["commands"]
     assert [c["action_type"] for c in commands] == ["AddVmTemplate", "AddDisk"]
+    assert all(c["failure_reason"] == "" and c["parent_command_id"] == "" for c in commands)
+    assert [c["progress_percent"] for c in commands] == [100, 100]
     succeeded = json.loads(
         ctl(address, "--json", "command", "list", "--status", "succeeded").stdout
     )["commands"]
@@ -74,6 +83,26 @@ def test_exit_codes_and_human_errors(dc: DataCenter) -> None:
         assert "Traceback" not in done.stderr
     unreachable = ctl("127.0.0.1:1", "host", "list")
     assert unreachable.returncode == 5 and "UNAVAILABLE" in unreachable.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "prog"),
+    [
+        ("engine_service.entrypoints.cli", "enginectl"),
+        ("engine_service.entrypoints.server", "engine-service"),
+        ("vdsm_agent.entrypoints.server", "vdsm-agent"),
+    ],
+)
+def test_every_program_has_a_version(module: str, prog: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{prog} {version('durable-virt-tasks')}\n"
 
 
 def test_help_has_examples() -> None:

@@ -312,7 +312,7 @@ def test_upgrading_from_the_first_revision_keeps_the_data(database_url: str) -> 
     migrate(engine)  # what the next engine start does
     with engine.connect() as connection:
         assert (
-            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
         )
         host = connection.execute(
             text(

@@ -14,7 +14,8 @@ from typing import Any, cast
 from engine_service.bootstrap import EngineSettings, bootstrap
 from engine_service.domain.clock import utcnow
 from engine_service.domain.commands import CommandFilter, CommandStatus
-from engine_service.entrypoints.grpc_servicer import EngineServicer, reconcile_response
+from engine_service.entrypoints.grpc_servicer import EngineServicer
+from engine_service.entrypoints.messages import reconcile_response
 from engine_service.service_layer.polling import PollSettings
 from engine_service.service_layer.reconciliation import LISTED_IDS, ORPHAN_REASON
 from engine_service.v1 import engine_service_pb2 as pb

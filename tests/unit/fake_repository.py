@@ -22,6 +22,7 @@ from engine_service.domain.commands import (
     OnHosts,
     Outcome,
 )
+from engine_service.domain.history import CommandEvent
 from engine_service.domain.hosts import Host, HostStatus
 from engine_service.domain.inventory import (
     Disk,
@@ -36,6 +37,7 @@ from engine_service.domain.inventory import (
 from engine_service.domain.requests import Conflict, StoredRequest
 from engine_service.domain.tasks import AsyncTask, TaskCleanup, TaskUpdate, TaskView
 from service_common.vdsm_tasks import TaskState
+from tests.unit.fake_history import FakeHistory
 from tests.unit.fake_retention import FakeRetention
 
 T = TypeVar("T")
@@ -76,9 +78,10 @@ class Store:
     requests: dict[tuple[str, str], StoredRequest] = field(default_factory=dict)
     # (host id, agent task id) -> when a poll first saw that zombie
     zombie_sightings: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    events: list[CommandEvent] = field(default_factory=list)  # in insertion order
 
 
-class FakeRepository(FakeRetention):
+class FakeRepository(FakeRetention, FakeHistory):
     """The repository's public methods that the service layer calls, over a Store."""
 
     def __init__(self, store: Store) -> None:
@@ -249,6 +252,11 @@ class FakeRepository(FakeRetention):
     def count_active_roots(self) -> int:
         return len(self.active_root_ids())
 
+    def active_roots_by_type(self) -> dict[str, int]:
+        return dict(
+            Counter(c.action_type for c in self._roots() if c.status is CommandStatus.ACTIVE)
+        )
+
     def oldest_active_root_created_at(self) -> datetime | None:
         return min(
             (c.created_at for c in self._roots() if c.status is CommandStatus.ACTIVE), default=None
@@ -410,6 +418,12 @@ class FakeRepository(FakeRetention):
 
     def action_types_in(self, batch: CommandBatch) -> dict[str, int]:
         return dict(Counter(self.store.commands[c].action_type for c in self._in(batch)))
+
+    def created_times_in(self, batch: CommandBatch) -> list[tuple[str, datetime]]:
+        return [
+            (self.store.commands[c].action_type, self.store.commands[c].created_at)
+            for c in self._in(batch)
+        ]
 
     def command_ids_in(self, batch: CommandBatch, limit: int | None = None) -> list[str]:
         """Oldest command first; the first `limit` if given."""

@@ -27,6 +27,13 @@ class FakeRetention:
             for c in self.store.commands.values()
             if c.parent_id is None
             and where.admits(c)
+            and (
+                not where.host_id
+                or any(
+                    t.root_command_id == c.command_id and t.host_id == where.host_id
+                    for t in self.store.tasks.values()
+                )
+            )
             and (after is None or (c.created_at, c.command_id) < after)
         ]
         found.sort(key=lambda c: (c.created_at, c.command_id), reverse=True)
@@ -52,6 +59,7 @@ class FakeRetention:
             del self.store.requests[key]
         for key in [k for k, lock in self.store.locks.items() if lock.command_id in ids | children]:
             del self.store.locks[key]
+        self.store.events = [e for e in self.store.events if e.command_id not in ids]
         for command_id in children | ids:  # children first, as the foreign keys require
             del self.store.commands[command_id]
         return {

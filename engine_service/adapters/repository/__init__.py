@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from engine_service.adapters.repository.batches import BatchQueries
 from engine_service.adapters.repository.commands import CommandQueries
+from engine_service.adapters.repository.history import HistoryQueries
 from engine_service.adapters.repository.hosts import HostQueries
 from engine_service.adapters.repository.inventory import InventoryQueries
 from engine_service.adapters.repository.retention import RetentionQueries
@@ -27,6 +28,7 @@ class Repository(
     BatchQueries,
     ZombieQueries,
     RetentionQueries,
+    HistoryQueries,
 ):
     """The engine's queries, by part, over the unit of work's session."""
 

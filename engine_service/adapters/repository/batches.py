@@ -100,6 +100,13 @@ class BatchQueries(Part):
         )
         return {t: int(n) for t, n in self.session.execute(query).all()}
 
+    def created_times_in(self, batch: CommandBatch) -> list[tuple[str, datetime]]:
+        """(action type, when accepted) of each command of the batch."""
+        query = select(COMMANDS.c.action_type, COMMANDS.c.created_at).where(
+            COMMANDS.c.command_id.in_(ids_of(batch))
+        )
+        return [(t, at) for t, at in self.session.execute(query).all()]
+
     def command_ids_in(self, batch: CommandBatch, limit: int | None = None) -> list[str]:
         """The batch's ids, oldest command first; the first `limit` of them if given."""
         query = ids_of(batch).order_by(COMMANDS.c.created_at, COMMANDS.c.command_id)

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, func, select
 
-from engine_service.adapters.orm import CLIENT_REQUESTS, COMMANDS, LOCKS
+from engine_service.adapters.orm import CLIENT_REQUESTS, COMMANDS, LOCKS, TASKS
 from engine_service.adapters.repository.shared import Part
 from engine_service.domain.commands import CommandFilter, CommandRecord, CommandStatus, Outcome
 from engine_service.domain.inventory import EntityLock
@@ -64,6 +64,17 @@ class CommandQueries(Part):
         if where.failure_reason_contains:
             text = where.failure_reason_contains
             query = query.where(COMMANDS.c.failure_reason.icontains(text, autoescape=True))
+        if where.action_type:
+            query = query.where(COMMANDS.c.action_type == where.action_type)
+        if where.target_id:
+            query = query.where(COMMANDS.c.target_id == where.target_id)
+        if where.created_after is not None:
+            query = query.where(COMMANDS.c.created_at >= where.created_after)
+        if where.created_before is not None:
+            query = query.where(COMMANDS.c.created_at < where.created_before)
+        if where.host_id:
+            on_host = select(TASKS.c.root_command_id).where(TASKS.c.host_id == where.host_id)
+            query = query.where(COMMANDS.c.command_id.in_(on_host))
         if after is not None:
             created_at, command_id = after
             query = query.where(
@@ -105,6 +116,14 @@ class CommandQueries(Part):
     def count_active_roots(self) -> int:
         query = select(func.count()).where(_TOP_LEVEL, COMMANDS.c.status == CommandStatus.ACTIVE)
         return int(self.session.scalar(query.select_from(COMMANDS)) or 0)
+
+    def active_roots_by_type(self) -> dict[str, int]:
+        query = (
+            select(COMMANDS.c.action_type, func.count())
+            .where(_TOP_LEVEL, COMMANDS.c.status == CommandStatus.ACTIVE)
+            .group_by(COMMANDS.c.action_type)
+        )
+        return {t: int(n) for t, n in self.session.execute(query).all()}
 
     def oldest_active_root_created_at(self) -> datetime | None:
         """When the oldest ACTIVE top-level command was accepted (ix_commands_listing)."""

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import select, tuple_
 
-from engine_service.adapters.orm import CLIENT_REQUESTS, COMMANDS, LOCKS, TASKS
+from engine_service.adapters.orm import CLIENT_REQUESTS, COMMANDS, EVENTS, LOCKS, TASKS
 from engine_service.adapters.repository.shared import Part
 from engine_service.domain.commands import CommandStatus
 
@@ -47,6 +47,8 @@ class RetentionQueries(Part):
         requests = self.session.execute(
             CLIENT_REQUESTS.delete().where(CLIENT_REQUESTS.c.result_id.in_(ids))
         )
+        # Their histories go with them.
+        self.session.execute(EVENTS.delete().where(EVENTS.c.command_id.in_(ids)))
         # Locks are released when a command ends; none should be left, but one would block
         # the deletes below.
         self.session.execute(

@@ -15,6 +15,7 @@ from engine_service.entrypoints.cli.commands import (
     command_watch,
     follow,
 )
+from engine_service.entrypoints.cli.formats import Leaf, Noun, Root, wants_json
 from engine_service.entrypoints.cli.hosts import (
     host,
     host_add,
@@ -54,16 +55,23 @@ from engine_service.entrypoints.cli.vms import (
     vm_get,
 )
 from service_common.tls import ClientTls
+from service_common.version import version
 
 EPILOG = """`enginectl`: a person's (and a script's) client of the engine.
 
 Exit codes: 0 done; 1 a watched command ended FAILED or CANCELLED; 2 bad usage or
 INVALID_ARGUMENT; 3 NOT_FOUND; 4 ALREADY_EXISTS or FAILED_PRECONDITION; 5 the engine is
-unreachable or not ready (UNAVAILABLE, DEADLINE_EXCEEDED); 6 UNAUTHENTICATED; 10 anything else.
+unreachable or not ready (UNAVAILABLE, DEADLINE_EXCEEDED); 6 UNAUTHENTICATED (no token, or a
+wrong one); 7 PERMISSION_DENIED (a read-only token asked for a change); 10 anything else.
+
+For scripts: --json (or -o json), before the command or after it, prints the reply as JSON:
+every field, zero and empty ones included, enums by name, integers as numbers. `command watch
+--json` prints one JSON object per line.
 """
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.group(cls=Root, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.version_option(version(), "--version", prog_name="enginectl", message="%(prog)s %(version)s")
 @click.option(
     "--address",
     envvar="ENGINECTL_ADDRESS",
@@ -79,12 +87,12 @@ unreachable or not ready (UNAVAILABLE, DEADLINE_EXCEEDED); 6 UNAUTHENTICATED; 10
     show_default=True,
     help="seconds per call (env ENGINECTL_TIMEOUT)",
 )
-@click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")
 @click.option(
     "--token",
     envvar="ENGINECTL_TOKEN",
     default=None,
-    help="bearer token for an engine that requires one (env ENGINECTL_TOKEN)",
+    help="bearer token for an engine that requires one: its SECRET only, not its name or "
+    "role (env ENGINECTL_TOKEN)",
 )
 @click.option(
     "--tls-ca",
@@ -98,7 +106,6 @@ def main(
     ctx: click.Context,
     address: str,
     timeout: float,
-    as_json: bool,
     token: str | None,
     tls_ca: str | None,
 ) -> None:
@@ -111,10 +118,11 @@ def main(
       enginectl disk add boot --domain SD_ID --size 64MiB --wait
       enginectl vm add web --disk DISK_ID --disk DISK_ID
       enginectl template add --vm VM_ID --name golden --domain SD_ID --watch
-      enginectl --json command list --status failed
+      enginectl command list --status failed --json
       enginectl pki init --out ./pki --name agent1 --name agent2
     """
-    ctx.obj = Client(address, timeout, as_json, token, ClientTls(Path(tls_ca)) if tls_ca else None)
+    tls = ClientTls(Path(tls_ca)) if tls_ca else None
+    ctx.obj = Client(address, timeout, wants_json(ctx), token, tls)
 
 
 for _noun in (pki, host, domain, disk, vm, template, command, reconcile):
@@ -126,6 +134,9 @@ __all__ = [
     "SIZE",
     "UNITS",
     "Client",
+    "Leaf",
+    "Noun",
+    "Root",
     "bar",
     "command",
     "command_cancel",
@@ -168,4 +179,5 @@ __all__ = [
     "vm",
     "vm_add",
     "vm_get",
+    "wants_json",
 ]

@@ -23,6 +23,7 @@ EXIT_CODES = {
     grpc.StatusCode.UNAVAILABLE: 5,
     grpc.StatusCode.DEADLINE_EXCEEDED: 5,
     grpc.StatusCode.UNAUTHENTICATED: 6,
+    grpc.StatusCode.PERMISSION_DENIED: 7,
 }
 # The engine's readiness: SERVING only on the active engine ("" is liveness: standbys too).
 READINESS = pb.DESCRIPTOR.services_by_name["EngineService"].full_name

@@ -5,12 +5,13 @@ from __future__ import annotations
 import click
 
 from engine_service.entrypoints.cli.calls import Client
-from engine_service.entrypoints.cli.output import each, print_host
+from engine_service.entrypoints.cli.formats import Noun
+from engine_service.entrypoints.cli.output import HOST_HEADER, print_host, table
 from engine_service.entrypoints.cli.params import request_id_option
 from engine_service.v1 import engine_service_pb2 as pb
 
 
-@click.group()
+@click.group(cls=Noun)
 def host() -> None:
     """Hypervisor hosts (each runs a vdsm-agent)."""
 
@@ -31,7 +32,7 @@ def host_add(c: Client, name: str, address: str, request_id: str) -> None:
 def host_list(c: Client) -> None:
     """Every host with its status and tasks in flight."""
     reply = c.call("ListHosts", pb.ListHostsRequest())
-    c.show(reply, lambda: each(print_host, reply.hosts))
+    c.show(reply, lambda: table(HOST_HEADER, print_host, reply.hosts))
 
 
 @host.command("maintenance")

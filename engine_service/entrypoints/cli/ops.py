@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
 import click
 
 from engine_service.entrypoints.cli.calls import Client
+from engine_service.entrypoints.cli.formats import Leaf, Noun, wants_json
 from engine_service.entrypoints.cli.params import iso
 from engine_service.v1 import engine_service_pb2 as pb
 from service_common.tls import init_pki
@@ -15,7 +17,7 @@ from service_common.tls import init_pki
 # -- reconcile ----------------------------------------------------------------------------------
 
 
-@click.command()
+@click.command(cls=Leaf)
 @click.pass_obj
 def reconcile(c: Client) -> None:
     """Fail orphaned commands, adopt in-flight tasks, clear zombies; print the report."""
@@ -49,7 +51,7 @@ def the_rest(r: pb.ReconcileReport | pb.ReconcileOrphansResponse) -> str:
 # -- PKI ----------------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Noun)
 def pki() -> None:
     """Certificates for a development or compose setup (no shelling out to openssl)."""
 
@@ -63,7 +65,14 @@ def pki() -> None:
     help="a host name or address the certificates must be valid for (repeatable); "
     "localhost, 127.0.0.1 and ::1 are always included",
 )
-def pki_init(out: str, names: tuple[str, ...]) -> None:
+@click.option(
+    "--keep-existing",
+    is_flag=True,
+    help="leave OUT as it is if it holds a CA already (ca.pem): a compose one-shot service "
+    "run again must not replace the certificates the running services use",
+)
+@click.pass_context
+def pki_init(ctx: click.Context, out: str, names: tuple[str, ...], keep_existing: bool) -> None:
     """Create a CA, the engine's certificate (server and client) and the agents' one.
 
     \b
@@ -74,6 +83,13 @@ def pki_init(out: str, names: tuple[str, ...]) -> None:
                          --tls-cert OUT/engine.pem --tls-key OUT/engine.key
       enginectl --tls-ca OUT/ca.pem ...
     """
-    files = init_pki(Path(out), names)
+    kept = keep_existing and (Path(out) / "ca.pem").exists()
+    files = {} if kept else init_pki(Path(out), names)
+    if wants_json(ctx):
+        shown = {"out": out, "kept_existing": kept, "files": {r: str(p) for r, p in files.items()}}
+        click.echo(json.dumps(shown, indent=2))
+        return
+    if kept:
+        click.echo(f"kept the existing PKI in {out} (--keep-existing)")
     for role, path in files.items():
         click.echo(f"{role:<11} {path}")

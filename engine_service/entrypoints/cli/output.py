@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NoReturn, cast
 
 import click
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from engine_service.v1 import engine_service_pb2 as pb
+
+INT64_TYPES = frozenset(
+    {
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED64,
+        FieldDescriptor.TYPE_SFIXED64,
+    }
+)
 
 
 def die(message: str, code: int) -> NoReturn:
@@ -21,7 +32,43 @@ def die(message: str, code: int) -> NoReturn:
 
 
 def as_dict(message: Message) -> dict[str, Any]:
-    return MessageToDict(message, preserving_proto_field_name=True)
+    """The message for --json: every field by its proto name, zero and empty values included,
+    an unset message field (a timestamp...) as null, enums by name, 64-bit integers as
+    numbers where a double holds them exactly (as any JSON reader reads them), else strings."""
+    shown = MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return complete(cast(Descriptor, message.DESCRIPTOR), shown)
+
+
+def complete(descriptor: Descriptor, shown: dict[str, Any]) -> dict[str, Any]:
+    """SHOWN, MessageToDict of a DESCRIPTOR message, with nulls and numbers (`as_dict`), its
+    fields in the order the message declares them."""
+    done: dict[str, Any] = {}
+    for field in descriptor.fields:
+        value = shown.get(field.name)
+        if value is None:  # a field with presence (a message) that is unset
+            done[field.name] = None
+        elif field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            done[field.name] = {k: one(value_field, v) for k, v in value.items()}
+        elif field.is_repeated:
+            done[field.name] = [one(field, v) for v in value]
+        else:
+            done[field.name] = one(field, value)
+    return done
+
+
+def one(field: FieldDescriptor, value: Any) -> Any:
+    """One value of FIELD as `as_dict` shows it."""
+    if field.message_type is not None:
+        if field.message_type.full_name.startswith("google.protobuf."):
+            return value  # a well-known type has a JSON form of its own (a timestamp's string)
+        return complete(field.message_type, value)
+    if field.type in INT64_TYPES and isinstance(value, str):
+        number = int(value)
+        return number if float(number) == number else value
+    return value
 
 
 def render(message: Message, as_json: bool, human: Callable[[], None]) -> None:
@@ -42,6 +89,12 @@ def each(show: Callable[[Any], None], items: Iterable[Any]) -> None:
         show(item)
 
 
+def table(header: str, show: Callable[[Any], None], items: Iterable[Any]) -> None:
+    """A header row naming the columns, then one row per item (SHOW prints one)."""
+    click.echo(header)
+    each(show, items)
+
+
 def print_started(show: Callable[[Any], None], entity: Message, cmd: pb.Command) -> None:
     show(entity)
     click.echo(f"command {cmd.command_id}")
@@ -60,6 +113,16 @@ def bar(percent: int, width: int = 30) -> str:
     return "[" + "#" * filled + "." * (width - filled) + f"] {percent:3d}%"
 
 
+# Each header names the columns of its printer's rows, each name where the values start.
+HOST_HEADER = f"{'HOST_ID':<36}  {'NAME':<16} {'ADDRESS':<22} {'STATUS':<15} TASKS"
+DOMAIN_HEADER = f"{'STORAGE_DOMAIN_ID':<36}  NAME"
+DISK_HEADER = f"{'DISK_ID':<36}  {'NAME':<20} {'SIZE':>14}  {'STATUS':<8} DOMAIN"
+TEMPLATE_HEADER = f"{'TEMPLATE_ID':<36}  {'NAME':<20} {'STATUS':<8} {'VM':<39} DISKS"
+COMMAND_HEADER = (
+    f"{'COMMAND_ID':<36}  {'TYPE':<14} {'STATUS':<10} DONE  {'TASKS':<7}  FAILURE_REASON"
+)
+
+
 def print_host(h: pb.Host) -> None:
     notes = []
     if h.HasField("unreachable_since"):
@@ -76,6 +139,10 @@ def print_host(h: pb.Host) -> None:
         f"{name_of(pb.HostStatus, h.status, 'HOST_STATUS_'):<15} tasks={h.tasks_in_flight}"
         + "".join(f"  ({note})" for note in notes)
     )
+
+
+def print_domain(d: pb.StorageDomain) -> None:
+    click.echo(f"{d.storage_domain_id}  {d.name}")
 
 
 def print_disk(d: pb.Disk) -> None:
@@ -126,3 +193,21 @@ def watch_lines(cmd: pb.Command) -> list[str]:
         for t in cmd.tasks
     ]
     return lines
+
+
+def print_history(events: Sequence[pb.CommandEvent], hosts: dict[str, str]) -> None:
+    """A readable timeline: when (and + seconds since the first event), what, which task on
+    which host (by name; a removed host by its id), and the details."""
+    if not events:
+        click.echo("(no events)")
+        return
+    start = events[0].time.ToDatetime()
+    for e in events:
+        at = e.time.ToDatetime()
+        task = f"  task {e.task_id[:8]}" if e.task_id else ""
+        host = f" on {hosts.get(e.host_id, e.host_id[:8])}" if e.host_id else ""
+        details = f"  {e.message}" if e.message else ""
+        click.echo(
+            f"{at:%Y-%m-%d %H:%M:%S} +{(at - start).total_seconds():7.2f}s  "
+            f"{e.kind:<18}{task}{host}{details}"
+        )

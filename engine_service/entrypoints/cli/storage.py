@@ -6,14 +6,22 @@ import click
 
 from engine_service.entrypoints.cli.calls import Client, pages
 from engine_service.entrypoints.cli.commands import follow
-from engine_service.entrypoints.cli.output import each, print_disk, print_started
+from engine_service.entrypoints.cli.formats import Noun
+from engine_service.entrypoints.cli.output import (
+    DISK_HEADER,
+    DOMAIN_HEADER,
+    print_disk,
+    print_domain,
+    print_started,
+    table,
+)
 from engine_service.entrypoints.cli.params import parse_size, request_id_option
 from engine_service.v1 import engine_service_pb2 as pb
 
 # -- storage domains ----------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Noun)
 def domain() -> None:
     """Storage domains (directories of the shared storage root)."""
 
@@ -33,18 +41,13 @@ def domain_add(c: Client, name: str, request_id: str) -> None:
 def domain_list(c: Client) -> None:
     """Every storage domain."""
     reply = c.call("ListStorageDomains", pb.ListStorageDomainsRequest())
-    c.show(
-        reply,
-        lambda: each(
-            lambda d: click.echo(f"{d.storage_domain_id}  {d.name}"), reply.storage_domains
-        ),
-    )
+    c.show(reply, lambda: table(DOMAIN_HEADER, print_domain, reply.storage_domains))
 
 
 # -- disks --------------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Noun)
 def disk() -> None:
     """Disks (image files in storage domains)."""
 
@@ -88,4 +91,4 @@ def disk_get(c: Client, disk_id: str) -> None:
 def disk_list(c: Client) -> None:
     """Every disk (all pages)."""
     disks = list(pages(c, "ListDisks", pb.ListDisksRequest(page_size=500), "disks"))
-    c.show(pb.ListDisksResponse(disks=disks), lambda: each(print_disk, disks))
+    c.show(pb.ListDisksResponse(disks=disks), lambda: table(DISK_HEADER, print_disk, disks))

@@ -8,14 +8,20 @@ import click
 
 from engine_service.entrypoints.cli.calls import Client, pages
 from engine_service.entrypoints.cli.commands import follow
-from engine_service.entrypoints.cli.output import each, print_started, print_template
+from engine_service.entrypoints.cli.formats import Noun
+from engine_service.entrypoints.cli.output import (
+    TEMPLATE_HEADER,
+    print_started,
+    print_template,
+    table,
+)
 from engine_service.entrypoints.cli.params import request_id_option
 from engine_service.v1 import engine_service_pb2 as pb
 
 # -- VMs ----------------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Noun)
 def vm() -> None:
     """VMs (a name and disks)."""
 
@@ -48,7 +54,7 @@ def vm_get(c: Client, vm_id: str) -> None:
 # -- templates ----------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=Noun)
 def template() -> None:
     """VM templates (copies of a VM's disks)."""
 
@@ -92,4 +98,7 @@ def template_get(c: Client, template_id: str) -> None:
 def template_list(c: Client) -> None:
     """Every template (all pages)."""
     found = list(pages(c, "ListVmTemplates", pb.ListVmTemplatesRequest(page_size=500), "templates"))
-    c.show(pb.ListVmTemplatesResponse(templates=found), lambda: each(print_template, found))
+    c.show(
+        pb.ListVmTemplatesResponse(templates=found),
+        lambda: table(TEMPLATE_HEADER, print_template, found),
+    )

@@ -46,6 +46,10 @@ class AddDisk(CommandBase[AddDiskParams]):
             AddDiskParams(name, storage_domain_id, size_bytes, disk_id, new_id()), target_id=disk_id
         )
 
+    def again(self) -> AddDisk:
+        p = self.params
+        return AddDisk.create(p.name, p.storage_domain_id, p.size_bytes)
+
     def validate(self, repo: Repository) -> None:
         if repo.storage_domain(self.params.storage_domain_id) is None:
             raise NotFound(f"storage_domain_id: no storage domain {self.params.storage_domain_id}")

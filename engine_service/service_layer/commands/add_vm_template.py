@@ -62,6 +62,10 @@ class AddVmTemplate(CommandBase[AddVmTemplateParams]):
         params = AddVmTemplateParams(vm_id, name, destination_storage_domain_id, template_id)
         return cls(params, target_id=template_id)
 
+    def again(self) -> AddVmTemplate:
+        p = self.params
+        return AddVmTemplate.create(p.vm_id, p.name, p.destination_storage_domain_id)
+
     def validate(self, repo: Repository) -> None:
         p = self.params
         disks = repo.vm_disks_and_locks(p.vm_id)

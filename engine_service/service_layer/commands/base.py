@@ -27,10 +27,12 @@ from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from engine_service.adapters.repository import Repository
+from engine_service.domain import history
 from engine_service.domain.clock import utcnow
 from engine_service.domain.commands import CommandBatch, CommandRecord, Outcome
 from engine_service.domain.inventory import EntityKind, EntityLock
 from engine_service.domain.tasks import AsyncTask, TaskCleanup, TaskPlan, new_id
+from service_common.errors import FailedPrecondition
 
 
 class TaskStarter(Protocol):
@@ -71,6 +73,15 @@ class CommandBase(Generic[P]):
         self.command_id = command_id or new_id()
         self.target_id = target_id
         self.children: list[CommandBase[Any]] = []
+
+    def again(self) -> CommandBase[Any]:
+        """A new command with the same parameters and new ids, for RetryCommand."""
+        raise FailedPrecondition(f"a {self.action_type} command cannot be retried")
+
+    @staticmethod
+    def action_types() -> list[str]:
+        """The registered command types' names (the RPC names)."""
+        return sorted(CommandBase._types)
 
     @staticmethod
     def type_named(action_type: str) -> type[CommandBase[Any]]:
@@ -154,6 +165,7 @@ class CommandBase(Generic[P]):
         )
         self.create_locked_entities(repo)
         repo.add_tasks(placeholders)
+        repo.add_events(history.accepted(self.command_id, self.action_type, placeholders, now))
         return placeholders
 
     def record(self, parent_id: str | None, now: datetime) -> CommandRecord:
@@ -175,8 +187,10 @@ def end_command(
     locks. `unresolved` placeholders may have reached an agent that did not answer: they are
     kept as cleanup debt instead of being deleted. Returns the number of placeholders deleted,
     or None if the command had already ended. The caller commits."""
-    if not repo.end_command_tree(root_id, outcome, utcnow()):
+    now = utcnow()
+    if not repo.end_command_tree(root_id, outcome, now):
         return None
+    repo.add_events([history.ended(root_id, outcome, now)])
     repo.mark_unresolved(unresolved)
     record = repo.command(root_id)
     assert record is not None

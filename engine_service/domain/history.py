@@ -54,15 +54,16 @@ class CommandEvent:
 
 
 def accepted(
-    root_id: str, action_type: str, placeholders: list[AsyncTask], now: datetime
+    root_id: str, action_type: str, placeholders: list[AsyncTask], now: datetime, by: str = ""
 ) -> list[CommandEvent]:
-    """The command committed with its placeholders, each on its host."""
+    """The command committed with its placeholders, each on its host; `by` is who asked."""
+    asked = f", asked by {by}" if by else ""
     events = [
         CommandEvent(
             root_id,
             now,
             EventKind.ACCEPTED,
-            f"{action_type} accepted with {len(placeholders)} task placeholder(s)",
+            f"{action_type} accepted with {len(placeholders)} task placeholder(s){asked}",
         )
     ]
     events += [
@@ -116,10 +117,11 @@ def observed(task: TaskView, update: TaskUpdate, now: datetime) -> list[CommandE
     return events
 
 
-def retry_links(old_id: str, new_id: str, now: datetime) -> list[CommandEvent]:
-    """A retry: each command's history names the other."""
+def retry_links(old_id: str, new_id: str, now: datetime, by: str = "") -> list[CommandEvent]:
+    """A retry: each command's history names the other (and who asked)."""
+    asked = f", asked by {by}" if by else ""
     return [
-        CommandEvent(old_id, now, EventKind.RETRIED_AS, f"retried as command {new_id}"),
+        CommandEvent(old_id, now, EventKind.RETRIED_AS, f"retried as command {new_id}{asked}"),
         CommandEvent(new_id, now, EventKind.RETRY_OF, f"retry of command {old_id}"),
     ]
 

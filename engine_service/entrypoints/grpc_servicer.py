@@ -106,7 +106,11 @@ class EngineServicer(pb_grpc.EngineServiceServicer):
         self, request: pb.AddDiskRequest, context: grpc.ServicerContext
     ) -> pb.AddDiskResponse:
         disk, command = self.engine.add_disk(
-            request.name, request.storage_domain_id, request.size_bytes, request.request_id
+            request.name,
+            request.storage_domain_id,
+            request.size_bytes,
+            request.request_id,
+            caller(context),
         )
         return pb.AddDiskResponse(
             disk=disk_message(disk) if disk else None, command=command_message(command)
@@ -139,7 +143,11 @@ class EngineServicer(pb_grpc.EngineServiceServicer):
         self, request: pb.AddVmTemplateRequest, context: grpc.ServicerContext
     ) -> pb.AddVmTemplateResponse:
         template, command = self.engine.add_vm_template(
-            request.vm_id, request.name, request.destination_storage_domain_id, request.request_id
+            request.vm_id,
+            request.name,
+            request.destination_storage_domain_id,
+            request.request_id,
+            caller(context),
         )
         return pb.AddVmTemplateResponse(
             template=template_message(template) if template else None,
@@ -229,7 +237,7 @@ class EngineServicer(pb_grpc.EngineServiceServicer):
     def RetryCommand(
         self, request: pb.RetryCommandRequest, context: grpc.ServicerContext
     ) -> pb.RetryCommandResponse:
-        view = self.engine.retry(request.command_id, request.request_id)
+        view = self.engine.retry(request.command_id, request.request_id, caller(context))
         return pb.RetryCommandResponse(command=command_message(view))
 
     @rpc

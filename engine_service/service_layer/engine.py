@@ -73,7 +73,12 @@ class Engine:
     # -- commands ----------------------------------------------------------------------------
 
     def add_disk(
-        self, name: str, storage_domain_id: str, size_bytes: int, request_id: str = ""
+        self,
+        name: str,
+        storage_domain_id: str,
+        size_bytes: int,
+        request_id: str = "",
+        by: str = "",
     ) -> tuple[Disk | None, CommandView]:
         name = require_name("name", name)
         storage_domain_id = require_uuid("storage_domain_id", storage_domain_id)
@@ -86,7 +91,7 @@ class Engine:
             size_bytes=size_bytes,
         )
         command_id = self.lifecycle.submit(
-            lambda: AddDisk.create(name, storage_domain_id, size_bytes), request
+            lambda: AddDisk.create(name, storage_domain_id, size_bytes), request, by=by
         )
         with self.uow(read_only=True) as uow:  # one read for the whole reply
             view = command_view(uow.repo, command_id)
@@ -94,7 +99,12 @@ class Engine:
         return disk, view
 
     def add_vm_template(
-        self, vm_id: str, name: str, destination_storage_domain_id: str, request_id: str = ""
+        self,
+        vm_id: str,
+        name: str,
+        destination_storage_domain_id: str,
+        request_id: str = "",
+        by: str = "",
     ) -> tuple[Template | None, CommandView]:
         vm_id = require_uuid("vm_id", vm_id)
         name = require_name("name", name)
@@ -107,7 +117,7 @@ class Engine:
             destination_storage_domain_id=destination,
         )
         command_id = self.lifecycle.submit(
-            lambda: AddVmTemplate.create(vm_id, name, destination), request
+            lambda: AddVmTemplate.create(vm_id, name, destination), request, by=by
         )
         with self.uow(read_only=True) as uow:  # one read for the whole reply
             view = command_view(uow.repo, command_id)
@@ -133,7 +143,7 @@ class Engine:
         last = rows[-1] if rows else None
         return views, encode_token(last.created_at, last.command_id) if more and last else ""
 
-    def retry(self, command_id: str, request_id: str = "") -> CommandView:
+    def retry(self, command_id: str, request_id: str = "", by: str = "") -> CommandView:
         """Run a FAILED or CANCELLED top-level command again as a new command with the same
         parameters; both histories name each other."""
         command_id = require_uuid("command_id", command_id)
@@ -152,7 +162,7 @@ class Engine:
                 "command can be retried"
             )
         old = CommandBase.from_record(record)
-        new_id = self.lifecycle.submit(old.again, request, retry_of=command_id)
+        new_id = self.lifecycle.submit(old.again, request, retry_of=command_id, by=by)
         return self.command(new_id)
 
     def command_events(

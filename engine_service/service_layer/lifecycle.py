@@ -64,12 +64,15 @@ class CommandLifecycle:
         make_command: Callable[[], CommandBase[Any]],
         request: ClientRequest | None,
         retry_of: str | None = None,
+        by: str = "",
     ) -> str:
         """Validate, build the children and commit every placeholder in one transaction, then
         execute. Returns the command id; a repeated request returns the first one's. A retry
-        names the command it runs again: both histories say so, in the same transaction."""
+        names the command it runs again: both histories say so, in the same transaction. `by`
+        (who asked) goes into the history."""
         for attempt in range(3):
             command = make_command()
+            command.submitted_by = by
             # Marked as executing before its placeholders can be seen, so that a concurrent
             # reconciliation never takes them for orphans.
             with self._lock:
@@ -119,7 +122,11 @@ class CommandLifecycle:
             placeholders = command.insert_async_task_placeholders(uow.repo, picker)
             record_request(uow.repo, request, command.command_id)
             if retry_of is not None:
-                uow.repo.add_events(history.retry_links(retry_of, command.command_id, utcnow()))
+                uow.repo.add_events(
+                    history.retry_links(
+                        retry_of, command.command_id, utcnow(), command.submitted_by
+                    )
+                )
             crash_point("placeholders_uncommitted")
             uow.commit()
         log.info(

@@ -214,6 +214,15 @@ def test_a_read_only_token_reads_and_is_denied_every_change(
     assert "PERMISSION_DENIED: CancelCommand by read-only token dash" in log
     assert "ListHosts by" not in log  # reads are not logged
     assert not any(secret in log for secret in (OPS, DASH, LEGACY))
+    # The command's history says who asked for it (issue 21: who did what).
+    [accepted] = [
+        e
+        for e in dash.ListCommandEvents(
+            pb.ListCommandEventsRequest(command_id=command_id), timeout=T
+        ).events
+        if e.kind == "accepted"
+    ]
+    assert "asked by token ops from ipv4:127.0.0.1:" in accepted.message
 
 
 def test_enginectl_with_a_read_only_token_lists_and_is_denied_with_exit_code_7(

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from engine_service.domain.clock import utcnow
-from engine_service.domain.commands import CommandStatus
+from engine_service.domain.commands import CommandStatus, Outcome
 from engine_service.domain.history import CommandEvent, EventKind
 from engine_service.domain.hosts import Host, HostStatus
 from engine_service.domain.requests import Conflict
@@ -88,6 +88,21 @@ def test_a_failed_copy_tells_the_host_the_task_the_agents_message_the_end_and_th
     )
     assert "its image deleted (compensation)" in recorded[8].message
     assert w.command(root).status is CommandStatus.FAILED
+
+
+def test_the_history_says_who_asked_for_a_command_and_for_its_retry() -> None:
+    w = World()
+    w.host()
+    sd = w.domain()
+    root = w.lifecycle.submit(
+        lambda: AddDisk.create("d", sd, 1), None, by="token ops from ipv4:10.0.0.1:1"
+    )
+    assert events(w, root)[0].message.endswith("asked by token ops from ipv4:10.0.0.1:1")
+    assert w.lifecycle.finish(root, Outcome(CommandStatus.FAILED, "x"))
+    again = w.lifecycle.submit(
+        lambda: AddDisk.create("d", sd, 1), None, retry_of=root, by="token ops"
+    )
+    assert events(w, root)[-1].message == f"retried as command {again}, asked by token ops"
 
 
 def test_an_event_never_outlives_a_commit_that_failed() -> None:

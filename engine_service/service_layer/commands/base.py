@@ -73,6 +73,7 @@ class CommandBase(Generic[P]):
         self.command_id = command_id or new_id()
         self.target_id = target_id
         self.children: list[CommandBase[Any]] = []
+        self.submitted_by = ""  # who asked for it, for its history
 
     def again(self) -> CommandBase[Any]:
         """A new command with the same parameters and new ids, for RetryCommand."""
@@ -165,7 +166,11 @@ class CommandBase(Generic[P]):
         )
         self.create_locked_entities(repo)
         repo.add_tasks(placeholders)
-        repo.add_events(history.accepted(self.command_id, self.action_type, placeholders, now))
+        repo.add_events(
+            history.accepted(
+                self.command_id, self.action_type, placeholders, now, self.submitted_by
+            )
+        )
         return placeholders
 
     def record(self, parent_id: str | None, now: datetime) -> CommandRecord:

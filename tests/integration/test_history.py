@@ -4,13 +4,8 @@ with their command when retention removes it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-import pytest
-from sqlalchemy.orm import Session, sessionmaker
-
-from engine_service.adapters.db import make_engine, migrate, session_factory
 from engine_service.domain.commands import (
     CommandBatch,
     CommandRecord,
@@ -22,17 +17,9 @@ from engine_service.domain.history import CommandEvent, EventKind
 from engine_service.domain.hosts import Host
 from engine_service.domain.tasks import AsyncTask, TaskPlan, Verb, new_id
 from engine_service.service_layer.unit_of_work import UnitOfWork
+from tests.integration.conftest import Sessions
 
 AT = datetime(2030, 1, 1, 12, 0, 0, 123456)
-Sessions = sessionmaker[Session]
-
-
-@pytest.fixture
-def sessions(database_url: str) -> Iterator[Sessions]:
-    db = make_engine(database_url)
-    migrate(db)
-    yield session_factory(db)
-    db.dispose()
 
 
 def seed(sessions: Sessions, commands: int) -> tuple[str, list[str], list[AsyncTask]]:

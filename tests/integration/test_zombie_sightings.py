@@ -3,27 +3,16 @@ and PostgreSQL: what the grace of a zombie counts from, kept across engine resta
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy.orm import Session, sessionmaker
 
-from engine_service.adapters.db import make_engine, migrate, session_factory
 from engine_service.adapters.repository.shared import CHUNK
 from engine_service.domain.requests import Conflict
 from engine_service.service_layer.unit_of_work import UnitOfWork
+from tests.integration.conftest import Sessions
 
 SEEN = datetime(2030, 1, 1, 12, 0, 0, 123456)
-Sessions = sessionmaker[Session]
-
-
-@pytest.fixture
-def sessions(database_url: str) -> Iterator[Sessions]:
-    db = make_engine(database_url)
-    migrate(db)
-    yield session_factory(db)
-    db.dispose()
 
 
 def write(sessions: Sessions, action: str, *args: object) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import ColumnElement, bindparam, func, select
 
 from engine_service.adapters.orm import CLIENT_REQUESTS, COMMANDS, LOCKS, TASKS
 from engine_service.adapters.repository.shared import Part
@@ -22,6 +22,33 @@ _COMMAND_FAMILY = (
     .order_by(COMMANDS.c.created_at, COMMANDS.c.command_id)
 )
 _TOP_LEVEL = COMMANDS.c.parent_id.is_(None)
+
+
+def _conditions(where: CommandFilter) -> list[ColumnElement[bool]]:
+    """The filter's conditions that are given, as SQL (CommandFilter.admits is the same in
+    Python)."""
+    c = where
+    col = COMMANDS.c
+    given: list[tuple[object, Callable[[], ColumnElement[bool]]]] = [
+        (c.status, lambda: col.status == c.status),
+        (c.ended_after, lambda: col.ended_at >= c.ended_after),
+        (c.ended_before, lambda: col.ended_at < c.ended_before),
+        (
+            c.failure_reason_contains,
+            lambda: col.failure_reason.icontains(c.failure_reason_contains, autoescape=True),
+        ),
+        (c.action_type, lambda: col.action_type == c.action_type),
+        (c.target_id, lambda: col.target_id == c.target_id),
+        (c.created_after, lambda: col.created_at >= c.created_after),
+        (c.created_before, lambda: col.created_at < c.created_before),
+        (
+            c.host_id,
+            lambda: col.command_id.in_(
+                select(TASKS.c.root_command_id).where(TASKS.c.host_id == c.host_id)
+            ),
+        ),
+    ]
+    return [make() for value, make in given if value not in (None, "")]
 
 
 class CommandQueries(Part):
@@ -54,27 +81,7 @@ class CommandQueries(Part):
         self, where: CommandFilter, after: tuple[datetime, str] | None, limit: int
     ) -> list[CommandRecord]:
         """Top-level commands that `where` admits, newest first."""
-        query = select(COMMANDS).where(_TOP_LEVEL)
-        if where.status is not None:
-            query = query.where(COMMANDS.c.status == where.status)
-        if where.ended_after is not None:
-            query = query.where(COMMANDS.c.ended_at >= where.ended_after)
-        if where.ended_before is not None:
-            query = query.where(COMMANDS.c.ended_at < where.ended_before)
-        if where.failure_reason_contains:
-            text = where.failure_reason_contains
-            query = query.where(COMMANDS.c.failure_reason.icontains(text, autoescape=True))
-        if where.action_type:
-            query = query.where(COMMANDS.c.action_type == where.action_type)
-        if where.target_id:
-            query = query.where(COMMANDS.c.target_id == where.target_id)
-        if where.created_after is not None:
-            query = query.where(COMMANDS.c.created_at >= where.created_after)
-        if where.created_before is not None:
-            query = query.where(COMMANDS.c.created_at < where.created_before)
-        if where.host_id:
-            on_host = select(TASKS.c.root_command_id).where(TASKS.c.host_id == where.host_id)
-            query = query.where(COMMANDS.c.command_id.in_(on_host))
+        query = select(COMMANDS).where(_TOP_LEVEL, *_conditions(where))
         if after is not None:
             created_at, command_id = after
             query = query.where(

@@ -7,7 +7,7 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 # `make test` runs the tests in this many processes (pytest-xdist); 1 runs them in this one.
 TEST_WORKERS ?= 2
 
-.PHONY: setup demo test lint unit e2e protos bench clean
+.PHONY: setup browser demo test lint unit e2e protos bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,20 @@ setup: $(STAMP)  ## create .venv with the project and its dev tools
 demo: $(STAMP)  ## start an agent and run a real scenario with visible progress
 	$(BIN)/python scripts/demo.py
 
-test: lint  ## lint, type-check and run every test
+# The console's browser tests drive Debian's headless Chromium; installed here when missing and
+# run as root with apt-get, else those tests skip with the reason.
+browser:  ## Debian's chromium and chromium-driver, for tests/e2e/test_console.py
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium and chromium-driver (the console's browser tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    chromium chromium-driver >/dev/null; \
+	else \
+	  echo "no chromium/chromedriver, and no root apt-get: the console's browser tests skip"; \
+	fi
+
+test: lint browser  ## lint, type-check and run every test
 	$(BIN)/python -m pytest $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
 
 lint: $(STAMP)
@@ -30,7 +43,7 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
-e2e: $(STAMP)
+e2e: $(STAMP) browser
 	$(BIN)/python -m pytest tests/e2e
 
 $(BENCH_STAMP): $(STAMP)

@@ -248,7 +248,10 @@ class AgentProcess(ServiceProcess):
 
 
 class EngineProcess(ServiceProcess):
-    """An `engine-service` on `database_url` (default: SQLite in its working directory)."""
+    """An `engine-service` on `database_url` (default: SQLite in its working directory).
+
+    With `ui_listen` (HOST:PORT, port 0 for a free one, kept across restarts) or `--ui-listen`
+    among `extra_args`, it serves its console once active: `ui_address` and `ui_url()`."""
 
     module = "engine_service.entrypoints.server"
     env_prefix = "ENGINE_"
@@ -261,20 +264,50 @@ class EngineProcess(ServiceProcess):
         poll_interval: float = 0.2,
         extra_args: list[str] | None = None,
         env: Mapping[str, str] | None = None,
+        ui_listen: str | None = None,
     ) -> None:
         super().__init__(workdir, extra_args, env)
         self.database_url = database_url or f"sqlite:///{workdir / 'engine.db'}"
         self.poll_interval = poll_interval
+        self.ui_listen = ui_listen
+        self.ui_port = 0
+        self._ui_address_file = workdir / "ui-bound-address"
 
     def service_args(self) -> list[str]:
-        return [
+        args = [
             "--state-dir",
             str(self.workdir),
             "--database-url",
             self.database_url,
             "--poll-interval",
             str(self.poll_interval),
+            "--ui-bound-address-file",
+            str(self._ui_address_file),
         ]
+        if self.ui_listen:
+            host, _, port = self.ui_listen.rpartition(":")
+            args += ["--ui-listen", f"{host}:{self.ui_port or port}"]
+        return args
+
+    def start(self, crash_at: str | None = None, wait: bool = True, timeout: float = 30.0) -> None:
+        self._ui_address_file.unlink(missing_ok=True)
+        super().start(crash_at, wait, timeout)
+        if wait and self._ui_address_file.exists():
+            self.ui_address  # noqa: B018  (learns the port, kept for a restart)
+
+    @property
+    def ui_address(self) -> str:
+        """The console's HOST:PORT; it is written once the console serves (an active engine
+        started with --ui-listen), which is before readiness reports SERVING."""
+        if not self._ui_address_file.exists():
+            raise RuntimeError("the console is not serving: no --ui-listen, or not active yet")
+        address = self._ui_address_file.read_text()
+        self.ui_port = int(address.rsplit(":", 1)[1])
+        return address
+
+    def ui_url(self, path: str = "/") -> str:
+        """The console's URL of `path`: HTTPS when the harness reaches the engine over TLS."""
+        return f"{'https' if self.client_tls else 'http'}://{self.ui_address}{path}"
 
     def stub(self) -> engine_service_pb2_grpc.EngineServiceStub:
         return engine_service_pb2_grpc.EngineServiceStub(self.channel())

@@ -6,6 +6,10 @@ with live progress per disk. Then a second template is started with the engine t
 in the middle of submitting it (ENGINE_CRASH_AT=after_agent_accept: one copy started on a
 host, its id never stored). The engine restarts, reconciles before it serves, and we show the
 report and the final state of both commands. Every process is stopped on exit and on Ctrl-C.
+
+The engine serves its console (`--ui-listen`, on a free port kept across its restarts), whose
+address is printed first. At a terminal, the demo waits for Enter before the template (time to
+open the console) and at the end (the console stays up until then); otherwise it goes on.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +69,8 @@ def run(workdir: Path) -> None:
     agents = [
         AgentProcess(workdir / f"host{i}", storage_root=storage, throttle=THROTTLE) for i in (1, 2)
     ]
-    engine = EngineProcess(workdir / "engine", poll_interval=0.3)
+    engine = EngineProcess(workdir / "engine", poll_interval=0.3, ui_listen="127.0.0.1:0")
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()  # a person at a terminal
     try:
         say("== 1. Two host agents on one storage root, and the engine on SQLite")
         for agent in agents:
@@ -75,6 +81,7 @@ def run(workdir: Path) -> None:
             )
         engine.start()
         say(f"  engine-service on {engine.address}, database {engine.database_url}")
+        say(f"  console: {engine.ui_url()}  (open it in a browser: it follows all of this live)")
         ctl = Ctl(engine.address)
 
         say("\n== 2. Hosts and storage domains")
@@ -95,6 +102,8 @@ def run(workdir: Path) -> None:
         vm = ctl.json("vm", "add", "web", *disk_args)["vm"]["vm_id"]
         say(f"  VM web = {vm}")
 
+        if interactive:
+            input(f"\n  Open {engine.ui_url()} now; press Enter to make the template... ")
         say("\n== 4. A template from the VM: placeholders first, then one copy per disk")
         code = ctl.show(
             "template", "add", "--vm", vm, "--name", "golden", "--domain", dst, "--watch"
@@ -146,12 +155,29 @@ def run(workdir: Path) -> None:
             f"tasks left on the hosts: {count_agent_tasks(agents)}"
         )
 
+        keep_console_up(engine, interactive)
+
         say("\n== 8. SIGTERM: everything stops gracefully")
         for process in (engine, *agents):
             say(f"  {process.workdir.name} exited with status {process.terminate()}")
     finally:
         for process in (engine, *agents):
             process.close()
+
+
+def keep_console_up(engine: EngineProcess, interactive: bool) -> None:
+    """The console's view of the end; at a terminal, it stays up until Enter."""
+    with urllib.request.urlopen(engine.ui_url("/api/commands"), timeout=10) as reply:
+        listed = len(json.load(reply)["commands"])
+    say(f"  the console ({engine.ui_url()}) lists the same {listed} commands")
+    if interactive:
+        input("\n  The console stays up: press Enter to stop everything... ")
+    else:
+        say(
+            "  (stdin is not a terminal: not waiting. Run `make demo` in a terminal to keep the "
+            "console up at the end, or start an engine with `engine-service --ui-listen "
+            "127.0.0.1:8080`.)"
+        )
 
 
 def wait_all_settled(ctl: Ctl, timeout: float = 120) -> None:

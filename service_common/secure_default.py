@@ -30,21 +30,23 @@ class PlaintextOffLoopback(Policy):
 
     def problem(self, values: Mapping[str, Any], flag: Callable[[str], str]) -> str | None:
         address = values[self.listen]
-        if values[self.cert] is not None or values[self.insecure]:
-            return None
+        if address is None or values[self.cert] is not None or values[self.insecure]:
+            return None  # not listening (an optional address), TLS, or the risk accepted
         if is_loopback_address(address):
             return None
+        which = "" if self.listen == "listen" else f" ({flag(self.listen)})"
         return (
-            f"refusing plaintext on {address}, which is not a loopback address: make "
+            f"refusing plaintext on {address}{which}, which is not a loopback address: make "
             f"certificates with `{PKI_INIT}` and pass {flag(self.cert)} DIR/{self.role}.pem "
             f"{flag(self.key)} DIR/{self.role}.key, or pass {flag(self.insecure)} to accept "
             "plaintext there"
         )
 
 
-def no_plaintext_off_loopback(role: str) -> PlaintextOffLoopback:
-    """The rule for a program whose `enginectl pki init` files are `ROLE.pem` and `ROLE.key`."""
-    return PlaintextOffLoopback(role)
+def no_plaintext_off_loopback(role: str, listen: str = "listen") -> PlaintextOffLoopback:
+    """The rule for a program whose `enginectl pki init` files are `ROLE.pem` and `ROLE.key`,
+    on its setting `listen` (another one: the engine's console, `ui_listen`)."""
+    return PlaintextOffLoopback(role, listen)
 
 
 def plaintext_exposed(address: str, tls: bool) -> bool:

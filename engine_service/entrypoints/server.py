@@ -19,6 +19,7 @@ from engine_service.adapters.lease import EngineLease, lease_for
 from engine_service.bootstrap import EngineSettings, PollSettings, bootstrap
 from engine_service.crash import crash_point
 from engine_service.entrypoints.auth import SERVICE_NAME, TokenInterceptor, refusal
+from engine_service.entrypoints.console import load_console, open_console, serve_console
 from engine_service.entrypoints.grpc_servicer import EngineServicer
 from engine_service.entrypoints.settings import ENV_PREFIX, Config, parse_args
 from engine_service.entrypoints.token_options import token_warnings
@@ -90,20 +91,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     server.set_live(True)  # liveness ("") from the start, a standby included; readiness later
     server.start(config.bound_address_file)
     log_security(config, server.address)
+    console = open_console(config)  # bound now; served once this engine is the active one
     lease = lease_for(config.database_url)
     if not wait_for_lease(lease, stopping):
         server.stop(config.grace_seconds)
+        if console is not None:
+            console.stop()
         log.info("stopped while standby")
         return
     engine = bootstrap(engine_settings(config))
     servicer.engine = engine
+    if console is not None:
+        load_console(console, config, engine)
     report = engine.start()
+    if console is not None:
+        serve_console(console, config)
     readiness.ready.set()
     server.set_ready(True)
     log.info("SERVING as the active engine; startup reconciliation: %s", report)
     watch_lease(lease, stopping)
     stopping.wait()
     log.info("stopping: health NOT_SERVING, letting in-flight RPCs finish")
+    if console is not None:
+        console.stop()
     server.stop(config.grace_seconds)
     engine.stop()
     lease.release()

@@ -109,6 +109,14 @@ class Config(ServerSettings):
     bound_address_file: Path | None = setting(
         "write the HOST:PORT actually bound here once listening", type=PATH
     )
+    ui_listen: str | None = setting(
+        "HOST:PORT to serve the read-only web console on, once this engine is active (HTTPS "
+        "with --tls-cert/--tls-key, and the API's tokens when there are any); port 0 picks a "
+        "free one (default: off)"
+    )
+    ui_bound_address_file: Path | None = setting(
+        "write the console's HOST:PORT actually bound here once it listens", type=PATH
+    )
     agent_tls_ca: Path | None = setting(
         "reach agents over TLS, trusting this CA (their host names are checked)", type=PATH
     )
@@ -167,6 +175,7 @@ COMMAND_LINE = CommandLine(
         needs("agent_tls_cert", "agent_tls_ca"),
         TokenTable(),
         no_plaintext_off_loopback("engine"),
+        no_plaintext_off_loopback("engine", listen="ui_listen"),
     ),
 )
 

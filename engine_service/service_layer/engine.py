@@ -59,6 +59,7 @@ class Engine:
         self.inventory.warn_of_plaintext_hosts()
         report = self.reconciler.reconcile()
         self.reconciler.startup_report = report
+        self.reconciler.startup_at = self.reconciler.last_at
         self.manager.start()
         if self.pruner is not None:
             self.pruner.start()  # its own thread: pruning never delays a poll

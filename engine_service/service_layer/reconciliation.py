@@ -88,6 +88,11 @@ class Reconciler:
         self.lookup_deadline = lookup_deadline
         self.orphans = orphans
         self.startup_report = ReconcileReport()
+        self.startup_at: datetime | None = None  # when the startup one ran (Engine.start)
+        # The latest `reconcile()` (at startup or on demand) and when it ended; the console
+        # shows it beside the startup one.
+        self.last_report: ReconcileReport | None = None
+        self.last_at: datetime | None = None
         # One pass over the placeholders at a time: the sweeper (poll thread) and an RPC.
         self._placeholders = threading.Lock()
 
@@ -102,6 +107,7 @@ class Reconciler:
         metrics.RECONCILED.labels("failed_commands").inc(report.failed_commands)
         if report != ReconcileReport():
             log.warning("reconciliation: %s", report)
+        self.last_report, self.last_at = report, utcnow()
         return report
 
     def sweep(self, older_than: float) -> ReconcileReport:

@@ -13,6 +13,7 @@ def test_the_demo_runs_and_shows_progress_the_report_and_both_outcomes() -> None
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "demo.py")],
         cwd=ROOT,
+        stdin=subprocess.DEVNULL,  # not a terminal: the demo does not wait for Enter
         capture_output=True,
         text=True,
         timeout=300,
@@ -26,4 +27,7 @@ def test_the_demo_runs_and_shows_progress_the_report_and_both_outcomes() -> None
     assert "engine restarted before the task reached the host" in out  # the second template
     assert "golden" in out and "OK" in out  # the first template
     assert "partial files on storage: none; tasks left on the hosts: 0" in out
+    assert "console: http://127.0.0.1:" in out  # its address, first
+    assert "lists the same 5 commands" in out  # served again after both restarts
+    assert "stdin is not a terminal: not waiting" in out
     assert out.rstrip().endswith("Demo finished.")

@@ -80,6 +80,8 @@ def test_engine_defaults() -> None:
         max_watchers=64,
         api_tokens=(),
         api_token_file=None,
+        ui_listen=None,  # the console is off by default
+        ui_bound_address_file=None,
     )
     assert config.agent_tls is None
 

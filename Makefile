@@ -7,7 +7,7 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 # `make test` runs the tests in this many processes (pytest-xdist); 1 runs them in this one.
 TEST_WORKERS ?= 2
 
-.PHONY: setup browser demo test lint unit e2e protos bench clean
+.PHONY: setup browser demo test lint unit e2e protos lock bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,14 @@ bench: $(BENCH_STAMP)  ## every benchmark, ratios against baselines of the same 
 
 protos: $(STAMP)  ## regenerate the Python code of protos/ (a test checks it is fresh)
 	$(BIN)/python scripts/gen_protos.py
+
+# The image installs requirements.lock alone (pip --require-hashes --no-deps): every runtime
+# dependency of pyproject.toml, pinned, with the hashes of its files; a test checks it covers
+# them. Run after changing `dependencies`; existing pins stay where they still fit, and
+# `make lock LOCK_ARGS=--upgrade` takes the newest releases.
+lock: $(STAMP)  ## regenerate requirements.lock, the container image's hashed dependencies
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+	  --custom-compile-command "make lock" --quiet --output-file requirements.lock $(LOCK_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .demo

@@ -37,6 +37,7 @@ POSITIVE_INT = click.IntRange(min=1)
 NON_NEGATIVE_FLOAT = click.FloatRange(min=0)
 NON_NEGATIVE_INT = click.IntRange(min=0)
 LOG_FORMAT = click.Choice(["text", "json"])
+LOG_LEVEL = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)
 CONFIG_FILE = "service_common.config.file"  # where ctx.meta keeps the --config file read
 DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -103,6 +104,7 @@ class ServerSettings:
         "HOST:PORT to serve Prometheus metrics at /metrics (default: off)"
     )
     log_format: str = setting("how log lines look", type=LOG_FORMAT, default="text")
+    log_level: str = setting("the least severe log lines written", type=LOG_LEVEL, default="INFO")
     grace_seconds: float = setting(
         "seconds in-flight RPCs get to finish after SIGTERM",
         flag="grace",

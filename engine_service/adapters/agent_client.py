@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from engine_service import observability as metrics
 from engine_service.domain.tasks import ReportedStatus
 from service_common.tls import ClientTls, channel
+from service_common.tracing import instrument_channel
 from service_common.vdsm_tasks import result_from_wire_name, state_from_wire_name
 from vdsm_agent.v1 import agent_service_pb2 as pb
 from vdsm_agent.v1 import agent_service_pb2_grpc as pb_grpc
@@ -96,7 +97,8 @@ class AgentClient:
         self.address = address
         self.timeout = timeout
         self.channel = channel(address, tls)
-        self.stub = pb_grpc.AgentServiceStub(self.channel)
+        # A span per call, its context sent to the agent, and the standard client metrics.
+        self.stub = pb_grpc.AgentServiceStub(instrument_channel(self.channel))
 
     def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
         with metrics.AGENT_RPC_SECONDS.labels(method).time():

@@ -23,6 +23,7 @@ from engine_service.service_layer.lifecycle import CommandLifecycle
 from engine_service.service_layer.polling import Poller, PollResult, PollSettings
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
 from engine_service.service_layer.zombies import ZombieTracker
+from service_common.spans import spanned
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class AsyncTaskManager:
                 log.exception("poll cycle failed; trying again next interval")
             self._stop.wait(self.settings.interval)
 
+    @spanned("engine.poll")
     def poll_once(self) -> PollResult:
         with metrics.POLL_SECONDS.time():
             result = self.poll_hosts()

@@ -29,6 +29,7 @@ from engine_service.service_layer.idempotency import first_result, record_reques
 from engine_service.service_layer.plans import Pending, Plan
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
 from service_common.errors import AlreadyExists, FailedPrecondition, NotFound
+from service_common.spans import annotate, spanned
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class CommandLifecycle:
 
     # -- submit ------------------------------------------------------------------------------
 
+    @spanned("command.submit", result="command.id")
     def submit(
         self,
         make_command: Callable[[], CommandBase[Any]],
@@ -73,6 +75,7 @@ class CommandLifecycle:
         for attempt in range(3):
             command = make_command()
             command.submitted_by = by
+            annotate("command.action_type", command.action_type)
             # Marked as executing before its placeholders can be seen, so that a concurrent
             # reconciliation never takes them for orphans.
             with self._lock:
@@ -107,6 +110,7 @@ class CommandLifecycle:
             return command.command_id
         raise FailedPrecondition("the request kept conflicting with concurrent ones; retry it")
 
+    @spanned("command.placeholders")
     def _insert_placeholders(
         self, command: CommandBase[Any], request: ClientRequest | None, retry_of: str | None
     ) -> Plan | str:
@@ -120,6 +124,7 @@ class CommandLifecycle:
             command.children = command.build_child_commands()
             picker = HostPicker(uow.repo)
             placeholders = command.insert_async_task_placeholders(uow.repo, picker)
+            annotate("command.tasks", len(placeholders))
             record_request(uow.repo, request, command.command_id)
             if retry_of is not None:
                 uow.repo.add_events(
@@ -168,6 +173,7 @@ class CommandLifecycle:
                 HostSnapshot(repo.hosts()),
             )
 
+    @spanned("command.execute", arguments={"command.id": "root_id"})
     def execute(self, root_id: str, plan: Plan | None = None) -> None:
         """Start the agent task of every placeholder of the command that has no agent id.
         `submit` passes the `plan` it has just committed; without one it is read back."""
@@ -260,9 +266,11 @@ class CommandLifecycle:
         )
         return target
 
+    @spanned("agent.start", result="agent.task_id", arguments={"task.id": "task_id"})
     def _start(self, host: Host, task_id: str, child: CommandBase[Any]) -> str:
         """Have the child start its task, retrying UNAVAILABLE with the same request id (the
         agent's idempotency makes that safe)."""
+        annotate("host.name", host.name)
         client = self.agents.get(host.address)
         for attempt in range(1, self.start_attempts + 1):
             try:
@@ -316,6 +324,7 @@ class CommandLifecycle:
             self.finish_many({root_id: outcome}, unresolved, missing_is_error=True, events=events)
         )
 
+    @spanned("command.end", result="command.ended", arguments={"command.ids": "outcomes"})
     def finish_many(
         self,
         outcomes: dict[str, Outcome],
@@ -354,13 +363,18 @@ class CommandLifecycle:
             if record is None:
                 raise NotFound(f"command_id: no command {command_id}")
             if (why := record.cancellable()) is not None:
-                raise FailedPrecondition(why)
+                kind = f"ALREADY_{record.status.value}" if record.status.terminal else "CHILD"
+                raise FailedPrecondition(why, subject=f"commands/{command_id}", kind=kind)
         asked = CommandEvent(
             command_id, utcnow(), EventKind.CANCEL_REQUESTED, f"by {by}" if by else ""
         )
         cancelled = Outcome(CommandStatus.CANCELLED, "cancelled by a client")
         if not self.finish(command_id, cancelled, events=[asked]):
-            raise FailedPrecondition(f"command {command_id} ended before it could be cancelled")
+            raise FailedPrecondition(
+                f"command {command_id} ended before it could be cancelled",
+                subject=f"commands/{command_id}",
+                kind="ALREADY_ENDED",
+            )
 
 
 def _log_end(root_id: str, record: CommandRecord, outcome: Outcome, now: datetime) -> None:

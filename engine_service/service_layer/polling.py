@@ -4,6 +4,7 @@ status, lost task (invariant I5) or unreachable host (domain/tasks.py)."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections import defaultdict
@@ -27,6 +28,7 @@ from engine_service.domain.tasks import (
 )
 from engine_service.service_layer.isolation import Strikes, describe, poll_error
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
+from service_common.spans import annotate, spanned
 
 log = logging.getLogger("engine_service.service_layer.async_task_manager")
 
@@ -143,6 +145,7 @@ class Poller:
                 result.unreachable[h.host_id] = describe(exc)
         return result
 
+    @spanned("poll.hosts")
     def poll(self) -> PollResult:
         """One GetAllTasksStatuses per host, all at once, each with its own deadline. A host
         that has not answered within one interval is left out of this cycle, its call still
@@ -150,10 +153,13 @@ class Poller:
         delays no other host's commands."""
         with self._lock:
             hosts = self.hosts()
+            annotate("hosts", len(hosts))
             for h in hosts:
                 if h.host_id not in self._inflight:
                     call = self._pool.submit(
-                        self.agents.get(h.address).all_statuses, self.settings.agent_deadline
+                        contextvars.copy_context().run,  # the call's span under this poll's
+                        self.agents.get(h.address).all_statuses,
+                        self.settings.agent_deadline,
                     )
                     self._inflight[h.host_id] = (call, utcnow())
             wait(

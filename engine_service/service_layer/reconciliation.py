@@ -32,6 +32,7 @@ from engine_service.service_layer.async_task_manager import AsyncTaskManager
 from engine_service.service_layer.failing import counted, fail_active_commands
 from engine_service.service_layer.lifecycle import CommandLifecycle
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
+from service_common.spans import spanned
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class Reconciler:
         # One pass over the placeholders at a time: the sweeper (poll thread) and an RPC.
         self._placeholders = threading.Lock()
 
+    @spanned("reconcile")
     def reconcile(self) -> ReconcileReport:
         with self._placeholders:
             report = self._reconcile_placeholders()
@@ -110,6 +112,7 @@ class Reconciler:
         self.last_report, self.last_at = report, utcnow()
         return report
 
+    @spanned("reconcile.sweep")
     def sweep(self, older_than: float) -> ReconcileReport:
         """The in-process sweeper (issue 14): placeholders left unsent for more than
         `older_than` seconds by a command this process is not executing (its `execute` raised

@@ -70,6 +70,7 @@ def test_engine_defaults() -> None:
         orphans="fail",
         metrics_listen=None,
         log_format="text",
+        log_level="INFO",
         grace_seconds=10.0,
         bound_address_file=None,
         agent_tls_ca=None,
@@ -95,6 +96,7 @@ def test_agent_defaults() -> None:
         workers=8,
         metrics_listen=None,
         log_format="text",
+        log_level="INFO",
         grace_seconds=10.0,
         bound_address_file=None,
         tls_cert=None,
@@ -239,6 +241,19 @@ def test_a_bad_choice_is_refused_naming_the_choices(
     assert f"Invalid value for '{flag}': 'ignore' is not one of" in err
     monkeypatch.setenv(variable, "xml")
     assert f"'{flag}' (from {variable}): 'xml' is not one of" in refused(parse, [], capsys)
+
+
+@pytest.mark.parametrize(
+    ("parse", "variable"), [(engine, "ENGINE_LOG_LEVEL"), (agent, "VDSM_AGENT_LOG_LEVEL")]
+)
+def test_log_level_from_the_flag_or_the_variable_in_any_case(
+    parse: Parse, variable: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert parse(["--log-level", "warning"]).log_level == "WARNING"
+    monkeypatch.setenv(variable, "ERROR")
+    assert parse([]).log_level == "ERROR"
+    assert parse(["--log-level", "DEBUG"]).log_level == "DEBUG"  # the flag wins
+    assert "'--log-level': 'loud' is not one of" in refused(parse, ["--log-level", "loud"], capsys)
 
 
 def test_a_bad_value_in_the_file_is_refused_naming_the_setting_and_the_file(

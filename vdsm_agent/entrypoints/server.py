@@ -11,6 +11,7 @@ from service_common.grpc_server import GrpcServer, serve_metrics, wait_for_stop_
 from service_common.logs import configure_logging
 from service_common.secure_default import plaintext_exposed
 from service_common.tls import server_credentials
+from service_common.tracing import configure_tracing
 from vdsm_agent.adapters.storage import StorageRoot
 from vdsm_agent.adapters.task_store import TaskStore
 from vdsm_agent.crash import crash_point
@@ -93,7 +94,8 @@ class AgentServer:
 
 def main(argv: Sequence[str] | None = None) -> None:
     config = parse_args(argv)
-    configure_logging(config.log_format)
+    configure_logging(config.log_format, config.log_level)
+    configure_tracing("vdsm-agent")
     crash_at = crash_point.check_configured()
     if crash_at:
         log.warning("VDSM_AGENT_CRASH_AT=%s: this process will die at that point", crash_at)

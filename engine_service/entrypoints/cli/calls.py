@@ -13,7 +13,9 @@ from engine_service.v1 import engine_service_pb2 as pb
 from engine_service.v1 import engine_service_pb2_grpc as pb_grpc
 from service_common.grpc_client import client_channel
 from service_common.health_probe import check as health_check
+from service_common.rich_errors import violations
 from service_common.tls import ClientTls
+from service_common.tracing import configure_tracing, instrument_channel
 
 EXIT_CODES = {
     grpc.StatusCode.INVALID_ARGUMENT: 2,
@@ -50,9 +52,9 @@ class Client:
     @property
     def stub(self) -> pb_grpc.EngineServiceStub:
         if self._stub is None:
-            self._stub = pb_grpc.EngineServiceStub(
-                client_channel(self.active_address(), self.tls, self.token)
-            )
+            configure_tracing("enginectl")  # a call's trace starts here, its context sent on
+            made = client_channel(self.active_address(), self.tls, self.token)
+            self._stub = pb_grpc.EngineServiceStub(instrument_channel(made, metrics=False))
         return self._stub
 
     def active_address(self) -> str:
@@ -83,9 +85,11 @@ class Client:
 
 
 def fail(exc: grpc.RpcError) -> NoReturn:
-    """Print the call's status and details; exit with the code its status maps to."""
+    """Print the call's status and details, then its rich details (a bad field, a failed
+    precondition) one per indented line; exit with the code its status maps to."""
     code: grpc.StatusCode = exc.code()
-    die(f"{code.name}: {exc.details()}", EXIT_CODES.get(code, 10))
+    lines = [f"{code.name}: {exc.details()}", *(f"  {line}" for line in violations(exc))]
+    die("\n".join(lines), EXIT_CODES.get(code, 10))
 
 
 def pages(c: Client, method: str, request: Any, field: str) -> Iterator[Any]:

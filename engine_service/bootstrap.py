@@ -6,7 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine_service.adapters.agent_client import AgentPool
-from engine_service.adapters.db import Database, make_engine, migrate, session_factory
+from engine_service.adapters.db import (
+    Database,
+    make_engine,
+    migrate,
+    require_head,
+    session_factory,
+)
 from engine_service.service_layer import commands  # noqa: F401  (registers command types)
 from engine_service.service_layer.async_task_manager import AsyncTaskManager
 from engine_service.service_layer.engine import Engine
@@ -31,6 +37,7 @@ class EngineSettings:
     # --insecure: agents without TLS (no agent_tls) may be at non-loopback addresses too
     plaintext_agents_off_loopback: bool = False
     retention: float = 30 * 86400.0  # seconds an ended command is kept; 0 keeps everything
+    migrate: bool = True  # False (--no-migrate): refuse a schema not at head (SchemaNotCurrent)
 
     @property
     def agents_on_loopback_only(self) -> bool:
@@ -44,7 +51,10 @@ def bootstrap(
 ) -> Engine:
     """The engine over its database and agents: real adapters unless given."""
     db = db or make_engine(settings.database_url)
-    migrate(db)
+    if settings.migrate:
+        migrate(db)
+    else:
+        require_head(db)
     sessions = session_factory(db)
 
     def uow(read_only: bool = False) -> UnitOfWork:

@@ -24,7 +24,14 @@ class AlreadyExists(ServiceError):
 
 
 class FailedPrecondition(ServiceError):
-    """The operation does not fit the current state (a locked disk, an unfinished task)."""
+    """The operation does not fit the current state (a locked disk, an unfinished task).
+    `subject` names the entity (`commands/ID`, `hosts/ID`; empty if none) and `kind` the
+    state at fault, as the status's `google.rpc.PreconditionFailure` says them."""
+
+    def __init__(self, message: str, *, subject: str = "", kind: str = "STATE") -> None:
+        super().__init__(message)
+        self.subject = subject
+        self.kind = kind
 
 
 class ResourceExhausted(ServiceError):

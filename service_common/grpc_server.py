@@ -20,6 +20,8 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import Histogram
 
 from service_common import errors
+from service_common.rich_errors import rich_status
+from service_common.tracing import server_interceptors
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -68,7 +70,8 @@ def error_mapper(
                 known = status_of(exc)
                 if known is not None:
                     code = known
-                    context.abort(code, str(exc))
+                    # The same message, and google.rpc details (BadRequest, PreconditionFailure)
+                    context.abort_with_status(rich_status(code, exc))
                 aborted = context.code()  # type: ignore[attr-defined]  # missing from the stubs
                 if aborted not in (None, grpc.StatusCode.OK):
                     code = aborted
@@ -117,7 +120,8 @@ class Health:
 
 
 class GrpcServer:
-    """A grpc.server with the standard health and reflection services and a graceful stop."""
+    """A grpc.server with the standard health and reflection services, the standard gRPC
+    metrics and a span per RPC, and a graceful stop."""
 
     def __init__(
         self,
@@ -129,7 +133,8 @@ class GrpcServer:
     ) -> None:
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-            interceptors=list(interceptors),
+            # The standard gRPC metrics and a span per RPC (tracing.py) around the caller's.
+            interceptors=[*server_interceptors(), *interceptors],
             options=[
                 ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
                 ("grpc.max_send_message_length", 64 << 20),

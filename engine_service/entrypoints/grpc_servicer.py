@@ -59,7 +59,8 @@ class EngineServicer(pb_grpc.EngineServiceServicer):
     def ListHosts(
         self, request: pb.ListHostsRequest, context: grpc.ServicerContext
     ) -> pb.ListHostsResponse:
-        return pb.ListHostsResponse(hosts=[host_message(h) for h in self.engine.inventory.hosts()])
+        hosts, token = self.engine.inventory.host_page(request.page_size, request.page_token)
+        return pb.ListHostsResponse(hosts=[host_message(h) for h in hosts], next_page_token=token)
 
     @rpc
     def SetHostMaintenance(
@@ -97,8 +98,10 @@ class EngineServicer(pb_grpc.EngineServiceServicer):
     def ListStorageDomains(
         self, request: pb.ListStorageDomainsRequest, context: grpc.ServicerContext
     ) -> pb.ListStorageDomainsResponse:
+        inventory = self.engine.inventory
+        domains, token = inventory.storage_domain_page(request.page_size, request.page_token)
         return pb.ListStorageDomainsResponse(
-            storage_domains=[domain_message(d) for d in self.engine.inventory.storage_domains()]
+            storage_domains=[domain_message(d) for d in domains], next_page_token=token
         )
 
     @rpc

@@ -9,26 +9,36 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 import grpc
 
+from engine_service.adapters.db import SchemaNotCurrent
 from engine_service.adapters.lease import EngineLease, lease_for
 from engine_service.bootstrap import EngineSettings, PollSettings, bootstrap
 from engine_service.crash import crash_point
 from engine_service.entrypoints.auth import SERVICE_NAME, TokenInterceptor, refusal
-from engine_service.entrypoints.console import load_console, open_console, serve_console
+from engine_service.entrypoints.console import (
+    ConsoleServer,
+    load_console,
+    open_console,
+    serve_console,
+)
 from engine_service.entrypoints.grpc_servicer import EngineServicer
+from engine_service.entrypoints.migrate import main as migrate_main
 from engine_service.entrypoints.settings import ENV_PREFIX, Config, parse_args
 from engine_service.entrypoints.token_options import token_warnings
+from engine_service.service_layer.engine import Engine
 from engine_service.v1 import engine_service_pb2_grpc as pb_grpc
 from service_common.config import effective
 from service_common.grpc_server import GrpcServer, serve_metrics, stop_signal
 from service_common.logs import configure_logging
 from service_common.secure_default import plaintext_exposed
 from service_common.tls import server_credentials
+from service_common.tracing import configure_tracing
 
 log = logging.getLogger("engine_service")
 
@@ -65,8 +75,12 @@ class ReadinessInterceptor(grpc.ServerInterceptor):
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    config = parse_args(argv)
-    configure_logging(config.log_format)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["migrate"]:  # the one subcommand: `engine-service migrate [...]`
+        return migrate_main(args[1:])
+    config = parse_args(args)
+    configure_logging(config.log_format, config.log_level)
+    configure_tracing("engine-service")
     crash_at = crash_point.check_configured()
     if crash_at:
         log.warning("ENGINE_CRASH_AT=%s: this process will die at that point", crash_at)
@@ -99,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             console.stop()
         log.info("stopped while standby")
         return
-    engine = bootstrap(engine_settings(config))
+    engine = bootstrapped(config, server, lease, console)
     servicer.engine = engine
     if console is not None:
         load_console(console, config, engine)
@@ -120,12 +134,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     log.info("stopped")
 
 
+def bootstrapped(
+    config: Config, server: GrpcServer, lease: EngineLease, console: ConsoleServer | None
+) -> Engine:
+    """The engine, its database migrated; with --no-migrate and a schema not at the newest
+    revision, one line and exit status 2 instead."""
+    try:
+        return bootstrap(engine_settings(config))
+    except SchemaNotCurrent as exc:
+        log.critical("%s", exc)
+        if console is not None:
+            console.stop()
+        server.stop(0)
+        lease.release()
+        raise SystemExit(2) from None
+
+
 def engine_settings(config: Config) -> EngineSettings:
     """What the engine's core needs of the process's settings."""
     return EngineSettings(
         agent_tls=config.agent_tls,
         plaintext_agents_off_loopback=config.insecure,
         database_url=config.database_url,
+        migrate=not config.no_migrate,
         orphans=config.orphans,
         retention=config.retention,
         poll=PollSettings(

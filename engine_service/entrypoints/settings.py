@@ -58,6 +58,12 @@ class Config(ServerSettings):
         default_from=default_database_url,
         default_help="sqlite:///STATE_DIR/engine.db",
     )
+    no_migrate: bool = setting(
+        "do not migrate the database at start: refuse to start unless its schema is at the "
+        "newest revision (`engine-service migrate` brings it there)",
+        type=bool,
+        default=False,
+    )
     poll_interval: float = setting(
         "seconds between two polls of every host", type=POSITIVE_FLOAT, default=1.0
     )

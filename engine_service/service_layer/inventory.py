@@ -11,7 +11,14 @@ from engine_service.domain.requests import ClientRequest, Conflict
 from engine_service.domain.tasks import new_id
 from engine_service.service_layer.idempotency import first_result, optional_request, record_request
 from engine_service.service_layer.unit_of_work import AbstractUnitOfWork, UnitOfWorkFactory
-from engine_service.service_layer.views import HostView, decode_token, encode_token, page_size
+from engine_service.service_layer.views import (
+    HostView,
+    decode_name_token,
+    decode_token,
+    encode_name_token,
+    encode_token,
+    page_size,
+)
 from service_common.addresses import is_loopback_address
 from service_common.errors import (
     AlreadyExists,
@@ -144,6 +151,16 @@ class Inventory:
             load = uow.repo.tasks_per_host()
             return [HostView(h, load.get(h.host_id, 0)) for h in uow.repo.hosts()]
 
+    def host_page(self, size: int, token: str) -> tuple[list[HostView], str]:
+        """A page of the hosts by name (keyset: after the last name of the page before)."""
+        limit, after = page_size(size), decode_name_token("hosts", token)
+        with self.uow(read_only=True) as uow:
+            rows = uow.repo.hosts(after, limit + 1)
+            load = uow.repo.tasks_per_host()
+        more, rows = len(rows) > limit, rows[:limit]
+        views = [HostView(h, load.get(h.host_id, 0)) for h in rows]
+        return views, encode_name_token("hosts", rows[-1].name) if more else ""
+
     def set_host_maintenance(self, host_id: str, maintenance: bool) -> HostView:
         host_id = require_uuid("host_id", host_id)
         with self.uow() as uow:
@@ -219,6 +236,14 @@ class Inventory:
     def storage_domains(self) -> list[StorageDomain]:
         with self.uow(read_only=True) as uow:
             return uow.repo.storage_domains()
+
+    def storage_domain_page(self, size: int, token: str) -> tuple[list[StorageDomain], str]:
+        """A page of the storage domains by name, and the token of the next page ("" if none)."""
+        limit, after = page_size(size), decode_name_token("domains", token)
+        with self.uow(read_only=True) as uow:
+            rows = uow.repo.storage_domains(after, limit + 1)
+        more, rows = len(rows) > limit, rows[:limit]
+        return rows, encode_name_token("domains", rows[-1].name) if more else ""
 
     # -- disks -------------------------------------------------------------------------------
 

@@ -203,3 +203,22 @@ def decode_event_token(token: str) -> int:
     except (ValueError, TypeError, binascii.Error):
         pass
     raise InvalidArgument("page_token", "is not a token this server gave out")
+
+
+def encode_name_token(kind: str, name: str) -> str:
+    """The token of a page of `kind` (hosts, domains) listed by name that ended at `name`."""
+    return base64.urlsafe_b64encode(json.dumps([kind, name]).encode()).decode().rstrip("=")
+
+
+def decode_name_token(kind: str, token: str) -> str | None:
+    """The name a page of `kind` ended with; None for the first page."""
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        tag, name = json.loads(raw)
+        if tag == kind and isinstance(name, str):
+            return name
+    except (ValueError, TypeError, binascii.Error):
+        pass
+    raise InvalidArgument("page_token", "is not a token this server gave out")

@@ -237,14 +237,20 @@ class AddHostResponse(_message.Message):
     def __init__(self, host: _Optional[_Union[Host, _Mapping]] = ...) -> None: ...
 
 class ListHostsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListHostsResponse(_message.Message):
-    __slots__ = ("hosts",)
+    __slots__ = ("hosts", "next_page_token")
     HOSTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     hosts: _containers.RepeatedCompositeFieldContainer[Host]
-    def __init__(self, hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class SetHostMaintenanceRequest(_message.Message):
     __slots__ = ("host_id", "maintenance")
@@ -303,14 +309,20 @@ class AddStorageDomainResponse(_message.Message):
     def __init__(self, storage_domain: _Optional[_Union[StorageDomain, _Mapping]] = ...) -> None: ...
 
 class ListStorageDomainsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListStorageDomainsResponse(_message.Message):
-    __slots__ = ("storage_domains",)
+    __slots__ = ("storage_domains", "next_page_token")
     STORAGE_DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     storage_domains: _containers.RepeatedCompositeFieldContainer[StorageDomain]
-    def __init__(self, storage_domains: _Optional[_Iterable[_Union[StorageDomain, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, storage_domains: _Optional[_Iterable[_Union[StorageDomain, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class AddDiskRequest(_message.Message):
     __slots__ = ("name", "storage_domain_id", "size_bytes", "request_id")

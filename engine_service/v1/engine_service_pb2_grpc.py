@@ -160,7 +160,7 @@ class EngineServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListHosts(self, request, context):
-        """Every host, by name.
+        """The hosts by name, a page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -168,13 +168,15 @@ class EngineServiceServicer:
 
     def SetHostMaintenance(self, request, context):
         """Puts a host in maintenance (no new tasks; running ones finish) or takes it out.
+        Idempotent: the same value again changes nothing and returns the host as it is.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RemoveHost(self, request, context):
-        """Forgets a host. FAILED_PRECONDITION while tasks are on it.
+        """Forgets a host. FAILED_PRECONDITION while tasks are on it. Idempotent in effect: a
+        retry after a lost reply is NOT_FOUND, which means the host is gone (removed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -198,7 +200,7 @@ class EngineServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListStorageDomains(self, request, context):
-        """Every storage domain, by name.
+        """The storage domains by name, a page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -286,7 +288,11 @@ class EngineServiceServicer:
 
     def CancelCommand(self, request, context):
         """Stops the command's tasks, deletes what it created and ends it CANCELLED. Returns the
-        command as it is then. FAILED_PRECONDITION on a terminal command.
+        command as it is then. FAILED_PRECONDITION on a terminal command, its
+        google.rpc.PreconditionFailure violation typed ALREADY_<STATUS> (ALREADY_CANCELLED,
+        ALREADY_FAILED, ALREADY_SUCCEEDED) with subject commands/<command_id>, or CHILD on a
+        child command. Idempotent in effect: a retry after a lost reply is FAILED_PRECONDITION
+        ALREADY_CANCELLED, which means the command is cancelled (GetCommand shows it).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

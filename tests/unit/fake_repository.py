@@ -94,8 +94,9 @@ class FakeRepository(FakeRetention, FakeHistory):
         key, value = ("name", name) if name is not None else ("address", address)
         return _first(h for h in self.store.hosts.values() if getattr(h, key) == value)
 
-    def hosts(self) -> list[Host]:
-        return copy.deepcopy(sorted(self.store.hosts.values(), key=lambda h: h.name))
+    def hosts(self, after: str | None = None, limit: int | None = None) -> list[Host]:
+        found = sorted(self.store.hosts.values(), key=lambda h: h.name)
+        return copy.deepcopy([h for h in found if after is None or h.name > after][:limit])
 
     def hosts_with_status(self, status: HostStatus) -> list[Host]:
         return [h for h in self.hosts() if h.status == status]
@@ -154,8 +155,11 @@ class FakeRepository(FakeRetention, FakeHistory):
     def storage_domain_by_name(self, name: str) -> StorageDomain | None:
         return _first(d for d in self.store.domains.values() if d.name == name)
 
-    def storage_domains(self) -> list[StorageDomain]:
-        return sorted(self.store.domains.values(), key=lambda d: d.name)
+    def storage_domains(
+        self, after: str | None = None, limit: int | None = None
+    ) -> list[StorageDomain]:
+        found = sorted(self.store.domains.values(), key=lambda d: d.name)
+        return [d for d in found if after is None or d.name > after][:limit]
 
     def add_storage_domain(self, domain: StorageDomain) -> None:
         _put(self.store.domains, domain.storage_domain_id, domain)

@@ -38,8 +38,10 @@ class HostQueries(Part):
         found = self._objects(Host, select(HOSTS).where(column == value))
         return found[0] if found else None
 
-    def hosts(self) -> list[Host]:
-        return self._objects(Host, select(HOSTS).order_by(HOSTS.c.name))
+    def hosts(self, after: str | None = None, limit: int | None = None) -> list[Host]:
+        """By name; with `after`, those named after it (keyset paging), at most `limit`."""
+        query = select(HOSTS).order_by(HOSTS.c.name).limit(limit)
+        return self._objects(Host, query if after is None else query.where(HOSTS.c.name > after))
 
     def hosts_with_status(self, status: HostStatus) -> list[Host]:
         return self._objects(Host, select(HOSTS).where(HOSTS.c.status == status))

@@ -61,10 +61,14 @@ class InventoryQueries(Part):
         found = self._objects(StorageDomain, query)
         return found[0] if found else None
 
-    def storage_domains(self) -> list[StorageDomain]:
-        return self._objects(
-            StorageDomain, select(STORAGE_DOMAINS).order_by(STORAGE_DOMAINS.c.name)
-        )
+    def storage_domains(
+        self, after: str | None = None, limit: int | None = None
+    ) -> list[StorageDomain]:
+        """By name; with `after`, those named after it (keyset paging), at most `limit`."""
+        query = select(STORAGE_DOMAINS).order_by(STORAGE_DOMAINS.c.name).limit(limit)
+        if after is not None:
+            query = query.where(STORAGE_DOMAINS.c.name > after)
+        return self._objects(StorageDomain, query)
 
     def add_storage_domain(self, domain: StorageDomain) -> None:
         self._insert(STORAGE_DOMAINS, [dict(vars(domain))])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from engine_service.entrypoints.cli.calls import Client
+from engine_service.entrypoints.cli.calls import Client, pages
 from engine_service.entrypoints.cli.formats import Noun
 from engine_service.entrypoints.cli.output import HOST_HEADER, print_host, table
 from engine_service.entrypoints.cli.params import request_id_option
@@ -30,9 +30,9 @@ def host_add(c: Client, name: str, address: str, request_id: str) -> None:
 @host.command("list")
 @click.pass_obj
 def host_list(c: Client) -> None:
-    """Every host with its status and tasks in flight."""
-    reply = c.call("ListHosts", pb.ListHostsRequest())
-    c.show(reply, lambda: table(HOST_HEADER, print_host, reply.hosts))
+    """Every host with its status and tasks in flight (all pages)."""
+    hosts = list(pages(c, "ListHosts", pb.ListHostsRequest(page_size=500), "hosts"))
+    c.show(pb.ListHostsResponse(hosts=hosts), lambda: table(HOST_HEADER, print_host, hosts))
 
 
 @host.command("maintenance")

@@ -39,9 +39,11 @@ def domain_add(c: Client, name: str, request_id: str) -> None:
 @domain.command("list")
 @click.pass_obj
 def domain_list(c: Client) -> None:
-    """Every storage domain."""
-    reply = c.call("ListStorageDomains", pb.ListStorageDomainsRequest())
-    c.show(reply, lambda: table(DOMAIN_HEADER, print_domain, reply.storage_domains))
+    """Every storage domain (all pages)."""
+    request = pb.ListStorageDomainsRequest(page_size=500)
+    domains = list(pages(c, "ListStorageDomains", request, "storage_domains"))
+    reply = pb.ListStorageDomainsResponse(storage_domains=domains)
+    c.show(reply, lambda: table(DOMAIN_HEADER, print_domain, domains))
 
 
 # -- disks --------------------------------------------------------------------------------------

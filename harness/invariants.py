@@ -103,13 +103,13 @@ def history_disagreements(url: str) -> list[str]:
                     CommandRow.parent_id.is_(None)
                 )
             ):
-                problems += _disagreements(command_id, str(status), events.get(command_id, []))
+                problems += disagreements_of(command_id, str(status), events.get(command_id, []))
     finally:
         engine.dispose()
     return problems
 
 
-def _disagreements(
+def disagreements_of(
     command_id: str, status: str, events: list[tuple[str, str, str | None]]
 ) -> list[str]:
     kinds = [kind for kind, _, _ in events]

@@ -74,13 +74,13 @@ def accepted(
 
 
 def ended(root_id: str, outcome: Outcome, now: datetime) -> CommandEvent:
-    reason = f": {outcome.reason}" if outcome.reason else ""
-    return CommandEvent(root_id, now, EventKind.ENDED, f"{outcome.status.value}{reason}")
+    return CommandEvent(root_id, now, EventKind.ENDED, ended_message(outcome))
 
 
 def ended_message(outcome: Outcome) -> str:
     """The message of an ENDED event (also written set-based by the repository)."""
-    return ended("", outcome, datetime.min).message
+    reason = f": {outcome.reason}" if outcome.reason else ""
+    return f"{outcome.status.value}{reason}"
 
 
 def observed(task: TaskView, update: TaskUpdate, now: datetime) -> list[CommandEvent]:

@@ -107,6 +107,10 @@ class Pruner:
         until one finds less than a full batch of either (or the pruner is told to stop)."""
         report = PruneReport()
         cutoff = self.cutoff() if self.enabled else None
+        if cutoff is not None:
+            with self.uow(read_only=True) as uow:
+                if not uow.repo.anything_to_prune(cutoff):
+                    return report  # idle: no writing transaction at all
         while cutoff is not None and not self._stop.is_set():
             with self.uow() as uow:
                 pruned = Counter(uow.repo.prune_commands_ended_before(cutoff, self.batch))

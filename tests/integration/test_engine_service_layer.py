@@ -24,6 +24,7 @@ from engine_service.service_layer.engine import Engine
 from engine_service.service_layer.polling import PollSettings
 from harness.invariants import database_state
 from service_common.errors import FailedPrecondition
+from tests.integration.conftest import settle
 
 MiB = 1 << 20
 
@@ -80,17 +81,6 @@ def setup_vm(engine: Engine, agents: list, disks: int = 3) -> tuple[str, str]:
         disk_ids.append(disk.disk_id)
     settle(engine)
     return engine.inventory.add_vm("vm", disk_ids).vm_id, dst
-
-
-def settle(engine: Engine, rounds: int = 200) -> None:
-    """Poll until nothing is active and nothing is left to clean."""
-    for _ in range(rounds):
-        engine.manager.poll_once()
-        with engine.uow() as uow:
-            if not uow.repo.active_root_ids() and not uow.repo.tasks_to_clean():
-                return
-        threading.Event().wait(0.05)
-    raise AssertionError("commands did not settle")
 
 
 def test_placeholders_are_written_in_one_transaction(

@@ -6,7 +6,6 @@ call's metadata (W3C `traceparent`)."""
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from engine_service.v1 import engine_service_pb2 as pb
 from engine_service.v1 import engine_service_pb2_grpc as pb_grpc
 from service_common.grpc_server import GrpcServer
 from service_common.tracing import configure_tracing
+from tests.integration.conftest import settle
 from vdsm_agent.entrypoints.server import AgentServer
 from vdsm_agent.entrypoints.settings import parse_args as agent_args
 
@@ -95,16 +95,6 @@ def api(engine: Engine) -> Iterator[Client]:
     server.set_serving(True)
     yield Client(server.address, timeout=30, as_json=False)
     server.stop(0)
-
-
-def settle(engine: Engine) -> None:
-    for _ in range(200):
-        engine.manager.poll_once()
-        with engine.uow() as uow:
-            if not uow.repo.active_root_ids() and not uow.repo.tasks_to_clean():
-                return
-        threading.Event().wait(0.05)
-    raise AssertionError("commands did not settle")
 
 
 def a_vm_of_two_disks(engine: Engine, agents: Sequence[AgentServer]) -> tuple[str, str]:

@@ -42,17 +42,7 @@ class FakeRetention:
     def prune_commands_ended_before(self, cutoff: datetime, limit: int) -> dict[str, int]:
         """Up to `limit` ended top-level commands, oldest first, with no task left: deleted
         with their children, locks and request ids."""
-        rooted = {t.root_command_id for t in self.store.tasks.values()}
-        ended = [
-            c
-            for c in self.store.commands.values()
-            if c.parent_id is None
-            and c.ended_at is not None
-            and c.ended_at < cutoff
-            and c.command_id not in rooted
-        ]
-        ended.sort(key=lambda c: c.ended_at or cutoff)
-        ids = {c.command_id for c in ended[:limit]}
+        ids = {c.command_id for c in self._prunable(cutoff)[:limit]}
         children = {c.command_id for c in self.store.commands.values() if c.parent_id in ids}
         requests = [k for k, r in self.store.requests.items() if r.result_id in ids]
         for key in requests:
@@ -68,16 +58,34 @@ class FakeRetention:
             "client_requests": len(requests),
         }
 
-    def prune_client_requests(self, cutoff: datetime, limit: int) -> int:
-        """Up to `limit` request ids made before `cutoff` whose result is not ACTIVE."""
+    def _prunable(self, cutoff: datetime) -> list[CommandRecord]:
+        rooted = {t.root_command_id for t in self.store.tasks.values()}
+        ended = [
+            c
+            for c in self.store.commands.values()
+            if c.parent_id is None
+            and c.ended_at is not None
+            and c.ended_at < cutoff
+            and c.command_id not in rooted
+        ]
+        return sorted(ended, key=lambda c: c.ended_at or cutoff)
+
+    def _stray(self, cutoff: datetime) -> list[tuple[str, str]]:
         active = {
             c.command_id for c in self.store.commands.values() if c.status is CommandStatus.ACTIVE
         }
-        doomed = [
+        return [
             key
             for key, request in self.store.requests.items()
             if request.created_at < cutoff and request.result_id not in active
-        ][:limit]
+        ]
+
+    def anything_to_prune(self, cutoff: datetime) -> bool:
+        return bool(self._prunable(cutoff) or self._stray(cutoff))
+
+    def prune_client_requests(self, cutoff: datetime, limit: int) -> int:
+        """Up to `limit` request ids made before `cutoff` whose result is not ACTIVE."""
+        doomed = self._stray(cutoff)[:limit]
         for key in doomed:
             del self.store.requests[key]
         return len(doomed)

@@ -53,11 +53,14 @@ class FakeUnitOfWorkFactory:
     def __init__(self, store: Store | None = None) -> None:
         self.store = store or Store()
         self.commits = 0
+        self.writers_opened = 0  # units opened for writing (BEGIN IMMEDIATE on SQLite)
         self.snapshots: list[Store] = []
         self.on_commit: list[Callable[[], None]] = []
         self._conflicts: list[Callable[[Store], None] | None] = []
 
     def __call__(self, read_only: bool = False) -> FakeUnitOfWork:
+        if not read_only:
+            self.writers_opened += 1
         return FakeUnitOfWork(self, read_only)
 
     def conflict_next_commit(self, meanwhile: Callable[[Store], None] | None = None) -> None:

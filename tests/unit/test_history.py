@@ -12,10 +12,10 @@ from engine_service.domain.clock import utcnow
 from engine_service.domain.commands import CommandStatus, Outcome
 from engine_service.domain.history import CommandEvent, EventKind
 from engine_service.domain.hosts import Host, HostStatus
-from engine_service.domain.requests import Conflict
 from engine_service.service_layer.commands.add_disk import AddDisk
 from engine_service.service_layer.engine import Engine
 from engine_service.service_layer.fencing import confirm_host_rebooted
+from harness.invariants import disagreements_of
 from service_common.errors import InvalidArgument, NotFound
 from service_common.vdsm_tasks import TaskResult, TaskState
 from tests.unit.world import World, status
@@ -203,5 +203,22 @@ def test_a_task_reaching_half_way_is_a_milestone_once() -> None:
     assert [e.message for e in events(w, root) if e.kind is EventKind.PROGRESS] == ["55%"]
 
 
-def test_conflict_is_the_domain_exception() -> None:
-    assert issubclass(Conflict, Exception)
+def test_the_crash_tests_history_check_finds_each_kind_of_disagreement() -> None:
+    """harness/invariants.py checks every history after every crash test; it must be able to
+    fail (it runs over rows, so it is tested here over plain tuples)."""
+    ok = [
+        ("accepted", "", None),
+        ("task_accepted", "agent task v", "t1"),
+        ("ended", "FAILED: x", None),
+    ]
+    assert disagreements_of("c", "FAILED", ok) == []
+    assert disagreements_of("c", "ACTIVE", ok[:2]) == []
+    assert disagreements_of("c", "SUCCEEDED", ok) == [
+        "c: SUCCEEDED, but its history's ends are ['FAILED: x']"
+    ]
+    assert disagreements_of("c", "ACTIVE", ok) == [
+        "c: ACTIVE, but its history says it ended (['FAILED: x'])"
+    ]
+    assert disagreements_of("c", "FAILED", ok[1:]) == ["c: accepted 0 times"]
+    twice = [*ok, ("task_accepted", "agent task v", "t1")]
+    assert disagreements_of("c", "FAILED", twice) == ["c: a task task_accepted twice"]

@@ -144,7 +144,9 @@ def test_stopping_ends_a_pass_between_two_transactions() -> None:
 def test_nothing_to_prune_commits_nothing() -> None:
     w = World()
     command(w, 1)
+    writers = w.uow.writers_opened
     assert pruner(w).prune_once().transactions == 0 and w.uow.commits == 0
+    assert w.uow.writers_opened == writers  # an idle pass never takes the writer's lock
 
 
 def test_retention_zero_keeps_everything_and_starts_no_thread() -> None:

@@ -25,9 +25,12 @@ COPY service_common service_common
 COPY engine_service engine_service
 COPY vdsm_agent vdsm_agent
 COPY harness harness
-# The project itself, as a wheel (what a release ships), without its dependencies: those came
-# from the lock above.
-RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
+# The Python client (the engine's stubs), which the server depends on: built from this
+# repository too, not taken from an index.
+COPY clients/python clients/python
+# The project itself and its client, as wheels (what a release ships), without their
+# dependencies: those came from the lock above.
+RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels clients/python . \
  && /opt/venv/bin/pip install --no-deps /wheels/*.whl
 
 # -- runtime: the base, a non-root user, and the virtual environment -------------------------------

@@ -7,12 +7,13 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 # `make test` runs the tests in this many processes (pytest-xdist); 1 runs them in this one.
 TEST_WORKERS ?= 2
 
-.PHONY: setup browser demo test lint unit e2e protos lock bench clean
+.PHONY: setup browser demo test lint unit e2e protos lock bench client clean
 
-$(STAMP): pyproject.toml
+# The client distribution (clients/python) first-class beside the server, which depends on it.
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e clients/python -e '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv with the project and its dev tools
@@ -47,11 +48,15 @@ e2e: $(STAMP) browser
 	$(BIN)/python -m pytest tests/e2e
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e clients/python -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)  ## every benchmark, ratios against baselines of the same run (bench/README.md)
 	$(BIN)/python -m bench
+
+client: $(STAMP)  ## build the Python client's wheel (clients/python) into dist/
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist clients/python
+	@ls dist/durable_virt_tasks_client-*.whl
 
 protos: $(STAMP)  ## regenerate the Python code of protos/ (a test checks it is fresh)
 	$(BIN)/python scripts/gen_protos.py
@@ -62,7 +67,8 @@ protos: $(STAMP)  ## regenerate the Python code of protos/ (a test checks it is 
 # `make lock LOCK_ARGS=--upgrade` takes the newest releases.
 lock: $(STAMP)  ## regenerate requirements.lock, the container image's hashed dependencies
 	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
-	  --custom-compile-command "make lock" --quiet --output-file requirements.lock $(LOCK_ARGS)
+	  --custom-compile-command "make lock" --no-emit-package durable-virt-tasks-client \
+	  --quiet --output-file requirements.lock $(LOCK_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .demo
+	rm -rf $(VENV) build dist *.egg-info clients/python/build clients/python/src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .demo

@@ -316,6 +316,8 @@ def test_the_lock_pins_every_runtime_dependency_with_hashes() -> None:
     stale = []
     for dependency in map(Requirement, PYPROJECT["project"]["dependencies"]):
         name = canonicalize_name(dependency.name)
+        if name in BUILT_HERE:
+            continue  # test_the_client_is_built_from_this_repository
         if name not in lock:
             stale.append(f"{dependency} is not in the lock")
             continue
@@ -327,6 +329,40 @@ def test_the_lock_pins_every_runtime_dependency_with_hashes() -> None:
                 if canonicalize_name(needed.name) not in lock:
                     stale.append(f"{dependency}: {needed.name} is not in the lock")
     assert not stale, "run `make lock`: " + "; ".join(stale)
+
+
+# Dependencies built from this repository (pyproject.toml's [tool.uv.sources] paths), which the
+# lock leaves out: the client distribution.
+BUILT_HERE = {
+    canonicalize_name(name): ROOT / source["path"]
+    for name, source in PYPROJECT.get("tool", {}).get("uv", {}).get("sources", {}).items()
+    if "path" in source
+}
+
+
+def test_the_client_is_built_from_this_repository(build: list[Stage]) -> None:
+    """The server depends on the client distribution: the image builds its wheel from the copy
+    of clients/python, at the exact version the server asks for, and the lock pins what the
+    client needs (pip installs everything with --no-deps)."""
+    assert BUILT_HERE, "pyproject.toml names no dependency built from this repository"
+    lock = locked()
+    builder = build[0]
+    copied = {w for i in builder.all("COPY") for w in i.args.split() if not w.startswith("--")}
+    (wheel,) = [i.args for i in builder.all("RUN") if "pip wheel" in i.args]
+    wanted = {
+        canonicalize_name(Requirement(d).name): Requirement(d)
+        for d in PYPROJECT["project"]["dependencies"]
+    }
+    for name, path in BUILT_HERE.items():
+        relative = str(path.relative_to(ROOT))
+        assert relative in copied and relative in wheel.split(), (name, relative, wheel)
+        client = tomllib.loads((path / "pyproject.toml").read_text())["project"]
+        assert canonicalize_name(client["name"]) == name
+        assert wanted[name].specifier.contains(client["version"]), (wanted[name], client)
+        for dependency in map(Requirement, client["dependencies"]):
+            assert canonicalize_name(dependency.name) in lock, f"{dependency}: run `make lock`"
+            version = next(iter(lock[canonicalize_name(dependency.name)][0].specifier)).version
+            assert dependency.specifier.contains(version), (dependency, version)
 
 
 def extra_requirements(distribution: str, extra: str) -> list[Requirement]:

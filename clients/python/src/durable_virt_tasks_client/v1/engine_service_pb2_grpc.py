@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from engine_service.v1 import engine_service_pb2 as engine__service_dot_v1_dot_engine__service__pb2
+from durable_virt_tasks_client.v1 import engine_service_pb2 as engine__service_dot_v1_dot_engine__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

@@ -5,6 +5,7 @@ dependencies that are the stubs' runtime alone, at the generator's floors."""
 from __future__ import annotations
 
 import email
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -21,9 +22,14 @@ CLIENT = ROOT / "clients" / "python"
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]:
-    out = tmp_path_factory.mktemp("client-wheel")
+    # Built from a copy: setuptools writes build/ beside the sources, which would leave a
+    # second set of generated files in the tree (test_generated_code would see them).
+    source, out = tmp_path_factory.mktemp("client-source"), tmp_path_factory.mktemp("wheel")
+    shutil.copytree(
+        CLIENT, source, dirs_exist_ok=True, ignore=shutil.ignore_patterns("build", "*.egg-info")
+    )
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(CLIENT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(source)],
         capture_output=True,
         text=True,
         timeout=240,

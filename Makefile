@@ -7,7 +7,7 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 # `make test` runs the tests in this many processes (pytest-xdist); 1 runs them in this one.
 TEST_WORKERS ?= 2
 
-.PHONY: setup browser demo test lint unit e2e protos lock bench client clean
+.PHONY: setup browser demo test lint unit e2e protos lock bench client nemesis clean
 
 # The client distribution (clients/python) first-class beside the server, which depends on it.
 $(STAMP): pyproject.toml clients/python/pyproject.toml
@@ -53,6 +53,12 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)  ## every benchmark, ratios against baselines of the same run (bench/README.md)
 	$(BIN)/python -m bench
+
+# A seeded workload under real faults (partitions, kill -9, database restarts, paused agents),
+# then a checker (harness/nemesis.py). NEMESIS_SECONDS (default 120) and NEMESIS_SEED (default:
+# drawn and printed); its last line sums it up. A short run is part of `make test`.
+nemesis: $(STAMP)  ## the nemesis soak: NEMESIS_SECONDS=600 NEMESIS_SEED=7 make nemesis
+	$(BIN)/python -m harness.nemesis
 
 client: $(STAMP)  ## build the Python client's wheel (clients/python) into dist/
 	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist clients/python

@@ -13,6 +13,7 @@ from engine_service.adapters.db import (
     require_head,
     session_factory,
 )
+from engine_service.adapters.lease import Fence
 from engine_service.service_layer import commands  # noqa: F401  (registers command types)
 from engine_service.service_layer.async_task_manager import AsyncTaskManager
 from engine_service.service_layer.engine import Engine
@@ -47,9 +48,14 @@ class EngineSettings:
 
 
 def bootstrap(
-    settings: EngineSettings, db: Database | None = None, agents: AgentPool | None = None
+    settings: EngineSettings,
+    db: Database | None = None,
+    agents: AgentPool | None = None,
+    fence: Fence | None = None,
 ) -> Engine:
-    """The engine over its database and agents: real adapters unless given."""
+    """The engine over its database and agents: real adapters unless given. With a `fence`
+    (the server's, while it holds the lease), every unit of work and every agent call is
+    refused once the fence closes (the lease was lost: adapters/lease.py)."""
     db = db or make_engine(settings.database_url)
     if settings.migrate:
         migrate(db)
@@ -58,9 +64,11 @@ def bootstrap(
     sessions = session_factory(db)
 
     def uow(read_only: bool = False) -> UnitOfWork:
+        if fence is not None:
+            fence.check()
         return UnitOfWork(sessions, read_only)
 
-    agents = agents or AgentPool(settings.agent_timeout, settings.agent_tls)
+    agents = agents or AgentPool(settings.agent_timeout, settings.agent_tls, fence)
     lifecycle = CommandLifecycle(uow, agents)
     manager = AsyncTaskManager(uow, agents, lifecycle, settings.poll)
     reconciler = Reconciler(

@@ -69,6 +69,9 @@ class ServiceProcess:
         self.log_path = workdir / "process.log"
         self._address_file = workdir / "bound-address"
         self._channel: grpc.Channel | None = None
+        # Put before the interpreter on the command line: ["ip", "netns", "exec", NAME] runs it
+        # in a network namespace (harness.netfaults.DataCenterNamespace.place sets it).
+        self.launch_prefix: list[str] = []
 
     # -- what a subclass provides ------------------------------------------------------------
 
@@ -95,6 +98,7 @@ class ServiceProcess:
         if crash_at:
             env[f"{self.env_prefix}CRASH_AT"] = crash_at
         argv = [
+            *self.launch_prefix,
             sys.executable,
             "-m",
             self.module,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness import pg_server
 from harness.processes import AgentProcess, EngineProcess
 
 AgentFactory = Callable[..., AgentProcess]
@@ -71,3 +73,28 @@ def engine_factory(tmp_path: Path) -> Iterator[EngineFactory]:
     yield make
     for engine in made:
         engine.close()
+
+
+@pytest.fixture(scope="module")
+def own_postgres_server() -> Iterator[pg_server.PostgresServer]:
+    """A PostgreSQL server of the tests' own (harness.pg_server), shared by a module's tests, to
+    stop, restart and kill -9. Skipped with the reason where it cannot run (no server binaries;
+    root without a `postgres` user), failed instead under REQUIRE_POSTGRES=1."""
+    problem = pg_server.problem()
+    if problem is not None:
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"REQUIRE_POSTGRES=1 but {problem}")
+        pytest.skip(problem)
+    server = pg_server.PostgresServer.create()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def own_postgres(own_postgres_server: pg_server.PostgresServer) -> pg_server.PostgresServer:
+    """The module's own PostgreSQL, running (started again if an earlier test left it down);
+    `own_postgres.create_database()` gives a test a fresh database."""
+    own_postgres_server.ensure_running()
+    return own_postgres_server

@@ -48,10 +48,13 @@ def error_mapper(
     rpc_seconds: Histogram,
     log: logging.Logger,
     statuses: Mapping[type[Exception], grpc.StatusCode] = STATUS_CODES,
+    translate: Callable[[Exception], Exception | None] = lambda exc: None,
 ) -> Callable[[Handler], Handler]:
     """A decorator for servicer methods: each known error becomes its status code with its own
     message; anything else is INTERNAL with an error id that the log also has (never a
-    traceback for the caller). Every call is timed into `rpc_seconds{method, code}`."""
+    traceback for the caller). `translate` turns an error the service knows but did not raise
+    as a known one (a driver's "database unavailable", say) into a known one, or says None.
+    Every call is timed into `rpc_seconds{method, code}`."""
 
     def status_of(exc: Exception) -> grpc.StatusCode | None:
         for cls in type(exc).__mro__:
@@ -68,6 +71,10 @@ def error_mapper(
                 return method(self, request, context)
             except Exception as exc:
                 known = status_of(exc)
+                translated = None if known is not None else translate(exc)
+                if translated is not None and (known := status_of(translated)) is not None:
+                    log.warning("%s answered %s: %s", method.__name__, known.name, translated)
+                    exc = translated
                 if known is not None:
                     code = known
                     # The same message, and google.rpc details (BadRequest, PreconditionFailure)

@@ -12,6 +12,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from engine_service import observability as metrics
+from engine_service.adapters.lease import Fence
 from engine_service.domain.tasks import ReportedStatus
 from service_common.tls import ClientTls, channel
 from service_common.tracing import instrument_channel
@@ -91,16 +92,26 @@ def _name(enum: Any, number: int) -> str:
 
 
 class AgentClient:
-    """One agent's AgentService, each call with a deadline and two kinds of error."""
+    """One agent's AgentService, each call with a deadline and two kinds of error. With a
+    `fence`, no call goes out once it is closed (this engine lost its lease: LeaseLost)."""
 
-    def __init__(self, address: str, timeout: float = 5.0, tls: ClientTls | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        timeout: float = 5.0,
+        tls: ClientTls | None = None,
+        fence: Fence | None = None,
+    ) -> None:
         self.address = address
         self.timeout = timeout
+        self.fence = fence
         self.channel = channel(address, tls)
         # A span per call, its context sent to the agent, and the standard client metrics.
         self.stub = pb_grpc.AgentServiceStub(instrument_channel(self.channel))
 
     def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        if self.fence is not None:
+            self.fence.check()
         with metrics.AGENT_RPC_SECONDS.labels(method).time():
             try:
                 return getattr(self.stub, method)(request, timeout=timeout or self.timeout)
@@ -115,6 +126,8 @@ class AgentClient:
         """Whether an agent answers here. Waits for the channel to connect, up to `timeout`: a
         channel to an agent that was down stays in reconnect backoff, and would fail at once
         although the agent is back (a host re-added after a reboot)."""
+        if self.fence is not None:
+            self.fence.check()
         try:
             reply = health_pb2_grpc.HealthStub(self.channel).Check(
                 health_pb2.HealthCheckRequest(),
@@ -132,11 +145,13 @@ class AgentClient:
         )
 
     def start_task(self, verb: str, request_id: str, args: dict[str, Any]) -> str:
-        """CreateVolume or CopyImage; returns the agent's task id."""
+        """CreateVolume, CopyImage or RemoveImage; returns the agent's task id."""
         if verb == "CreateVolume":
             request: Any = pb.CreateVolumeRequest(request_id=request_id, **args)
         elif verb == "CopyImage":
             request = pb.CopyImageRequest(request_id=request_id, **args)
+        elif verb == "RemoveImage":
+            request = pb.RemoveImageRequest(request_id=request_id, **args)
         else:
             raise ValueError(f"unknown agent verb {verb!r}")
         return str(self._call(verb, request).task_id)
@@ -169,11 +184,14 @@ class AgentClient:
 
 
 class AgentPool:
-    """One client per agent address, made on first use."""
+    """One client per agent address, made on first use (all behind one `fence`, if any)."""
 
-    def __init__(self, timeout: float = 5.0, tls: ClientTls | None = None) -> None:
+    def __init__(
+        self, timeout: float = 5.0, tls: ClientTls | None = None, fence: Fence | None = None
+    ) -> None:
         self.timeout = timeout
         self.tls = tls
+        self.fence = fence
         self._clients: dict[str, AgentClient] = {}
         self._lock = threading.Lock()
 
@@ -181,7 +199,9 @@ class AgentPool:
         with self._lock:
             client = self._clients.get(address)
             if client is None:
-                client = self._clients[address] = AgentClient(address, self.timeout, self.tls)
+                client = self._clients[address] = AgentClient(
+                    address, self.timeout, self.tls, self.fence
+                )
             return client
 
     def close(self) -> None:

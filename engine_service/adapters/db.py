@@ -25,6 +25,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 ALEMBIC_INI = MIGRATIONS / "alembic.ini"  # shipped in the package, for a DBA's `alembic -c`
 # The connection execution option of a unit of work that only reads: a plain BEGIN on SQLite.
 READ_ONLY = "engine_read_only"
+CONNECT_TIMEOUT = 10  # seconds to open a PostgreSQL connection
 
 
 def normalize_url(url: str) -> str:
@@ -62,6 +63,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    # A connection lent by the pool is pinged first: after the server comes back, the next unit
+    # of work reconnects by itself. A server that does not answer is given up on after
+    # CONNECT_TIMEOUT (UNAVAILABLE to the caller, docs/design.md §10), not the kernel's minutes.
+    kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT})
     engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
 
     @event.listens_for(engine, "connect")

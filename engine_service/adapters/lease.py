@@ -4,17 +4,32 @@ PostgreSQL: a session-level advisory lock held on a dedicated connection; it is 
 the server the moment that session ends (the process died, the network broke), so a standby
 takes over within its retry interval. SQLite: an exclusive lock on a file beside the database,
 released by the kernel when the process dies. No home-made consensus.
+
+An engine that loses its lease (the database restarted, the session broke) keeps running: it
+closes its `Fence` at once, so that nothing of that engine touches the database or an agent
+again (every unit of work and every agent call raises `LeaseLost`), turns not ready, and
+competes for the lease again (docs/design.md §10). On PostgreSQL `guard_connections` also
+checks the lease each time the pool opens a connection: a database that restarted has closed
+every session, the lease's too, so the first new connection after a restart finds the lease
+gone and fences the engine before it writes anything, without waiting for the watchdog.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg
+from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
+
+from service_common.errors import Unavailable
+
+log = logging.getLogger(__name__)
 
 LOCK_KEY = 0x656E67696E65  # "engine"
 
@@ -46,6 +61,12 @@ class PostgresLease:
                 autocommit=True,
                 connect_timeout=5,
                 application_name="engine-service lease",
+                # A dead peer is noticed in seconds, not after the kernel's two hours.
+                keepalives=1,
+                keepalives_idle=5,
+                keepalives_interval=2,
+                keepalives_count=2,
+                tcp_user_timeout=10000,  # milliseconds
             )
         row = self.connection.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
         return bool(row and row[0])
@@ -63,6 +84,7 @@ class PostgresLease:
     def release(self) -> None:
         if self.connection is not None and not self.connection.closed:
             self.connection.close()
+        self.connection = None
 
 
 class FileLease:
@@ -100,3 +122,47 @@ def lease_for(database_url: str) -> EngineLease:
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         return FileLease(Path(url.database))
     raise ValueError(f"no engine lease for {url.get_backend_name()} databases")
+
+
+class LeaseLost(Unavailable):
+    """This engine lost its lease: it does no more work (UNAVAILABLE to a caller)."""
+
+
+class Fence:
+    """Whether one engine instance may still work: open while it holds the lease, closed for
+    good once the lease is lost (a later term builds a new engine with a new fence)."""
+
+    def __init__(self) -> None:
+        self._closed = threading.Event()
+        self.reason = ""
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def close(self, reason: str) -> None:
+        if not self._closed.is_set():
+            self.reason = reason
+            self._closed.set()
+
+    def check(self) -> None:
+        """Raise LeaseLost once closed: called before every unit of work and agent call."""
+        if self._closed.is_set():
+            raise LeaseLost(
+                f"the database is unavailable to this engine: {self.reason}; it stopped all "
+                "work and competes for the lease again"
+            )
+
+
+def guard_connections(db: Engine, lease: EngineLease, fence: Fence) -> None:
+    """Each new connection of `db`'s pool first checks that `lease` is still held; if not, the
+    fence closes and the connection is refused (LeaseLost)."""
+
+    @event.listens_for(db, "connect")
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
+        if not fence.closed and not lease.held():
+            log.critical("the engine lease was lost (found opening a database connection)")
+            fence.close("the engine lease was lost (its database session ended)")
+        if fence.closed:
+            dbapi_connection.close()
+            fence.check()

@@ -1,5 +1,6 @@
 """EngineService over gRPC: each method translates a request into an Engine call and the
-result into messages; errors become status codes through `rpc` (service_common)."""
+result into messages; errors become status codes through `rpc` (service_common), the
+database's faults included (adapters/db_faults.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 import grpc
 
 from engine_service import observability as metrics
+from engine_service.adapters.db_faults import database_fault
 from engine_service.entrypoints.auth import current_caller
 from engine_service.entrypoints.messages import (
     command_filter,
@@ -29,7 +31,9 @@ from engine_service.v1 import engine_service_pb2_grpc as pb_grpc
 from service_common.grpc_server import error_mapper
 
 log = logging.getLogger(__name__)
-rpc = error_mapper(metrics.RPC_SECONDS, log)
+# A database fault that escaped a unit of work is still UNAVAILABLE (or RESOURCE_EXHAUSTED for a
+# full disk), never INTERNAL (docs/design.md §10).
+rpc = error_mapper(metrics.RPC_SECONDS, log, translate=database_fault)
 
 WATCH_INTERVAL = 0.2
 

@@ -18,7 +18,7 @@ from engine_service.domain.tasks import TaskView
 from engine_service.service_layer.cleanup import Cleaner
 from engine_service.service_layer.commands.base import CommandBase
 from engine_service.service_layer.failing import Reaper
-from engine_service.service_layer.isolation import CommandEnder
+from engine_service.service_layer.isolation import NOT_ISOLATED, CommandEnder
 from engine_service.service_layer.lifecycle import CommandLifecycle
 from engine_service.service_layer.polling import Poller, PollResult, PollSettings
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
@@ -71,6 +71,9 @@ class AsyncTaskManager:
         while not self._stop.is_set():
             try:
                 self.poll_once()
+            except NOT_ISOLATED as exc:  # the database or the lease: one line, no traceback
+                metrics.POLL_ERRORS.labels("cycle").inc()
+                log.warning("poll cycle failed (%s); trying again next interval", exc)
             except Exception:
                 metrics.POLL_ERRORS.labels("cycle").inc()
                 log.exception("poll cycle failed; trying again next interval")

@@ -7,6 +7,8 @@ reply, or one command whose end raises, must not stop the others.
   own, retrying a command whose end raises with backoff and ending it FAILED at the limit.
 
 Every error isolated here is logged with its ids and counted in `engine_poll_errors_total`.
+The database failing (down, its disk full) or this engine losing its lease is not isolated:
+it is no command's fault, so it counts against none, and the whole cycle is tried again.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import logging
 from dataclasses import dataclass, field
 
 from engine_service import observability as metrics
+from engine_service.adapters.db_faults import DatabaseFull, DatabaseUnavailable
+from engine_service.adapters.lease import LeaseLost
 from engine_service.domain.commands import CommandStatus, Outcome
 from engine_service.domain.hosts import Host
 from engine_service.domain.retries import Retries
@@ -27,6 +31,8 @@ log = logging.getLogger("engine_service.service_layer.async_task_manager")
 # has failed `limit` times and keeps failing even to end FAILED.
 END_BACKOFF_BASE = 1.0
 END_BACKOFF_CAP = 32.0
+# Faults of the database or of this engine's lease, never of a command or a host's reply.
+NOT_ISOLATED = (DatabaseUnavailable, DatabaseFull, LeaseLost)
 
 
 def poll_error(stage: str) -> None:
@@ -105,6 +111,8 @@ class CommandEnder:
         if batch:
             try:
                 ended = self.lifecycle.finish_many(batch)
+            except NOT_ISOLATED:
+                raise
             except Exception as exc:
                 poll_error("end")
                 log.warning(
@@ -122,6 +130,8 @@ class CommandEnder:
         if not self.retries.exhausted(root_id):
             try:
                 ended = bool(self.lifecycle.finish_many({root_id: outcome}))
+            except NOT_ISOLATED:
+                raise
             except Exception as exc:
                 attempts = self.retries.failed(root_id, now, describe(exc))
                 poll_error("end")
@@ -149,6 +159,8 @@ class CommandEnder:
             ended = bool(
                 self.lifecycle.finish_many({root_id: Outcome(CommandStatus.FAILED, reason)})
             )
+        except NOT_ISOLATED:
+            raise
         except Exception as exc:
             self.retries.failed(root_id, now)  # keeps the error of the ending it was deciding
             poll_error("end")

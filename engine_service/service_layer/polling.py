@@ -26,7 +26,7 @@ from engine_service.domain.tasks import (
     observe,
     unreachable,
 )
-from engine_service.service_layer.isolation import Strikes, describe, poll_error
+from engine_service.service_layer.isolation import NOT_ISOLATED, Strikes, describe, poll_error
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
 from service_common.spans import annotate, spanned
 
@@ -203,6 +203,8 @@ class Poller:
         If it raises, one transaction per host, so that one host's bad data stops no other."""
         try:
             self._record(host_ids, result)
+        except NOT_ISOLATED:
+            raise  # the database, not a host's data: recording host by host would fail too
         except Exception as exc:
             poll_error("record")
             log.warning(

@@ -4,11 +4,14 @@ A unit opened with `read_only=True` promises not to write. On SQLite it then sta
 plain (deferred) BEGIN instead of BEGIN IMMEDIATE, so that reads (views, a poll's scans) run
 on their WAL snapshot beside the one writer instead of queueing behind it. A uniqueness rule of
 the database broken inside the unit (a concurrent request took a name, a lock or a request id
-first) leaves it as the domain's `Conflict`.
+first) leaves it as the domain's `Conflict`; the database failing (down, unreachable, its disk
+full) leaves it as `DatabaseUnavailable` or `DatabaseFull` (adapters/db_faults.py), errors the
+caller can act on (UNAVAILABLE, RESOURCE_EXHAUSTED) and never a command's own fault.
 """
 
 from __future__ import annotations
 
+from contextlib import suppress
 from types import TracebackType
 from typing import Protocol
 
@@ -16,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine_service.adapters.db import READ_ONLY
+from engine_service.adapters.db_faults import database_fault
 from engine_service.adapters.repository import Repository
 from engine_service.domain.requests import Conflict
 
@@ -47,9 +51,17 @@ class UnitOfWork:
 
     def __enter__(self) -> UnitOfWork:
         self.session = self._sessions()
-        self.session.begin()
-        if self.read_only:
-            self.session.connection(execution_options={READ_ONLY: True})
+        try:
+            self.session.begin()
+            if self.read_only:
+                self.session.connection(execution_options={READ_ONLY: True})
+        except Exception as exc:
+            with suppress(Exception):
+                self.session.close()
+            fault = database_fault(exc)
+            if fault is not None:
+                raise fault from exc
+            raise
         self.repo = Repository(self.session)
         return self
 
@@ -59,9 +71,19 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.session.close()  # rolls back what was not committed
+        try:
+            self.session.close()  # rolls back what was not committed
+        except Exception as closing:
+            if exc is None:  # else the unit's own error says more than the rollback's after it
+                fault = database_fault(closing)
+                if fault is None:
+                    raise
+                raise fault from closing
         if isinstance(exc, IntegrityError):
             raise Conflict(str(exc.orig)) from exc
+        fault = database_fault(exc) if isinstance(exc, Exception) else None
+        if fault is not None:
+            raise fault from exc
 
     def commit(self) -> None:
         if self.read_only:

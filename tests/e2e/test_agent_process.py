@@ -72,6 +72,12 @@ def copy_request(
     )
 
 
+def remove_request(sd: str, image: str, request_id: str | None = None) -> pb.RemoveImageRequest:
+    return pb.RemoveImageRequest(
+        request_id=request_id or new_id(), storage_domain_id=sd, image_id=image
+    )
+
+
 def partials(root: Path) -> list[Path]:
     return sorted(root.rglob("*.partial"))
 
@@ -226,6 +232,9 @@ def test_delete_image(agent: AgentProcess) -> None:
         ("CopyImage", "dst_image_id"),
         ("DeleteImage", "storage_domain_id"),
         ("DeleteImage", "image_id"),
+        ("RemoveImage", "request_id"),
+        ("RemoveImage", "storage_domain_id"),
+        ("RemoveImage", "image_id"),
         ("GetTaskStatus", "task_id"),
         ("StopTask", "task_id"),
         ("ClearTask", "task_id"),
@@ -248,7 +257,7 @@ def test_path_escapes_through_every_id_field_are_invalid_argument(
         "dst_image_id": new_id(),
         "task_id": new_id(),
     }
-    if verb == "DeleteImage":
+    if verb in ("DeleteImage", "RemoveImage"):
         valid["image_id"] = image
     request_type = getattr(pb, f"{verb}Request")
     names = {f.name for f in request_type.DESCRIPTOR.fields}
@@ -315,8 +324,13 @@ def test_symbolic_links_are_never_followed_out_of_the_storage_root(
             pb.DeleteImageRequest(storage_domain_id=sd, image_id=evil_image), timeout=T
         )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as err:
+        stub.RemoveImage(remove_request(sd, evil_image), timeout=T)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "image_id" in str(err.value.details())
     assert files_under(outside) == before
     assert secret.read_bytes() == b"not yours"
+    assert stub.GetAllTasksInfo(pb.GetAllTasksInfoRequest(), timeout=T).tasks == []
 
 
 def test_validation_errors_name_the_field_and_write_nothing(agent: AgentProcess) -> None:
@@ -591,6 +605,7 @@ def test_a_client_knowing_only_the_address_lists_services_and_checks_health(
             "CreateVolume",
             "CopyImage",
             "DeleteImage",
+            "RemoveImage",
             "GetAllTasksStatuses",
             "GetAllTasksInfo",
             "GetTaskStatus",

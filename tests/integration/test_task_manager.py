@@ -18,6 +18,7 @@ from vdsm_agent.domain.tasks import (
     CopyImageSpec,
     CreateVolumeSpec,
     ImageRef,
+    RemoveImageSpec,
     Task,
     TaskResult,
     TaskState,
@@ -200,3 +201,35 @@ def test_the_copy_spec_is_what_identifies_a_request(make_manager) -> None:
         == task.task_id
     )
     assert task.spec == CopyImageSpec(ImageRef(sd, source), ImageRef(sd, dst))
+
+
+def test_remove_image_over_real_files_and_a_restart_mid_removal(
+    make_manager, tmp_path: Path
+) -> None:
+    manager = make_manager()
+    sd = new_id()
+    manager.create_storage_domain(sd)
+    image = volume(manager, sd)
+    task = wait(manager, manager.remove_image(new_id(), sd, image).task_id)
+    assert (task.result, task.spec) == (TaskResult.SUCCESS, RemoveImageSpec(ImageRef(sd, image)))
+    assert not manager.storage.image_exists(ImageRef(sd, image))
+    missing = wait(manager, manager.remove_image(new_id(), sd, new_id()).task_id)
+    assert missing.result is TaskResult.SUCCESS
+
+    # Records of removals the last process left running: one had unlinked its image, one not.
+    store = TaskStore(tmp_path / "state")
+    gone, kept = ImageRef(sd, new_id()), ImageRef(sd, volume(manager, sd))
+    finished = Task(new_id(), new_id(), RemoveImageSpec(gone), state=TaskState.RUNNING)
+    untouched = Task(new_id(), new_id(), RemoveImageSpec(kept), state=TaskState.RUNNING)
+    for recorded in (finished, untouched):
+        store.save(recorded)
+    again = make_manager()
+    assert again.get(finished.task_id).result is TaskResult.SUCCESS
+    assert again.get(untouched.task_id).result is TaskResult.CLEAN_FAILURE
+    assert again.storage.image_exists(kept)
+    assert {t.task_id: t.result for t in TaskStore(tmp_path / "state").load_all()} == {
+        task.task_id: TaskResult.SUCCESS,
+        missing.task_id: TaskResult.SUCCESS,
+        finished.task_id: TaskResult.SUCCESS,
+        untouched.task_id: TaskResult.CLEAN_FAILURE,
+    } | {t.task_id: t.result for t in again.all_tasks() if t.verb.value == "CreateVolume"}

@@ -72,6 +72,7 @@ class FakeStorage:
         self.images: dict[ImageRef, bytes] = {}
         self.partials: dict[tuple[ImageRef, str], bytes] = {}
         self.free = free
+        self.removed: list[ImageRef] = []  # every remove_image, there or not
         self.during_job: Callable[[int, int], None] = lambda done, total: None
 
     def create_domain(self, storage_domain_id: str) -> None:
@@ -91,6 +92,13 @@ class FakeStorage:
         self.require_domain(ref.storage_domain_id)
         if self.images.pop(ref, None) is None:
             raise NotFound(f"image {ref.image_id} does not exist")
+
+    def remove_image(self, ref: ImageRef) -> bool:
+        self.require_domain(ref.storage_domain_id)
+        for key in [key for key in self.partials if key[0] == ref]:
+            del self.partials[key]
+        self.removed.append(ref)
+        return self.images.pop(ref, None) is not None
 
     def remove_partial(self, ref: ImageRef, task_id: str) -> bool:
         return self.partials.pop((ref, task_id), None) is not None

@@ -22,6 +22,7 @@ from vdsm_agent.domain.tasks import (
     CopyImageSpec,
     CreateVolumeSpec,
     ImageRef,
+    RemoveImageSpec,
     StopAction,
     Task,
     TaskBook,
@@ -29,6 +30,7 @@ from vdsm_agent.domain.tasks import (
     can_move,
     interrupted,
     running_progress,
+    undone,
 )
 from vdsm_agent.v1 import agent_service_pb2 as pb
 from vdsm_agent.wire import RESULT_FROM_PB, RESULT_TO_PB, STATE_FROM_PB, STATE_TO_PB
@@ -91,6 +93,15 @@ def test_a_stopped_job_ends_clean() -> None:
     stopped, shut_down = interrupted(shutdown=False), interrupted(shutdown=True)
     assert (stopped.result, stopped.code) == (TaskResult.CLEAN_SUCCESS, Code.CANCELLED)
     assert (shut_down.result, shut_down.code) == (TaskResult.CLEAN_FAILURE, Code.UNAVAILABLE)
+    assert stopped.message == "stopped by StopTask; partial output removed"
+
+
+def test_an_interrupted_removal_says_its_image_was_not_removed() -> None:
+    left = undone(RemoveImageSpec(ref()))
+    assert left == "the image was not removed"
+    assert undone(CopyImageSpec(ref(), ref())) == "partial output removed"
+    assert interrupted(shutdown=False, left=left).message == f"stopped by StopTask; {left}"
+    assert interrupted(shutdown=True, left=left).message.endswith(left)
 
 
 @pytest.mark.parametrize("state", UNFINISHED)
@@ -113,7 +124,7 @@ def test_success_is_complete_and_clearable() -> None:
 @pytest.mark.parametrize("state", UNFINISHED)
 def test_restart_makes_an_unpublished_task_a_clean_failure(state: TaskState) -> None:
     t = task(state=state)
-    t.settle_after_restart(published=False)
+    t.settle_after_restart(done=False)
     assert (t.state, t.result, t.code) == (
         TaskState.FINISHED,
         TaskResult.CLEAN_FAILURE,
@@ -124,13 +135,42 @@ def test_restart_makes_an_unpublished_task_a_clean_failure(state: TaskState) -> 
 
 def test_restart_makes_a_published_task_a_success() -> None:
     t = task(state=TaskState.RUNNING)
-    assert t.settle_after_restart(published=True).result is TaskResult.SUCCESS
+    assert t.settle_after_restart(done=True).result is TaskResult.SUCCESS
     assert (t.state, t.result, t.progress_percent) == (TaskState.FINISHED, TaskResult.SUCCESS, 100)
 
 
 @pytest.mark.parametrize("state", UNFINISHED)
 def test_only_a_task_that_started_may_have_published(state: TaskState) -> None:
     assert task(state=state).may_have_published is (state is not TaskState.INIT)
+
+
+@pytest.mark.parametrize("state", UNFINISHED)
+@pytest.mark.parametrize("image_exists", [True, False])
+def test_after_a_restart_a_writer_is_done_if_its_image_is_there_a_removal_if_it_is_gone(
+    state: TaskState, image_exists: bool
+) -> None:
+    started = state is not TaskState.INIT
+    writer = task(CopyImageSpec(ref(), ref()), state)
+    removal = task(RemoveImageSpec(ref()), state)
+    assert writer.work_done(image_exists) is (started and image_exists)
+    # A removal still in init removed nothing, even of an image that was never there.
+    assert removal.work_done(image_exists) is (started and not image_exists)
+
+
+def test_a_removal_a_restart_interrupted_leaves_its_image_and_says_so() -> None:
+    t = task(RemoveImageSpec(ref()), TaskState.RUNNING)
+    outcome = t.settle_after_restart(done=False)
+    assert (t.state, t.result, t.code) == (
+        TaskState.FINISHED,
+        TaskResult.CLEAN_FAILURE,
+        Code.UNAVAILABLE,
+    )
+    assert outcome.message == (
+        "interrupted by an agent restart while running; the image was not removed"
+    )
+    done = task(RemoveImageSpec(ref()), TaskState.RUNNING)
+    assert done.settle_after_restart(done=True).result is TaskResult.SUCCESS
+    assert done.progress_percent == 100
 
 
 # -- progress ----------------------------------------------------------------------------------
@@ -176,15 +216,30 @@ def test_a_request_id_matches_only_the_same_request() -> None:
         t.check_same_request(CreateVolumeSpec(spec.target, 10))
 
 
-SPECS = [CreateVolumeSpec(ref(), 123, b"\x00\xffab"), CopyImageSpec(ref(), ref())]
+SPECS = [
+    CreateVolumeSpec(ref(), 123, b"\x00\xffab"),
+    CopyImageSpec(ref(), ref()),
+    RemoveImageSpec(ref()),
+]
+SPEC_IDS = ["CreateVolume", "CopyImage", "RemoveImage"]
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=["CreateVolume", "CopyImage"])
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
 def test_spec_records_round_trip(spec: TaskSpec) -> None:
     assert type(spec).from_record(spec.to_record()) == spec
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=["CreateVolume", "CopyImage"])
+def test_a_removal_is_the_same_request_only_for_the_same_image() -> None:
+    spec = RemoveImageSpec(ref())
+    t = task(spec)
+    same = ImageRef(spec.target.storage_domain_id, spec.target.image_id)
+    t.check_same_request(RemoveImageSpec(same))
+    for other in (RemoveImageSpec(ref()), CreateVolumeSpec(spec.target, 10)):
+        with pytest.raises(AlreadyExists, match=t.request_id):
+            t.check_same_request(other)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
 def test_task_records_round_trip(spec: TaskSpec) -> None:
     t = task(spec)
     t.start()
@@ -222,6 +277,27 @@ def test_unfinished_tasks_hold_the_images_they_write_and_read() -> None:
     copy.finish(TaskResult.SUCCESS)
     book.check_not_being_written(copy.spec.target)
     book.check_not_in_use(copy.spec.source)
+
+
+def test_an_unfinished_removal_holds_its_image_against_every_other_task() -> None:
+    book = TaskBook()
+    removal = task(RemoveImageSpec(ref()), TaskState.INIT)
+    copy = task(CopyImageSpec(ref(), ref()), TaskState.RUNNING)
+    book.add(removal)
+    book.add(copy)
+    gone = removal.spec.target
+    with pytest.raises(
+        FailedPrecondition, match=f"being removed by unfinished task {removal.task_id}"
+    ):
+        book.check_not_being_removed(gone)
+    with pytest.raises(FailedPrecondition, match=removal.task_id):
+        book.check_not_in_use(gone)  # DeleteImage, or another removal
+    assert isinstance(copy.spec, CopyImageSpec)
+    for image in (copy.spec.source, copy.spec.target, ref()):
+        book.check_not_being_removed(image)  # a copy holds its images, but removes none
+    removal.finish(TaskResult.SUCCESS)
+    book.check_not_being_removed(gone)
+    book.check_not_in_use(gone)
 
 
 # -- wire names --------------------------------------------------------------------------------

@@ -28,8 +28,24 @@ CHUNK_BYTES = 1 << 20
 Advance = Callable[[int, int], None]
 
 
+# Errors that say the filesystem is full: no space left, or the owner's quota used up.
+OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
 class VerificationFailed(Exception):
     """The bytes read back from a copy differ from the bytes read from its source."""
+
+
+def write_all(write: Callable[[memoryview], int | None], data: bytes | memoryview) -> None:
+    """Write all of `data` with a raw `write` (os.write, FileIO.write) that may write only part
+    of it: a filesystem that fills up writes what still fits and raises ENOSPC only on the next
+    call. Ignoring the count would leave a file short of bytes in the middle."""
+    view = memoryview(data)
+    while view:
+        written = write(view)
+        if not written:
+            raise OSError(errno.EIO, "a write made no progress")
+        view = view[written:]
 
 
 def fsync_dir(path: Path) -> None:
@@ -104,6 +120,23 @@ class StorageRoot:
             stale.unlink(missing_ok=True)
         fsync_dir(path.parent)
 
+    def remove_image(self, ref: ImageRef) -> bool:
+        """RemoveImage's job: remove the image, then any work in progress of it left by tasks no
+        longer recorded (the caller makes sure no unfinished task reads or writes it), then sync
+        the directory, so that the removal survives a power cut. True if the image was there; an
+        image that is not there is no error (NotFound only for a missing domain)."""
+        self.require_domain(ref.storage_domain_id)
+        path = self.image_path(ref)
+        try:
+            path.unlink()
+            existed = True
+        except FileNotFoundError:
+            existed = False
+        for stale in path.parent.glob(f"{ref.image_id}.*.partial"):
+            stale.unlink(missing_ok=True)
+        fsync_dir(path.parent)
+        return existed
+
     def remove_partial(self, ref: ImageRef, task_id: str) -> bool:
         """Remove a task's work in progress; True if there was any."""
         path = self.partial_path(ref, task_id)
@@ -137,7 +170,7 @@ class StorageRoot:
             done = 0
             while done < size_bytes:
                 n = min(len(block), size_bytes - done)
-                out.write(block[:n])
+                write_all(out.write, block[:n])
                 done += n
                 advance(done, size_bytes)
             out.flush()
@@ -174,7 +207,7 @@ class StorageRoot:
                 if not n:
                     break
                 read_digest.update(view[:n])
-                out.write(view[:n])
+                write_all(out.write, view[:n])
                 done += n
                 advance(done, max(total, done))
             out.flush()

@@ -1,4 +1,5 @@
-"""Agent tasks: what was asked (a spec), and where the work is (state, result, progress).
+"""Agent tasks: what was asked (a spec, `vdsm_agent.domain.specs`), and where the work is
+(state, result, progress).
 
 States and results carry VDSM's wire strings (service_common.vdsm_tasks), which is also how they
 are stored and logged. The rules of a task's life live here, as plain Python: which moves between
@@ -11,21 +12,48 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import Enum, IntEnum, StrEnum
+from enum import Enum, IntEnum
 from typing import Any, NamedTuple
 
-from service_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from service_common.errors import AlreadyExists, FailedPrecondition, NotFound
 from service_common.vdsm_tasks import TaskResult, TaskState
+from vdsm_agent.domain.specs import (
+    MAX_FILL_PATTERN_BYTES,
+    MAX_VOLUME_BYTES,
+    SPEC_TYPES,
+    CopyImageSpec,
+    CreateVolumeSpec,
+    ImageRef,
+    RemoveImageSpec,
+    TaskSpec,
+    Verb,
+)
 
-MAX_VOLUME_BYTES = 1 << 40
-MAX_FILL_PATTERN_BYTES = 4096
-
-
-class Verb(StrEnum):
-    """The kinds of task the agent runs, named as VDSM names the verbs."""
-
-    CREATE_VOLUME = "CreateVolume"
-    COPY_IMAGE = "CopyImage"
+# The specs are also this module's names, as they were before they had a module of their own.
+__all__ = [
+    "MAX_FILL_PATTERN_BYTES",
+    "MAX_VOLUME_BYTES",
+    "SHUT_DOWN_BEFORE_START",
+    "SPEC_TYPES",
+    "STOPPED_BEFORE_START",
+    "SUCCEEDED",
+    "TRANSITIONS",
+    "Code",
+    "CopyImageSpec",
+    "CreateVolumeSpec",
+    "ImageRef",
+    "Outcome",
+    "RemoveImageSpec",
+    "StopAction",
+    "Task",
+    "TaskBook",
+    "TaskSpec",
+    "Verb",
+    "can_move",
+    "interrupted",
+    "running_progress",
+    "undone",
+]
 
 
 class Code(IntEnum):
@@ -57,17 +85,24 @@ SHUT_DOWN_BEFORE_START = Outcome(
 )
 
 
-def interrupted(shutdown: bool) -> Outcome:
-    """The end of a job unwound while it ran: by the agent shutting down, or by StopTask."""
+def undone(spec: TaskSpec) -> str:
+    """What a task of this spec leaves when it is interrupted: a writer's partial output is
+    removed; a removal is interrupted only before it removes anything."""
+    if isinstance(spec, RemoveImageSpec):
+        return "the image was not removed"
+    return "partial output removed"
+
+
+def interrupted(shutdown: bool, left: str = "partial output removed") -> Outcome:
+    """The end of a job unwound while it ran: by the agent shutting down, or by StopTask.
+    `left` says what the job left (`undone`)."""
     if shutdown:
         return Outcome(
             TaskResult.CLEAN_FAILURE,
             Code.UNAVAILABLE,
-            "interrupted by the agent shutting down; partial output removed",
+            f"interrupted by the agent shutting down; {left}",
         )
-    return Outcome(
-        TaskResult.CLEAN_SUCCESS, Code.CANCELLED, "stopped by StopTask; partial output removed"
-    )
+    return Outcome(TaskResult.CLEAN_SUCCESS, Code.CANCELLED, f"stopped by StopTask; {left}")
 
 
 # Every move a task makes. A task waits in init for a worker; StopTask moves a running task to
@@ -99,92 +134,6 @@ class StopAction(Enum):
 def running_progress(done: int, total: int) -> int:
     """Progress of a running job, 0..99: only a finished success is at 100."""
     return max(0, min(99, done * 100 // max(total, 1)))
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """An image: its storage domain and its id."""
-
-    storage_domain_id: str
-    image_id: str
-
-
-@dataclass(frozen=True)
-class CreateVolumeSpec:
-    """A CreateVolume request: a new image of `size_bytes`, filled with a repeated pattern."""
-
-    target: ImageRef
-    size_bytes: int
-    fill_pattern: bytes = b""
-
-    verb = Verb.CREATE_VOLUME
-
-    def check_bounds(self) -> None:
-        """Refuse a size or a fill pattern the agent does not write."""
-        if not 0 < self.size_bytes <= MAX_VOLUME_BYTES:
-            raise InvalidArgument(
-                "size_bytes", f"must be from 1 to {MAX_VOLUME_BYTES}, not {self.size_bytes}"
-            )
-        if len(self.fill_pattern) > MAX_FILL_PATTERN_BYTES:
-            raise InvalidArgument(
-                "fill_pattern",
-                f"is {len(self.fill_pattern)} bytes; at most {MAX_FILL_PATTERN_BYTES}",
-            )
-
-    def reads(self) -> tuple[ImageRef, ...]:
-        return ()
-
-    def to_record(self) -> dict[str, Any]:
-        return {
-            "storage_domain_id": self.target.storage_domain_id,
-            "image_id": self.target.image_id,
-            "size_bytes": self.size_bytes,
-            "fill_pattern": self.fill_pattern.hex(),
-        }
-
-    @classmethod
-    def from_record(cls, rec: dict[str, Any]) -> CreateVolumeSpec:
-        return cls(
-            ImageRef(rec["storage_domain_id"], rec["image_id"]),
-            int(rec["size_bytes"]),
-            bytes.fromhex(rec["fill_pattern"]),
-        )
-
-
-@dataclass(frozen=True)
-class CopyImageSpec:
-    """A CopyImage request: copy the `source` image to a new `target` image."""
-
-    source: ImageRef
-    target: ImageRef
-
-    verb = Verb.COPY_IMAGE
-
-    def reads(self) -> tuple[ImageRef, ...]:
-        return (self.source,)
-
-    def to_record(self) -> dict[str, Any]:
-        return {
-            "src_storage_domain_id": self.source.storage_domain_id,
-            "src_image_id": self.source.image_id,
-            "dst_storage_domain_id": self.target.storage_domain_id,
-            "dst_image_id": self.target.image_id,
-        }
-
-    @classmethod
-    def from_record(cls, rec: dict[str, Any]) -> CopyImageSpec:
-        return cls(
-            ImageRef(rec["src_storage_domain_id"], rec["src_image_id"]),
-            ImageRef(rec["dst_storage_domain_id"], rec["dst_image_id"]),
-        )
-
-
-TaskSpec = CreateVolumeSpec | CopyImageSpec
-
-_SPEC_TYPES: dict[Verb, type[CreateVolumeSpec] | type[CopyImageSpec]] = {
-    Verb.CREATE_VOLUME: CreateVolumeSpec,
-    Verb.COPY_IMAGE: CopyImageSpec,
-}
 
 
 @dataclass
@@ -250,24 +199,34 @@ class Task:
 
     @property
     def may_have_published(self) -> bool:
-        """Whether the task may have published its image: one still in init wrote nothing."""
+        """Whether the task may have done its work (published its image, or removed it): one
+        still in init did nothing."""
         return self.state is not TaskState.INIT
 
-    def settle_after_restart(self, published: bool) -> Outcome:
+    def work_done(self, image_exists: bool) -> bool:
+        """Whether the work of a task the last process left unfinished is in place, given whether
+        its target image exists now. A task still in init did nothing. A writer that started
+        published its image if the image exists: an image is published only after it verified,
+        and no other task may write it while this one is unfinished. A removal that started
+        removed its image if the image is gone: no other task may write it meanwhile either."""
+        if not self.may_have_published:
+            return False
+        return image_exists != isinstance(self.spec, RemoveImageSpec)
+
+    def settle_after_restart(self, done: bool) -> Outcome:
         """End a task the last process left unfinished, and return how it ended.
 
-        `published`: its target image exists and the task may have published it. An image is
-        published only after it verified, and no other task may write it while this one is
-        unfinished, so the crash came after the publish: success. Anything else was interrupted,
-        and its partial output is (to be) removed: cleanFailure.
+        `done` (`work_done`): its work is in place, so the crash came after it: success (for a
+        removal, the recovery makes the removal durable first). Anything else was interrupted:
+        cleanFailure, its partial output (to be) removed, or, for a removal, its image untouched.
         """
-        if published:
+        if done:
             outcome = SUCCEEDED
         else:
             outcome = Outcome(
                 TaskResult.CLEAN_FAILURE,
                 Code.UNAVAILABLE,
-                f"interrupted by an agent restart while {self.state.value}; partial output removed",
+                f"interrupted by an agent restart while {self.state.value}; {undone(self.spec)}",
             )
         self.finish(*outcome)
         return outcome
@@ -299,7 +258,7 @@ class Task:
         return cls(
             task_id=rec["task_id"],
             request_id=rec["request_id"],
-            spec=_SPEC_TYPES[verb].from_record(rec["spec"]),
+            spec=SPEC_TYPES[verb].from_record(rec["spec"]),
             state=TaskState(rec["state"]),
             result=TaskResult(rec["result"]),
             progress_percent=int(rec["progress_percent"]),
@@ -357,8 +316,18 @@ class TaskBook:
                     f"image {target.image_id} is being written by unfinished task {task.task_id}"
                 )
 
+    def check_not_being_removed(self, ref: ImageRef) -> None:
+        """An image an unfinished RemoveImage task removes is neither read nor written."""
+        for task in self._tasks.values():
+            if not task.finished and task.verb is Verb.REMOVE_IMAGE and task.spec.target == ref:
+                raise FailedPrecondition(
+                    f"image {ref.image_id} is being removed by unfinished task {task.task_id} "
+                    f"({task.verb.value}); wait for it to finish"
+                )
+
     def check_not_in_use(self, ref: ImageRef) -> None:
-        """An image an unfinished task writes or reads is not deleted."""
+        """An image an unfinished task writes, reads or removes is not deleted, nor removed by
+        another task."""
         for task in self._tasks.values():
             if not task.finished and (ref == task.spec.target or ref in task.spec.reads()):
                 raise FailedPrecondition(

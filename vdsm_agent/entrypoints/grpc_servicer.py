@@ -71,6 +71,15 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
         return pb.CopyImageResponse(task_id=task.task_id)
 
     @rpc
+    def RemoveImage(
+        self, request: pb.RemoveImageRequest, context: grpc.ServicerContext
+    ) -> pb.RemoveImageResponse:
+        task = self.tasks.remove_image(
+            request.request_id, request.storage_domain_id, request.image_id
+        )
+        return pb.RemoveImageResponse(task_id=task.task_id)
+
+    @rpc
     def DeleteImage(
         self, request: pb.DeleteImageRequest, context: grpc.ServicerContext
     ) -> pb.DeleteImageResponse:

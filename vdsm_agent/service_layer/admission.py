@@ -1,12 +1,20 @@
 """Admission of a new task: its arguments parsed into a spec, and the checks before it is
-recorded (the storage domains exist, the source is there, the target is free, space is enough).
+recorded (the storage domains exist, the source is there, the target is free, space is enough, no
+unfinished task holds an image a removal would take away).
 """
 
 from __future__ import annotations
 
 from service_common.errors import AlreadyExists, NotFound, ResourceExhausted
 from service_common.ids import require_uuid
-from vdsm_agent.domain.tasks import CopyImageSpec, CreateVolumeSpec, ImageRef, TaskBook, TaskSpec
+from vdsm_agent.domain.tasks import (
+    CopyImageSpec,
+    CreateVolumeSpec,
+    ImageRef,
+    RemoveImageSpec,
+    TaskBook,
+    TaskSpec,
+)
 from vdsm_agent.service_layer.ports import Storage
 
 
@@ -39,8 +47,23 @@ def copy_image_spec(
     )
 
 
+def remove_image_spec(storage_domain_id: str, image_id: str) -> RemoveImageSpec:
+    """The spec of a RemoveImage request; InvalidArgument for a bad id."""
+    return RemoveImageSpec(
+        ImageRef(
+            require_uuid("storage_domain_id", storage_domain_id),
+            require_uuid("image_id", image_id),
+        )
+    )
+
+
 def check_can_start(storage: Storage, book: TaskBook, spec: TaskSpec) -> None:
     """Refuse a task that cannot work, before anything is recorded. Caller holds the lock."""
+    if isinstance(spec, RemoveImageSpec):
+        check_can_remove(storage, book, spec.target)
+        return
+    for held in (*spec.reads(), spec.target):
+        book.check_not_being_removed(held)
     if isinstance(spec, CopyImageSpec):
         src = spec.source
         storage.require_domain(src.storage_domain_id, "src_storage_domain_id")
@@ -66,3 +89,12 @@ def check_can_start(storage: Storage, book: TaskBook, spec: TaskSpec) -> None:
         raise ResourceExhausted(
             f"the image needs {needed} bytes and the storage root has {free} free"
         )
+
+
+def check_can_remove(storage: Storage, book: TaskBook, target: ImageRef) -> None:
+    """Refuse a removal in a domain this host does not have, of an image whose path leads out of
+    the storage root, or of an image an unfinished task reads, writes or removes (naming that
+    task). An image that is not there is no reason to refuse: its removal simply succeeds."""
+    storage.require_domain(target.storage_domain_id)
+    storage.image_exists(target)  # resolves the path: InvalidArgument if it leads outside
+    book.check_not_in_use(target)

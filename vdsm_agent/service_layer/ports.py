@@ -13,7 +13,7 @@ from vdsm_agent.domain.tasks import ImageRef, Task
 
 
 class Storage(Protocol):
-    """Storage domains and images, and the two jobs that write images."""
+    """Storage domains and images, the two jobs that write images and the one that removes one."""
 
     def create_domain(self, storage_domain_id: str) -> None: ...
 
@@ -24,6 +24,8 @@ class Storage(Protocol):
     def image_size(self, ref: ImageRef, field: str = ...) -> int: ...
 
     def delete_image(self, ref: ImageRef) -> None: ...
+
+    def remove_image(self, ref: ImageRef) -> bool: ...
 
     def remove_partial(self, ref: ImageRef, task_id: str) -> bool: ...
 

@@ -19,10 +19,11 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar
 
-from service_common.errors import Unavailable
+from service_common.errors import ResourceExhausted, Unavailable
 from service_common.ids import require_uuid
 from service_common.vdsm_tasks import TaskState
 from vdsm_agent import observability as metrics
+from vdsm_agent.adapters.storage import OUT_OF_SPACE
 from vdsm_agent.crash import crash_point
 from vdsm_agent.domain.tasks import (
     MAX_FILL_PATTERN_BYTES,
@@ -30,6 +31,7 @@ from vdsm_agent.domain.tasks import (
     SHUT_DOWN_BEFORE_START,
     STOPPED_BEFORE_START,
     ImageRef,
+    RemoveImageSpec,
     StopAction,
     Task,
     TaskBook,
@@ -39,6 +41,7 @@ from vdsm_agent.service_layer.admission import (
     check_can_start,
     copy_image_spec,
     create_volume_spec,
+    remove_image_spec,
 )
 from vdsm_agent.service_layer.ports import Storage, TaskRecords
 from vdsm_agent.service_layer.recovery import recover
@@ -49,6 +52,22 @@ __all__ = ["MAX_FILL_PATTERN_BYTES", "MAX_VOLUME_BYTES", "TaskManager"]
 log = logging.getLogger(__name__)
 
 StorageT = TypeVar("StorageT", bound=Storage)
+
+
+def no_room_to_record(task: Task, exc: OSError) -> ResourceExhausted:
+    """What a start answers when the state directory has no room for its task's record:
+    RESOURCE_EXHAUSTED naming the cause. Nothing was accepted, so the caller may free space and
+    ask again with the same request id."""
+    log.error(
+        "refused %s for request %s: no space left in the state directory for its task record: %s",
+        task.verb.value,
+        task.request_id,
+        exc,
+    )
+    return ResourceExhausted(
+        f"no space left in the agent's state directory to record the {task.verb.value} task "
+        f"({exc.strerror}); nothing was started: free space there and ask again"
+    )
 
 
 class TaskManager(Generic[StorageT]):
@@ -133,6 +152,12 @@ class TaskManager(Generic[StorageT]):
         )
         return self._accept(request_id, spec)
 
+    def remove_image(self, request_id: str, storage_domain_id: str, image_id: str) -> Task:
+        """Start a task that removes an image (VDSM's image deletion): idempotent by request id,
+        like the other starts; an image that is not there is removed all the same (success)."""
+        request_id = require_uuid("request_id", request_id)
+        return self._accept(request_id, remove_image_spec(storage_domain_id, image_id))
+
     def _accept(self, request_id: str, spec: TaskSpec) -> Task:
         with self._lock:
             existing = self._book.same_request(request_id, spec)
@@ -142,7 +167,13 @@ class TaskManager(Generic[StorageT]):
                 raise Unavailable("the agent is shutting down and accepts no new task")
             check_can_start(self.storage, self._book, spec)
             task = Task(task_id=str(uuid.uuid4()), request_id=request_id, spec=spec)
-            self.store.save(task)
+            try:
+                self.store.save(task)
+            except OSError as exc:
+                # Not recorded, so not accepted: nothing in memory, nothing on disk.
+                if exc.errno not in OUT_OF_SPACE:
+                    raise  # INTERNAL, logged with its error id
+                raise no_room_to_record(task, exc) from exc
             self._book.add(task)
             self._runner.expect(task)
             crash_point("after_task_persist")
@@ -150,10 +181,11 @@ class TaskManager(Generic[StorageT]):
             metrics.TASKS_IN_FLIGHT.inc()
             self._executor.submit(self._runner.run, task)
             log.info(
-                "accepted %s task %s for request %s, writing image %s in storage domain %s",
+                "accepted %s task %s for request %s, %s image %s in storage domain %s",
                 task.verb.value,
                 task.task_id,
                 request_id,
+                "removing" if isinstance(spec, RemoveImageSpec) else "writing",
                 spec.target.image_id,
                 spec.target.storage_domain_id,
             )

@@ -1,14 +1,14 @@
 """The worker side of the task manager: running one task from init to finished.
 
-A task's job (write a volume, copy an image) runs on a worker thread without the manager's
-lock; each change of the task's state is made under the lock and recorded before anyone can see
-it. A job is told to stop through its `AbortSignal` and unwinds at its next chunk.
+A task's job (write a volume, copy an image, remove an image) runs on a worker thread without
+the manager's lock; each change of the task's state is made under the lock and recorded before
+anyone can see it. A job is told to stop through its `AbortSignal` and unwinds at its next chunk
+(a removal, only before it begins).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import errno
 import logging
 import threading
 import time
@@ -18,7 +18,12 @@ from typing import Any
 from service_common.errors import NotFound
 from service_common.vdsm_tasks import TaskResult, TaskState
 from vdsm_agent import observability as metrics
-from vdsm_agent.adapters.storage import CHUNK_BYTES, Advance, VerificationFailed
+from vdsm_agent.adapters.storage import (
+    CHUNK_BYTES,
+    OUT_OF_SPACE,
+    Advance,
+    VerificationFailed,
+)
 from vdsm_agent.crash import crash_point
 from vdsm_agent.domain.tasks import (
     SUCCEEDED,
@@ -26,8 +31,10 @@ from vdsm_agent.domain.tasks import (
     CopyImageSpec,
     CreateVolumeSpec,
     Outcome,
+    RemoveImageSpec,
     Task,
     interrupted,
+    undone,
 )
 from vdsm_agent.service_layer.ports import Storage, TaskRecords
 
@@ -59,12 +66,30 @@ def failure_outcome(task: Task, exc: Exception) -> Outcome:
         return Outcome(TaskResult.FAILURE, Code.NOT_FOUND, str(exc))
     if isinstance(exc, VerificationFailed):
         return Outcome(TaskResult.FAILURE, Code.DATA_LOSS, str(exc))
+    if isinstance(exc, OSError) and exc.errno in OUT_OF_SPACE:
+        target = task.spec.target
+        return Outcome(
+            TaskResult.FAILURE,
+            Code.RESOURCE_EXHAUSTED,
+            f"out of space writing image {target.image_id} in storage domain "
+            f"{target.storage_domain_id}: {exc.strerror or exc}",
+        )
     if isinstance(exc, OSError):
-        code = Code.RESOURCE_EXHAUSTED if exc.errno == errno.ENOSPC else Code.INTERNAL
-        return Outcome(TaskResult.FAILURE, code, f"I/O error: {exc.strerror or exc}")
+        return Outcome(TaskResult.FAILURE, Code.INTERNAL, f"I/O error: {exc.strerror or exc}")
     # A bug: the task must still end, with a reason.
     log.exception("task %s failed unexpectedly", task.task_id)
     return Outcome(TaskResult.FAILURE, Code.INTERNAL, f"internal error: {exc}")
+
+
+def not_started(exc: OSError) -> Outcome:
+    """How a task ends whose start could not be recorded: it did not run."""
+    code = Code.RESOURCE_EXHAUSTED if exc.errno in OUT_OF_SPACE else Code.INTERNAL
+    return Outcome(
+        TaskResult.FAILURE,
+        code,
+        f"could not record in the agent's state directory that the task started "
+        f"({exc.strerror or exc}); it did not run",
+    )
 
 
 class TaskRunner:
@@ -106,13 +131,24 @@ class TaskRunner:
         self.finish(task, outcome)
 
     def _begin(self, task: Task) -> AbortSignal | None:
+        """Move the task to running, recorded; None when it is not to run."""
         with self._lock:
             # Ended (and perhaps cleared) while it waited for a worker: not run, not saved again.
             if not task.can_move_to(TaskState.RUNNING):
                 return None
             task.start()
-            self.store.save(task)
-            return self.aborts[task.task_id]
+            try:
+                self.store.save(task)
+                return self.aborts[task.task_id]
+            except OSError as exc:
+                # Unrecorded, the start would be unknown after a restart, which takes a task
+                # still in init for one that wrote nothing (Task.may_have_published): the job
+                # does not run, and the task fails saying why.
+                log.error("task %s: could not record that it started: %s", task.task_id, exc)
+                outcome = not_started(exc)
+                self.end(task, outcome)
+        self.report(task, outcome)
+        return None
 
     def _work(self, task: Task, abort: AbortSignal) -> Outcome:
         spec = task.spec
@@ -123,6 +159,8 @@ class TaskRunner:
                 self.storage.write_volume(
                     spec.target, task.task_id, spec.size_bytes, spec.fill_pattern, advance, chunk
                 )
+            elif isinstance(spec, RemoveImageSpec):
+                self._remove(task, spec, abort)
             else:
                 self.storage.copy_image(spec.source, spec.target, task.task_id, advance, chunk)
             return SUCCEEDED
@@ -130,9 +168,22 @@ class TaskRunner:
             with self._lock:
                 if task.can_move_to(TaskState.CLEANING):
                     task.begin_cleaning()
-            return interrupted(abort.shutdown)
+            return interrupted(abort.shutdown, undone(spec))
         except Exception as exc:
             return failure_outcome(task, exc)
+
+    def _remove(self, task: Task, spec: RemoveImageSpec, abort: AbortSignal) -> None:
+        """RemoveImage's job: one step, stopped only before it begins (the image then stays)."""
+        if abort.event.is_set():
+            raise _Aborted
+        target = spec.target
+        if not self.storage.remove_image(target):
+            log.info(
+                "task %s: image %s was not in storage domain %s: nothing to remove",
+                task.task_id,
+                target.image_id,
+                target.storage_domain_id,
+            )
 
     def _advance(self, task: Task, abort: AbortSignal) -> Advance:
         """The job's callback after each chunk: progress, metrics, crash point, stop, throttle."""
@@ -179,8 +230,16 @@ class TaskRunner:
         if task.finished:
             return False
         task.finish(*outcome)
-        self.store.save(task)
         self.aborts.pop(task.task_id, None)
+        try:
+            self.store.save(task)
+        except OSError as exc:
+            # It has ended all the same: this process answers for it as ended. A restart reads
+            # the older record and settles the task again (docs/design.md §9, a full state
+            # directory).
+            log.error(
+                "task %s: could not record its end (%s): %s", task.task_id, outcome.result, exc
+            )
         return True
 
     def report(self, task: Task, outcome: Outcome) -> None:

@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!vdsm_agent/v1/agent_service.proto\x12\rvdsm_agent.v1\"\xaa\x01\n\nTaskStatus\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.vdsm_agent.v1.TaskState\x12)\n\x06result\x18\x03 \x01(\x0e\x32\x19.vdsm_agent.v1.TaskResult\x12\x18\n\x10progress_percent\x18\x04 \x01(\x05\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x0c\n\x04\x63ode\x18\x06 \x01(\x05\"j\n\x08TaskInfo\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0c\n\x04verb\x18\x03 \x01(\t\x12\x19\n\x11storage_domain_id\x18\x04 \x01(\t\x12\x10\n\x08image_id\x18\x05 \x01(\t\"7\n\x1a\x43reateStorageDomainRequest\x12\x19\n\x11storage_domain_id\x18\x01 \x01(\t\"\x1d\n\x1b\x43reateStorageDomainResponse\"\x80\x01\n\x13\x43reateVolumeRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x19\n\x11storage_domain_id\x18\x02 \x01(\t\x12\x10\n\x08image_id\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x14\n\x0c\x66ill_pattern\x18\x05 \x01(\x0c\"\'\n\x14\x43reateVolumeResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x90\x01\n\x10\x43opyImageRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1d\n\x15src_storage_domain_id\x18\x02 \x01(\t\x12\x14\n\x0csrc_image_id\x18\x03 \x01(\t\x12\x1d\n\x15\x64st_storage_domain_id\x18\x04 \x01(\t\x12\x14\n\x0c\x64st_image_id\x18\x05 \x01(\t\"$\n\x11\x43opyImageResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"A\n\x12\x44\x65leteImageRequest\x12\x19\n\x11storage_domain_id\x18\x01 \x01(\t\x12\x10\n\x08image_id\x18\x02 \x01(\t\"\x15\n\x13\x44\x65leteImageResponse\"\x1c\n\x1aGetAllTasksStatusesRequest\"J\n\x1bGetAllTasksStatusesResponse\x12+\n\x08statuses\x18\x01 \x03(\x0b\x32\x19.vdsm_agent.v1.TaskStatus\"\x18\n\x16GetAllTasksInfoRequest\"A\n\x17GetAllTasksInfoResponse\x12&\n\x05tasks\x18\x01 \x03(\x0b\x32\x17.vdsm_agent.v1.TaskInfo\"\'\n\x14GetTaskStatusRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"B\n\x15GetTaskStatusResponse\x12)\n\x06status\x18\x01 \x01(\x0b\x32\x19.vdsm_agent.v1.TaskStatus\"\"\n\x0fStopTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x12\n\x10StopTaskResponse\"#\n\x10\x43learTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x13\n\x11\x43learTaskResponse*\x9f\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_STATE_INIT\x10\x01\x12\x16\n\x12TASK_STATE_RUNNING\x10\x02\x12\x17\n\x13TASK_STATE_FINISHED\x10\x03\x12\x17\n\x13TASK_STATE_ABORTING\x10\x04\x12\x17\n\x13TASK_STATE_CLEANING\x10\x05*\x99\x01\n\nTaskResult\x12\x1b\n\x17TASK_RESULT_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_RESULT_SUCCESS\x10\x01\x12\x17\n\x13TASK_RESULT_FAILURE\x10\x02\x12\x1d\n\x19TASK_RESULT_CLEAN_SUCCESS\x10\x03\x12\x1d\n\x19TASK_RESULT_CLEAN_FAILURE\x10\x04\x32\xc4\x06\n\x0c\x41gentService\x12l\n\x13\x43reateStorageDomain\x12).vdsm_agent.v1.CreateStorageDomainRequest\x1a*.vdsm_agent.v1.CreateStorageDomainResponse\x12W\n\x0c\x43reateVolume\x12\".vdsm_agent.v1.CreateVolumeRequest\x1a#.vdsm_agent.v1.CreateVolumeResponse\x12N\n\tCopyImage\x12\x1f.vdsm_agent.v1.CopyImageRequest\x1a .vdsm_agent.v1.CopyImageResponse\x12T\n\x0b\x44\x65leteImage\x12!.vdsm_agent.v1.DeleteImageRequest\x1a\".vdsm_agent.v1.DeleteImageResponse\x12l\n\x13GetAllTasksStatuses\x12).vdsm_agent.v1.GetAllTasksStatusesRequest\x1a*.vdsm_agent.v1.GetAllTasksStatusesResponse\x12`\n\x0fGetAllTasksInfo\x12%.vdsm_agent.v1.GetAllTasksInfoRequest\x1a&.vdsm_agent.v1.GetAllTasksInfoResponse\x12Z\n\rGetTaskStatus\x12#.vdsm_agent.v1.GetTaskStatusRequest\x1a$.vdsm_agent.v1.GetTaskStatusResponse\x12K\n\x08StopTask\x12\x1e.vdsm_agent.v1.StopTaskRequest\x1a\x1f.vdsm_agent.v1.StopTaskResponse\x12N\n\tClearTask\x12\x1f.vdsm_agent.v1.ClearTaskRequest\x1a .vdsm_agent.v1.ClearTaskResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!vdsm_agent/v1/agent_service.proto\x12\rvdsm_agent.v1\"\xaa\x01\n\nTaskStatus\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.vdsm_agent.v1.TaskState\x12)\n\x06result\x18\x03 \x01(\x0e\x32\x19.vdsm_agent.v1.TaskResult\x12\x18\n\x10progress_percent\x18\x04 \x01(\x05\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x0c\n\x04\x63ode\x18\x06 \x01(\x05\"j\n\x08TaskInfo\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0c\n\x04verb\x18\x03 \x01(\t\x12\x19\n\x11storage_domain_id\x18\x04 \x01(\t\x12\x10\n\x08image_id\x18\x05 \x01(\t\"7\n\x1a\x43reateStorageDomainRequest\x12\x19\n\x11storage_domain_id\x18\x01 \x01(\t\"\x1d\n\x1b\x43reateStorageDomainResponse\"\x80\x01\n\x13\x43reateVolumeRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x19\n\x11storage_domain_id\x18\x02 \x01(\t\x12\x10\n\x08image_id\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x14\n\x0c\x66ill_pattern\x18\x05 \x01(\x0c\"\'\n\x14\x43reateVolumeResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x90\x01\n\x10\x43opyImageRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1d\n\x15src_storage_domain_id\x18\x02 \x01(\t\x12\x14\n\x0csrc_image_id\x18\x03 \x01(\t\x12\x1d\n\x15\x64st_storage_domain_id\x18\x04 \x01(\t\x12\x14\n\x0c\x64st_image_id\x18\x05 \x01(\t\"$\n\x11\x43opyImageResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"U\n\x12RemoveImageRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x19\n\x11storage_domain_id\x18\x02 \x01(\t\x12\x10\n\x08image_id\x18\x03 \x01(\t\"&\n\x13RemoveImageResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"A\n\x12\x44\x65leteImageRequest\x12\x19\n\x11storage_domain_id\x18\x01 \x01(\t\x12\x10\n\x08image_id\x18\x02 \x01(\t\"\x15\n\x13\x44\x65leteImageResponse\"\x1c\n\x1aGetAllTasksStatusesRequest\"J\n\x1bGetAllTasksStatusesResponse\x12+\n\x08statuses\x18\x01 \x03(\x0b\x32\x19.vdsm_agent.v1.TaskStatus\"\x18\n\x16GetAllTasksInfoRequest\"A\n\x17GetAllTasksInfoResponse\x12&\n\x05tasks\x18\x01 \x03(\x0b\x32\x17.vdsm_agent.v1.TaskInfo\"\'\n\x14GetTaskStatusRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"B\n\x15GetTaskStatusResponse\x12)\n\x06status\x18\x01 \x01(\x0b\x32\x19.vdsm_agent.v1.TaskStatus\"\"\n\x0fStopTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x12\n\x10StopTaskResponse\"#\n\x10\x43learTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x13\n\x11\x43learTaskResponse*\x9f\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_STATE_INIT\x10\x01\x12\x16\n\x12TASK_STATE_RUNNING\x10\x02\x12\x17\n\x13TASK_STATE_FINISHED\x10\x03\x12\x17\n\x13TASK_STATE_ABORTING\x10\x04\x12\x17\n\x13TASK_STATE_CLEANING\x10\x05*\x99\x01\n\nTaskResult\x12\x1b\n\x17TASK_RESULT_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_RESULT_SUCCESS\x10\x01\x12\x17\n\x13TASK_RESULT_FAILURE\x10\x02\x12\x1d\n\x19TASK_RESULT_CLEAN_SUCCESS\x10\x03\x12\x1d\n\x19TASK_RESULT_CLEAN_FAILURE\x10\x04\x32\x9a\x07\n\x0c\x41gentService\x12l\n\x13\x43reateStorageDomain\x12).vdsm_agent.v1.CreateStorageDomainRequest\x1a*.vdsm_agent.v1.CreateStorageDomainResponse\x12W\n\x0c\x43reateVolume\x12\".vdsm_agent.v1.CreateVolumeRequest\x1a#.vdsm_agent.v1.CreateVolumeResponse\x12N\n\tCopyImage\x12\x1f.vdsm_agent.v1.CopyImageRequest\x1a .vdsm_agent.v1.CopyImageResponse\x12T\n\x0bRemoveImage\x12!.vdsm_agent.v1.RemoveImageRequest\x1a\".vdsm_agent.v1.RemoveImageResponse\x12T\n\x0b\x44\x65leteImage\x12!.vdsm_agent.v1.DeleteImageRequest\x1a\".vdsm_agent.v1.DeleteImageResponse\x12l\n\x13GetAllTasksStatuses\x12).vdsm_agent.v1.GetAllTasksStatusesRequest\x1a*.vdsm_agent.v1.GetAllTasksStatusesResponse\x12`\n\x0fGetAllTasksInfo\x12%.vdsm_agent.v1.GetAllTasksInfoRequest\x1a&.vdsm_agent.v1.GetAllTasksInfoResponse\x12Z\n\rGetTaskStatus\x12#.vdsm_agent.v1.GetTaskStatusRequest\x1a$.vdsm_agent.v1.GetTaskStatusResponse\x12K\n\x08StopTask\x12\x1e.vdsm_agent.v1.StopTaskRequest\x1a\x1f.vdsm_agent.v1.StopTaskResponse\x12N\n\tClearTask\x12\x1f.vdsm_agent.v1.ClearTaskRequest\x1a .vdsm_agent.v1.ClearTaskResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vdsm_agent.v1.agent_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKSTATE']._serialized_start=1291
-  _globals['_TASKSTATE']._serialized_end=1450
-  _globals['_TASKRESULT']._serialized_start=1453
-  _globals['_TASKRESULT']._serialized_end=1606
+  _globals['_TASKSTATE']._serialized_start=1418
+  _globals['_TASKSTATE']._serialized_end=1577
+  _globals['_TASKRESULT']._serialized_start=1580
+  _globals['_TASKRESULT']._serialized_end=1733
   _globals['_TASKSTATUS']._serialized_start=53
   _globals['_TASKSTATUS']._serialized_end=223
   _globals['_TASKINFO']._serialized_start=225
@@ -51,30 +51,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COPYIMAGEREQUEST']._serialized_end=738
   _globals['_COPYIMAGERESPONSE']._serialized_start=740
   _globals['_COPYIMAGERESPONSE']._serialized_end=776
-  _globals['_DELETEIMAGEREQUEST']._serialized_start=778
-  _globals['_DELETEIMAGEREQUEST']._serialized_end=843
-  _globals['_DELETEIMAGERESPONSE']._serialized_start=845
-  _globals['_DELETEIMAGERESPONSE']._serialized_end=866
-  _globals['_GETALLTASKSSTATUSESREQUEST']._serialized_start=868
-  _globals['_GETALLTASKSSTATUSESREQUEST']._serialized_end=896
-  _globals['_GETALLTASKSSTATUSESRESPONSE']._serialized_start=898
-  _globals['_GETALLTASKSSTATUSESRESPONSE']._serialized_end=972
-  _globals['_GETALLTASKSINFOREQUEST']._serialized_start=974
-  _globals['_GETALLTASKSINFOREQUEST']._serialized_end=998
-  _globals['_GETALLTASKSINFORESPONSE']._serialized_start=1000
-  _globals['_GETALLTASKSINFORESPONSE']._serialized_end=1065
-  _globals['_GETTASKSTATUSREQUEST']._serialized_start=1067
-  _globals['_GETTASKSTATUSREQUEST']._serialized_end=1106
-  _globals['_GETTASKSTATUSRESPONSE']._serialized_start=1108
-  _globals['_GETTASKSTATUSRESPONSE']._serialized_end=1174
-  _globals['_STOPTASKREQUEST']._serialized_start=1176
-  _globals['_STOPTASKREQUEST']._serialized_end=1210
-  _globals['_STOPTASKRESPONSE']._serialized_start=1212
-  _globals['_STOPTASKRESPONSE']._serialized_end=1230
-  _globals['_CLEARTASKREQUEST']._serialized_start=1232
-  _globals['_CLEARTASKREQUEST']._serialized_end=1267
-  _globals['_CLEARTASKRESPONSE']._serialized_start=1269
-  _globals['_CLEARTASKRESPONSE']._serialized_end=1288
-  _globals['_AGENTSERVICE']._serialized_start=1609
-  _globals['_AGENTSERVICE']._serialized_end=2445
+  _globals['_REMOVEIMAGEREQUEST']._serialized_start=778
+  _globals['_REMOVEIMAGEREQUEST']._serialized_end=863
+  _globals['_REMOVEIMAGERESPONSE']._serialized_start=865
+  _globals['_REMOVEIMAGERESPONSE']._serialized_end=903
+  _globals['_DELETEIMAGEREQUEST']._serialized_start=905
+  _globals['_DELETEIMAGEREQUEST']._serialized_end=970
+  _globals['_DELETEIMAGERESPONSE']._serialized_start=972
+  _globals['_DELETEIMAGERESPONSE']._serialized_end=993
+  _globals['_GETALLTASKSSTATUSESREQUEST']._serialized_start=995
+  _globals['_GETALLTASKSSTATUSESREQUEST']._serialized_end=1023
+  _globals['_GETALLTASKSSTATUSESRESPONSE']._serialized_start=1025
+  _globals['_GETALLTASKSSTATUSESRESPONSE']._serialized_end=1099
+  _globals['_GETALLTASKSINFOREQUEST']._serialized_start=1101
+  _globals['_GETALLTASKSINFOREQUEST']._serialized_end=1125
+  _globals['_GETALLTASKSINFORESPONSE']._serialized_start=1127
+  _globals['_GETALLTASKSINFORESPONSE']._serialized_end=1192
+  _globals['_GETTASKSTATUSREQUEST']._serialized_start=1194
+  _globals['_GETTASKSTATUSREQUEST']._serialized_end=1233
+  _globals['_GETTASKSTATUSRESPONSE']._serialized_start=1235
+  _globals['_GETTASKSTATUSRESPONSE']._serialized_end=1301
+  _globals['_STOPTASKREQUEST']._serialized_start=1303
+  _globals['_STOPTASKREQUEST']._serialized_end=1337
+  _globals['_STOPTASKRESPONSE']._serialized_start=1339
+  _globals['_STOPTASKRESPONSE']._serialized_end=1357
+  _globals['_CLEARTASKREQUEST']._serialized_start=1359
+  _globals['_CLEARTASKREQUEST']._serialized_end=1394
+  _globals['_CLEARTASKRESPONSE']._serialized_start=1396
+  _globals['_CLEARTASKRESPONSE']._serialized_end=1415
+  _globals['_AGENTSERVICE']._serialized_start=1736
+  _globals['_AGENTSERVICE']._serialized_end=2658
 # @@protoc_insertion_point(module_scope)

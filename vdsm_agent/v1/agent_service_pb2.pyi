@@ -115,6 +115,22 @@ class CopyImageResponse(_message.Message):
     task_id: str
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
 
+class RemoveImageRequest(_message.Message):
+    __slots__ = ("request_id", "storage_domain_id", "image_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_DOMAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    storage_domain_id: str
+    image_id: str
+    def __init__(self, request_id: _Optional[str] = ..., storage_domain_id: _Optional[str] = ..., image_id: _Optional[str] = ...) -> None: ...
+
+class RemoveImageResponse(_message.Message):
+    __slots__ = ("task_id",)
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+
 class DeleteImageRequest(_message.Message):
     __slots__ = ("storage_domain_id", "image_id")
     STORAGE_DOMAIN_ID_FIELD_NUMBER: _ClassVar[int]

@@ -50,6 +50,11 @@ class AgentServiceStub:
                 request_serializer=vdsm__agent_dot_v1_dot_agent__service__pb2.CopyImageRequest.SerializeToString,
                 response_deserializer=vdsm__agent_dot_v1_dot_agent__service__pb2.CopyImageResponse.FromString,
                 _registered_method=True)
+        self.RemoveImage = channel.unary_unary(
+                '/vdsm_agent.v1.AgentService/RemoveImage',
+                request_serializer=vdsm__agent_dot_v1_dot_agent__service__pb2.RemoveImageRequest.SerializeToString,
+                response_deserializer=vdsm__agent_dot_v1_dot_agent__service__pb2.RemoveImageResponse.FromString,
+                _registered_method=True)
         self.DeleteImage = channel.unary_unary(
                 '/vdsm_agent.v1.AgentService/DeleteImage',
                 request_serializer=vdsm__agent_dot_v1_dot_agent__service__pb2.DeleteImageRequest.SerializeToString,
@@ -99,8 +104,10 @@ class AgentServiceServicer:
         Returns at once with the task id; the bytes are written in the background.
         Errors: INVALID_ARGUMENT (bad id or size), NOT_FOUND (no such domain),
         ALREADY_EXISTS (the image exists or another unfinished task writes it, or
-        `request_id` was used before with other arguments), RESOURCE_EXHAUSTED
-        (not enough free space in the storage root).
+        `request_id` was used before with other arguments), FAILED_PRECONDITION
+        (an unfinished RemoveImage task removes the image), RESOURCE_EXHAUSTED
+        (not enough free space in the storage root, or no room in the agent's
+        state directory to record the task: nothing was started).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -109,7 +116,31 @@ class AgentServiceServicer:
     def CopyImage(self, request, context):
         """Starts a task that copies an image into a (possibly different) domain and
         verifies the copy against the bytes it read. Returns at once.
-        Errors as CreateVolume; NOT_FOUND also for a missing source image.
+        Errors as CreateVolume; NOT_FOUND also for a missing source image, and
+        FAILED_PRECONDITION also when an unfinished RemoveImage task removes the
+        source.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveImage(self, request, context):
+        """Starts a task that removes an image file, with any partial file of it
+        that a task no longer recorded left behind, and syncs the directory.
+        Returns at once with the task id (VDSM's image deletion is a task too).
+        Removing an image that is not there succeeds: the image is gone, which is
+        what was asked. After a restart a removal that had begun ends SUCCESS if
+        its image is gone (the agent finishes it) and CLEAN_FAILURE, the image
+        untouched, if it is still there; one that never began (still INIT) ends
+        CLEAN_FAILURE too: a restart never removes an image.
+        StopTask stops it only before it begins removing (CLEAN_SUCCESS, the image
+        untouched); once begun, the removal ends as it would have.
+        Errors: INVALID_ARGUMENT (bad id, or an image path leading out of the
+        storage root), NOT_FOUND (no such domain), FAILED_PRECONDITION (an
+        unfinished task reads, writes or removes the image; the message names
+        it), ALREADY_EXISTS (`request_id` was used before with other arguments),
+        RESOURCE_EXHAUSTED (no room in the agent's state directory to record the
+        task: nothing was started).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -119,7 +150,7 @@ class AgentServiceServicer:
         """Deletes an image file at once (not a task), with any partial file of it
         that a task no longer recorded left behind (`<image_id>.<task_id>.partial`).
         Errors: NOT_FOUND (no such domain, and neither image nor partial file),
-        FAILED_PRECONDITION (an unfinished task reads or writes the image).
+        FAILED_PRECONDITION (an unfinished task reads, writes or removes the image).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -182,6 +213,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.CopyImage,
                     request_deserializer=vdsm__agent_dot_v1_dot_agent__service__pb2.CopyImageRequest.FromString,
                     response_serializer=vdsm__agent_dot_v1_dot_agent__service__pb2.CopyImageResponse.SerializeToString,
+            ),
+            'RemoveImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveImage,
+                    request_deserializer=vdsm__agent_dot_v1_dot_agent__service__pb2.RemoveImageRequest.FromString,
+                    response_serializer=vdsm__agent_dot_v1_dot_agent__service__pb2.RemoveImageResponse.SerializeToString,
             ),
             'DeleteImage': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteImage,
@@ -296,6 +332,33 @@ class AgentService:
             '/vdsm_agent.v1.AgentService/CopyImage',
             vdsm__agent_dot_v1_dot_agent__service__pb2.CopyImageRequest.SerializeToString,
             vdsm__agent_dot_v1_dot_agent__service__pb2.CopyImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vdsm_agent.v1.AgentService/RemoveImage',
+            vdsm__agent_dot_v1_dot_agent__service__pb2.RemoveImageRequest.SerializeToString,
+            vdsm__agent_dot_v1_dot_agent__service__pb2.RemoveImageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,8 +4,9 @@ The address is bound when the process starts, like the API's, so a port already 
 at once; nothing answers there (connections are refused) until the engine is the active one:
 `load` prepares uvicorn over the engine (reading the TLS files) before its startup
 reconciliation, `start` serves on that socket once it committed, and the console's address is
-written to `--ui-bound-address-file`. A standby does not serve the console. `stop` (SIGTERM)
-lets requests under way finish, briefly.
+written to `--ui-bound-address-file`. A standby does not serve the console. `stop` (SIGTERM,
+or a lost lease) lets requests under way finish, briefly; after a lost lease `reopen` binds the
+same address again for the engine's next term.
 """
 
 from __future__ import annotations
@@ -112,4 +113,10 @@ class ConsoleServer:
         if self.server is not None and self.thread is not None:
             self.server.should_exit = True
             self.thread.join(STOP_SECONDS + 2)
+        self.server = self.thread = None
         self.sock.close()
+
+    def reopen(self) -> None:
+        """Bind the same address again after `stop`, for the engine's next term as the active
+        engine (a lost lease stopped the console: docs/design.md §10). SystemExit if taken."""
+        self.sock = bind(self.address)

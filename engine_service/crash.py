@@ -14,5 +14,8 @@ crash_point = CrashPoints(
         "before_end_commit",  # the command's end written, before the commit
         "before_clear",  # before ClearTask on the agent
         "mid_reconcile",  # inside the reconcile transaction
+        # A command in phases: the transaction that ended one phase and committed the next
+        # phase's placeholders is committed, and that phase's first agent call not made yet.
+        "between_phases",
     ),
 )

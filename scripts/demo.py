@@ -155,9 +155,25 @@ def run(workdir: Path) -> None:
             f"tasks left on the hosts: {count_agent_tasks(agents)}"
         )
 
+        say("\n== 8. A disk moves in two phases; the good template is removed")
+        extra = ctl.json("disk", "add", "extra", "--domain", src, "--size", DISK_SIZE)
+        wait_all_settled(ctl)
+        extra_id = extra["disk"]["disk_id"]
+        say("  MoveDisk: copy to data2, then (the copy recorded as the disk) remove the source")
+        ctl.show("disk", "move", extra_id, "--domain", dst, "--wait")
+        moves = ctl.json("command", "list", "--type", "MoveDisk")
+        for command in moves.get("commands", [])[:1]:
+            ctl.show("command", "history", command["command_id"])
+        templates = ctl.json("template", "list").get("templates", [])
+        for template in [t for t in templates if t["name"] == "golden"]:
+            ctl.show("template", "remove", template["template_id"], "--wait")
+        wait_all_settled(ctl)
+        ctl.show("template", "list")
+        ctl.show("disk", "list")
+
         keep_console_up(engine, interactive)
 
-        say("\n== 8. SIGTERM: everything stops gracefully")
+        say("\n== 9. SIGTERM: everything stops gracefully")
         for process in (engine, *agents):
             say(f"  {process.workdir.name} exited with status {process.terminate()}")
     finally:

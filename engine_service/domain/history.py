@@ -31,6 +31,9 @@ class EventKind(StrEnum):
     PROGRESS = "progress"  # a task reached a milestone
     TASK_FINISHED = "task_finished"  # the agent (or the engine, for a lost task) finished it
     ENDED = "ended"  # the command became terminal: status and reason
+    # A command in phases: one phase's tasks all succeeded, the next phase's placeholders
+    # committed in the same transaction.
+    PHASE_ENDED = "phase_ended"
     CANCEL_REQUESTED = "cancel_requested"  # an operator asked for it
     TASK_ADOPTED = "task_adopted"  # reconciliation found the placeholder's task on its host
     DEBT_FOUND = "debt_found"  # cleanup found the task of a placeholder kept as debt
@@ -64,6 +67,26 @@ def accepted(
             now,
             EventKind.ACCEPTED,
             f"{action_type} accepted with {len(placeholders)} task placeholder(s){asked}",
+        )
+    ]
+    events += [
+        CommandEvent(root_id, now, EventKind.PLACEHOLDER, t.verb, t.task_id, t.host_id)
+        for t in placeholders
+    ]
+    return events
+
+
+def next_phase(
+    root_id: str, phase: int, placeholders: list[AsyncTask], now: datetime, what: str
+) -> list[CommandEvent]:
+    """Phase `phase - 1` done; phase `phase` committed with its placeholders, each on its host."""
+    events = [
+        CommandEvent(
+            root_id,
+            now,
+            EventKind.PHASE_ENDED,
+            f"phase {phase - 1} done; phase {phase} ({what}) with "
+            f"{len(placeholders)} task placeholder(s)",
         )
     ]
     events += [

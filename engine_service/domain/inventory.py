@@ -30,6 +30,7 @@ class EntityKind(StrEnum):
 
     DISK = "disk"
     VM = "vm"
+    TEMPLATE = "template"
 
 
 @dataclass(frozen=True)

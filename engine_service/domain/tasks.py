@@ -36,14 +36,21 @@ class Verb(StrEnum):
 
     CREATE_VOLUME = "CreateVolume"
     COPY_IMAGE = "CopyImage"
+    # Deletes an image, as a task (VDSM's image deletion). Its compensation finishes the
+    # removal (the image is deleted unless a disk of the inventory owns it): a removal is
+    # never undone, and an image nobody owns is never kept.
+    REMOVE_IMAGE = "RemoveImage"
 
 
 def written_image(verb: str, args: Mapping[str, Any]) -> tuple[str, str]:
-    """(storage domain id, image id) of the image a task writes: what compensation deletes."""
+    """(storage domain id, image id) of the image a task writes, or removes: what compensation
+    deletes (unless a disk owns it)."""
     if verb == Verb.CREATE_VOLUME:
         return str(args["storage_domain_id"]), str(args["image_id"])
     if verb == Verb.COPY_IMAGE:
         return str(args["dst_storage_domain_id"]), str(args["dst_image_id"])
+    if verb == Verb.REMOVE_IMAGE:
+        return str(args["storage_domain_id"]), str(args["image_id"])
     raise ValueError(f"unknown agent verb {verb!r}")
 
 

@@ -124,6 +124,31 @@ class EngineServicer(pb_grpc.EngineServiceServicer):
         )
 
     @rpc
+    def RemoveDisk(
+        self, request: pb.RemoveDiskRequest, context: grpc.ServicerContext
+    ) -> pb.RemoveDiskResponse:
+        disk, command = self.engine.remove_disk(
+            request.disk_id, request.request_id, caller(context)
+        )
+        return pb.RemoveDiskResponse(
+            disk=disk_message(disk) if disk else None, command=command_message(command)
+        )
+
+    @rpc
+    def MoveDisk(
+        self, request: pb.MoveDiskRequest, context: grpc.ServicerContext
+    ) -> pb.MoveDiskResponse:
+        disk, command = self.engine.move_disk(
+            request.disk_id,
+            request.destination_storage_domain_id,
+            request.request_id,
+            caller(context),
+        )
+        return pb.MoveDiskResponse(
+            disk=disk_message(disk) if disk else None, command=command_message(command)
+        )
+
+    @rpc
     def GetDisk(
         self, request: pb.GetDiskRequest, context: grpc.ServicerContext
     ) -> pb.GetDiskResponse:
@@ -159,6 +184,33 @@ class EngineServicer(pb_grpc.EngineServiceServicer):
         return pb.AddVmTemplateResponse(
             template=template_message(template) if template else None,
             command=command_message(command),
+        )
+
+    @rpc
+    def RemoveVmTemplate(
+        self, request: pb.RemoveVmTemplateRequest, context: grpc.ServicerContext
+    ) -> pb.RemoveVmTemplateResponse:
+        template, command = self.engine.remove_vm_template(
+            request.template_id, request.request_id, caller(context)
+        )
+        return pb.RemoveVmTemplateResponse(
+            template=template_message(template) if template else None,
+            command=command_message(command),
+        )
+
+    @rpc
+    def AddVmFromTemplate(
+        self, request: pb.AddVmFromTemplateRequest, context: grpc.ServicerContext
+    ) -> pb.AddVmFromTemplateResponse:
+        vm, command = self.engine.add_vm_from_template(
+            request.template_id,
+            request.name,
+            request.destination_storage_domain_id,
+            request.request_id,
+            caller(context),
+        )
+        return pb.AddVmFromTemplateResponse(
+            vm=vm_message(vm) if vm else None, command=command_message(command)
         )
 
     @rpc

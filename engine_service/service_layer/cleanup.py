@@ -17,7 +17,7 @@ from engine_service.domain import history
 from engine_service.domain.clock import utcnow
 from engine_service.domain.history import EventKind
 from engine_service.domain.hosts import Host
-from engine_service.domain.tasks import AsyncTask, TaskCleanup
+from engine_service.domain.tasks import AsyncTask, TaskCleanup, Verb
 from engine_service.service_layer.polling import PollResult, PollSettings
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
 from service_common.vdsm_tasks import TaskState
@@ -63,6 +63,9 @@ class Cleaner:
         try:
             vdsm_task_id = task.vdsm_task_id or self._look_up(client, host, task, infos)
             if vdsm_task_id is None:
+                if compensate and task.verb == Verb.REMOVE_IMAGE:
+                    # A removal never sent: compensation finishes it (tasks.Verb).
+                    self.delete_image(client, task.storage_domain_id, task.image_id, context)
                 return True  # the agent never accepted it
             status = result.statuses[host.host_id].get(vdsm_task_id)
             if status is not None and status.state is not TaskState.FINISHED:

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from engine_service.adapters.agent_client import AgentPool
+from engine_service.adapters.repository import Repository
 from engine_service.domain.commands import CommandFilter, CommandStatus
 from engine_service.domain.history import CommandEvent
-from engine_service.domain.inventory import Disk, Template
+from engine_service.domain.inventory import Disk, Template, Vm
 from engine_service.service_layer.async_task_manager import AsyncTaskManager
 from engine_service.service_layer.commands.add_disk import AddDisk
+from engine_service.service_layer.commands.add_vm_from_template import AddVmFromTemplate
 from engine_service.service_layer.commands.add_vm_template import AddVmTemplate
 from engine_service.service_layer.commands.base import CommandBase
+from engine_service.service_layer.commands.move_disk import MoveDisk
+from engine_service.service_layer.commands.remove_disk import RemoveDisk
+from engine_service.service_layer.commands.remove_vm_template import RemoveVmTemplate
 from engine_service.service_layer.fencing import Fenced, confirm_host_rebooted
 from engine_service.service_layer.idempotency import optional_request
 from engine_service.service_layer.inventory import Inventory, require_name, require_size
@@ -35,6 +42,7 @@ from service_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from service_common.ids import require_uuid
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -94,10 +102,7 @@ class Engine:
         command_id = self.lifecycle.submit(
             lambda: AddDisk.create(name, storage_domain_id, size_bytes), request, by=by
         )
-        with self.uow(read_only=True) as uow:  # one read for the whole reply
-            view = command_view(uow.repo, command_id)
-            disk = uow.repo.disk(view.target_id) if view.target_id else None
-        return disk, view
+        return self._reply(command_id, lambda repo, target: repo.disk(target))
 
     def add_vm_template(
         self,
@@ -120,11 +125,72 @@ class Engine:
         command_id = self.lifecycle.submit(
             lambda: AddVmTemplate.create(vm_id, name, destination), request, by=by
         )
-        with self.uow(read_only=True) as uow:  # one read for the whole reply
+        # No template: the command failed already and its template is gone.
+        return self._reply(command_id, lambda repo, target: repo.template(target))
+
+    def remove_disk(
+        self, disk_id: str, request_id: str = "", by: str = ""
+    ) -> tuple[Disk | None, CommandView]:
+        disk_id = require_uuid("disk_id", disk_id)
+        request = optional_request("RemoveDisk", request_id, disk_id=disk_id)
+        command_id = self.lifecycle.submit(lambda: RemoveDisk.create(disk_id), request, by=by)
+        return self._reply(command_id, lambda repo, target: repo.disk(target))
+
+    def move_disk(
+        self, disk_id: str, destination_storage_domain_id: str, request_id: str = "", by: str = ""
+    ) -> tuple[Disk | None, CommandView]:
+        disk_id = require_uuid("disk_id", disk_id)
+        destination = require_uuid("destination_storage_domain_id", destination_storage_domain_id)
+        request = optional_request(
+            "MoveDisk", request_id, disk_id=disk_id, destination_storage_domain_id=destination
+        )
+        command_id = self.lifecycle.submit(
+            lambda: MoveDisk.create(disk_id, destination), request, by=by
+        )
+        return self._reply(command_id, lambda repo, target: repo.disk(target))
+
+    def remove_vm_template(
+        self, template_id: str, request_id: str = "", by: str = ""
+    ) -> tuple[Template | None, CommandView]:
+        template_id = require_uuid("template_id", template_id)
+        request = optional_request("RemoveVmTemplate", request_id, template_id=template_id)
+        command_id = self.lifecycle.submit(
+            lambda: RemoveVmTemplate.create(template_id), request, by=by
+        )
+        return self._reply(command_id, lambda repo, target: repo.template(target))
+
+    def add_vm_from_template(
+        self,
+        template_id: str,
+        name: str,
+        destination_storage_domain_id: str,
+        request_id: str = "",
+        by: str = "",
+    ) -> tuple[Vm | None, CommandView]:
+        template_id = require_uuid("template_id", template_id)
+        name = require_name("name", name)
+        destination = require_uuid("destination_storage_domain_id", destination_storage_domain_id)
+        request = optional_request(
+            "AddVmFromTemplate",
+            request_id,
+            template_id=template_id,
+            name=name,
+            destination_storage_domain_id=destination,
+        )
+        command_id = self.lifecycle.submit(
+            lambda: AddVmFromTemplate.create(template_id, name, destination), request, by=by
+        )
+        return self._reply(command_id, lambda repo, target: repo.vm(target))
+
+    def _reply(
+        self, command_id: str, entity: Callable[[Repository, str], T | None]
+    ) -> tuple[T | None, CommandView]:
+        """A submitted command and its target entity (None if the command has ended and the
+        entity is gone), in one read."""
+        with self.uow(read_only=True) as uow:
             view = command_view(uow.repo, command_id)
-            template = uow.repo.template(view.target_id) if view.target_id else None
-        # None: the command failed already and its template is gone.
-        return template, view
+            found = entity(uow.repo, view.target_id) if view.target_id else None
+        return found, view
 
     def command(self, command_id: str) -> CommandView:
         command_id = require_uuid("command_id", command_id)

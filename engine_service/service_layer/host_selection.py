@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from engine_service.adapters.repository import Repository
+from engine_service.domain.clock import utcnow
+from engine_service.domain.history import CommandEvent, EventKind
 from engine_service.domain.hosts import Host, HostStatus, least_busy
 from service_common.errors import FailedPrecondition
 
+if TYPE_CHECKING:
+    from engine_service.service_layer.plans import Pending
+    from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
+
 HOST_SNAPSHOT_SECONDS = 1.0
+log = logging.getLogger(__name__)
 
 
 class HostPicker:
@@ -63,3 +72,57 @@ class HostSnapshot:
             return None
         host = self.hosts.get(host_id)
         return host if host is not None and host.is_up else None
+
+
+def host_for(uow_factory: UnitOfWorkFactory, task: Pending, hosts: HostSnapshot) -> Host | None:
+    """The host a placeholder is about to be sent to. One that is no longer UP (it went
+    NON_RESPONSIVE or into maintenance since the placeholder was written) is swapped for
+    the least busy UP host: this task was never sent anywhere, so moving it is safe.
+    None if the placeholder is gone.
+
+    While `hosts` (read when the command was submitted or read back) is younger than
+    HOST_SNAPSHOT_SECONDS and says the host is UP, it is trusted: the tasks of a command
+    go out within milliseconds, and a task sent to a host that has just gone down fails
+    like any other. Otherwise the placeholder and its host are read again."""
+    fresh = hosts.up(task.host_id)
+    if fresh is not None:
+        return fresh
+    with uow_factory() as uow:
+        placeholder = uow.repo.task(task.task_id)
+        if placeholder is None:
+            return None
+        hosts.refresh(uow.repo.hosts())
+        host = hosts.hosts[placeholder.host_id]
+        if hosts.reachable(host):
+            return host
+        try:
+            target = hosts.hosts[HostPicker(uow.repo)()]
+        except FailedPrecondition:
+            raise FailedPrecondition(
+                f"no host is UP to run task {task.task_id} "
+                f"(its host {host.name} is {host.status.value})"
+            ) from None
+        uow.repo.move_task(task.task_id, target.host_id)
+        moved = f"from host {host.name} ({host.status.value}) to {target.name}, unsent"
+        uow.repo.add_events(
+            [
+                CommandEvent(
+                    placeholder.root_command_id,
+                    utcnow(),
+                    EventKind.TASK_MOVED,
+                    moved,
+                    task.task_id,
+                    target.host_id,
+                )
+            ]
+        )
+        uow.commit()
+    log.warning(
+        "task %s moved from host %s (%s) to host %s before it was sent",
+        task.task_id,
+        host.name,
+        host.status.value,
+        target.name,
+        extra={"task_id": task.task_id, "host": target.name},
+    )
+    return target

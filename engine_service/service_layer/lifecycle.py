@@ -16,6 +16,7 @@ from typing import Any
 
 from engine_service import observability as metrics
 from engine_service.adapters.agent_client import AgentPool, AgentRejected, AgentUnavailable
+from engine_service.adapters.repository import Repository
 from engine_service.crash import crash_point
 from engine_service.domain import history
 from engine_service.domain.clock import utcnow
@@ -23,8 +24,8 @@ from engine_service.domain.commands import CommandRecord, CommandStatus, Outcome
 from engine_service.domain.history import CommandEvent, EventKind
 from engine_service.domain.hosts import Host
 from engine_service.domain.requests import ClientRequest, Conflict
-from engine_service.service_layer.commands.base import CommandBase, end_command
-from engine_service.service_layer.host_selection import HostPicker, HostSnapshot
+from engine_service.service_layer.commands.base import CommandBase, end_command, start_next_phase
+from engine_service.service_layer.host_selection import HostPicker, HostSnapshot, host_for
 from engine_service.service_layer.idempotency import first_result, record_request
 from engine_service.service_layer.plans import Pending, Plan
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
@@ -44,8 +45,12 @@ class CommandLifecycle:
         start_attempts: int = 8,
         retry_delay: float = 0.25,
         sleep: Callable[[float], None] = time.sleep,
+        run_soon: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         self.uow = uow
+        # How a next phase is started once its placeholders are committed: on a thread of its
+        # own by default, so that the poll that ended the phase goes on.
+        self.run_soon = run_soon or _on_a_thread
         self.agents = agents
         self.start_attempts = start_attempts
         self.retry_delay = retry_delay
@@ -193,7 +198,7 @@ class CommandLifecycle:
         """Start one placeholder's task and store the agent's id. False if the command ended
         (now, or meanwhile): the rest of its placeholders are not sent."""
         try:
-            host = self._host_for(task, plan.hosts)
+            host = host_for(self.uow, task, plan.hosts)
         except FailedPrecondition as exc:
             self.finish(root_id, Outcome(CommandStatus.FAILED, str(exc)))
             return False
@@ -212,59 +217,6 @@ class CommandLifecycle:
         if first:
             crash_point("after_agent_accept")  # accepted, its agent id not stored yet
         return self._store_agent_id(root_id, task, host.host_id, vdsm_task_id)
-
-    def _host_for(self, task: Pending, hosts: HostSnapshot) -> Host | None:
-        """The host a placeholder is about to be sent to. One that is no longer UP (it went
-        NON_RESPONSIVE or into maintenance since the placeholder was written) is swapped for
-        the least busy UP host: this task was never sent anywhere, so moving it is safe.
-        None if the placeholder is gone.
-
-        While `hosts` (read when the command was submitted or read back) is younger than
-        HOST_SNAPSHOT_SECONDS and says the host is UP, it is trusted: the tasks of a command
-        go out within milliseconds, and a task sent to a host that has just gone down fails
-        like any other. Otherwise the placeholder and its host are read again."""
-        fresh = hosts.up(task.host_id)
-        if fresh is not None:
-            return fresh
-        with self.uow() as uow:
-            placeholder = uow.repo.task(task.task_id)
-            if placeholder is None:
-                return None
-            hosts.refresh(uow.repo.hosts())
-            host = hosts.hosts[placeholder.host_id]
-            if hosts.reachable(host):
-                return host
-            try:
-                target = hosts.hosts[HostPicker(uow.repo)()]
-            except FailedPrecondition:
-                raise FailedPrecondition(
-                    f"no host is UP to run task {task.task_id} "
-                    f"(its host {host.name} is {host.status.value})"
-                ) from None
-            uow.repo.move_task(task.task_id, target.host_id)
-            moved = f"from host {host.name} ({host.status.value}) to {target.name}, unsent"
-            uow.repo.add_events(
-                [
-                    CommandEvent(
-                        placeholder.root_command_id,
-                        utcnow(),
-                        EventKind.TASK_MOVED,
-                        moved,
-                        task.task_id,
-                        target.host_id,
-                    )
-                ]
-            )
-            uow.commit()
-        log.warning(
-            "task %s moved from host %s (%s) to host %s before it was sent",
-            task.task_id,
-            host.name,
-            host.status.value,
-            target.name,
-            extra={"task_id": task.task_id, "host": target.name},
-        )
-        return target
 
     @spanned("agent.start", result="agent.task_id", arguments={"task.id": "task_id"})
     def _start(self, host: Host, task_id: str, child: CommandBase[Any]) -> str:
@@ -336,25 +288,75 @@ class CommandLifecycle:
         every command it decided with one commit). Returns the ones this call ended. `events`
         of a command go into its history just before its end, if this call ends it."""
         ended: list[tuple[str, CommandRecord, Outcome]] = []
-        with self.uow() as uow:
-            for root_id, outcome in outcomes.items():
-                record = uow.repo.command(root_id)
-                if record is None:
-                    if missing_is_error:
-                        raise NotFound(f"command_id: no command {root_id}")
-                    continue
-                if not record.status.terminal:  # what led to the end, recorded before it
-                    uow.repo.add_events(e for e in events if e.command_id == root_id)
-                if end_command(uow.repo, root_id, outcome, unresolved) is not None:
-                    ended.append((root_id, record, outcome))
-            if not ended:
-                return []  # nothing committed: the events go too
-            crash_point("before_end_commit")
-            uow.commit()
+        advanced: list[str] = []  # commands whose next phase starts instead of their end
+        try:
+            with self.uow() as uow:
+                for root_id, outcome in outcomes.items():
+                    record = uow.repo.command(root_id)
+                    if record is None:
+                        if missing_is_error:
+                            raise NotFound(f"command_id: no command {root_id}")
+                        continue
+                    in_phases = CommandBase.type_named(record.action_type).has_phases
+                    if outcome.succeeded and in_phases and not record.status.terminal:
+                        next_phase = self._next_phase(uow.repo, root_id)
+                        if isinstance(next_phase, Outcome):
+                            outcome = next_phase  # the next phase cannot start: it fails
+                        elif next_phase:
+                            advanced.append(root_id)
+                            continue
+                    if not record.status.terminal:  # what led to the end, recorded before it
+                        uow.repo.add_events(e for e in events if e.command_id == root_id)
+                    if end_command(uow.repo, root_id, outcome, unresolved) is not None:
+                        ended.append((root_id, record, outcome))
+                if not ended and not advanced:
+                    return []  # nothing committed: the events go too
+                if ended:
+                    crash_point("before_end_commit")
+                uow.commit()
+        except BaseException:
+            for root_id in advanced:
+                self._not_executing(root_id)
+            raise
         now = utcnow()
         for root_id, record, outcome in ended:
             _log_end(root_id, record, outcome, now)
+        for root_id in advanced:
+            crash_point("between_phases")
+            self.run_soon(lambda root_id=root_id: self._execute_phase(root_id))  # type: ignore[misc]
         return [root_id for root_id, _, _ in ended]
+
+    def _next_phase(self, repo: Repository, root_id: str) -> bool | Outcome:
+        """Add the next phase of a command whose tasks all succeeded to the transaction: True
+        if it has one (it is marked executing from now on, so that no sweep takes its new
+        placeholders for orphans), False if it is done, or the failure to end it with when no
+        host is UP to run that phase."""
+        with self._lock:
+            self._executing.add(root_id)
+        try:
+            placeholders = start_next_phase(repo, root_id, HostPicker(repo))
+        except FailedPrecondition as exc:
+            self._not_executing(root_id)
+            return Outcome(CommandStatus.FAILED, f"its next phase could not start: {exc}")
+        except BaseException:
+            self._not_executing(root_id)
+            raise
+        if placeholders is None:
+            self._not_executing(root_id)
+            return False
+        log.info(
+            "command %s: phase done, %d task placeholder(s) of the next committed",
+            root_id,
+            len(placeholders),
+            extra={"command_id": root_id},
+        )
+        return True
+
+    def _execute_phase(self, root_id: str) -> None:
+        try:
+            self.execute(root_id)
+        except Exception:  # the sweep fails it later if its placeholders stay unsent
+            log.exception("starting the next phase of command %s failed", root_id)
 
     def cancel(self, command_id: str, by: str = "") -> None:
         """Cancel a top-level command; `by` (who asked) goes into its history."""
@@ -375,6 +377,10 @@ class CommandLifecycle:
                 subject=f"commands/{command_id}",
                 kind="ALREADY_ENDED",
             )
+
+
+def _on_a_thread(work: Callable[[], None]) -> None:
+    threading.Thread(target=work, name="next-phase", daemon=True).start()
 
 
 def _log_end(root_id: str, record: CommandRecord, outcome: Outcome, now: datetime) -> None:

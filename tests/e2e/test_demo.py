@@ -28,6 +28,9 @@ def test_the_demo_runs_and_shows_progress_the_report_and_both_outcomes() -> None
     assert "golden" in out and "OK" in out  # the first template
     assert "partial files on storage: none; tasks left on the hosts: 0" in out
     assert "console: http://127.0.0.1:" in out  # its address, first
-    assert "lists the same 5 commands" in out  # served again after both restarts
+    # A disk moved in two phases, then the good template removed.
+    assert "MoveDisk SUCCEEDED" in out and "phase 2 (remove the source image)" in out
+    assert "RemoveVmTemplate SUCCEEDED" in out
+    assert "lists the same 8 commands" in out  # served again after both restarts
     assert "stdin is not a terminal: not waiting" in out
     assert out.rstrip().endswith("Demo finished.")

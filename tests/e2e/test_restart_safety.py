@@ -269,10 +269,13 @@ def test_randomized_engine_kills_during_a_stream_of_commands(make_dc) -> None:
     dc, vm, src, dst = make_dc(hosts=2, throttle=16 * MiB, disk_bytes=MiB)
     started = time.monotonic()
     done = 0
+    made_disks: list[str] = []  # shared by the rounds: earlier rounds' disks are OK by now
     for round_no in range(rounds):
         if time.monotonic() - started > budget:
             break
-        stream = CommandStream(dc, vm, src, dst, random.Random(rng.random()), f"r{round_no}")
+        stream = CommandStream(
+            dc, vm, src, dst, random.Random(rng.random()), f"r{round_no}", made_disks
+        )
         stream.start()
         time.sleep(rng.uniform(0.05, 0.6))  # a random moment of the stream
         dc.engine.kill()
@@ -287,30 +290,60 @@ def test_randomized_engine_kills_during_a_stream_of_commands(make_dc) -> None:
         pb.CommandStatus.Name(c.status).removeprefix("COMMAND_STATUS_") for c in dc.commands()
     )
     reasons = Counter(c.failure_reason.split(":")[0] for c in dc.commands() if c.failure_reason)
+    kinds = Counter(c.action_type for c in dc.commands())
     print(
         f"soak seed {seed}: {done} round(s) in {time.monotonic() - started:.0f}s, invariants "
-        f"held after every restart; commands {dict(outcomes)}; failure reasons {dict(reasons)}"
+        f"held after every restart; commands {dict(outcomes)} of types {dict(kinds)}; failure "
+        f"reasons {dict(reasons)}"
     )
     assert done >= 5
 
 
 class CommandStream(threading.Thread):
-    """Sends AddVmTemplate and AddDisk requests back to back until the engine dies."""
+    """Sends AddVmTemplate, AddDisk, MoveDisk and RemoveDisk requests back to back until the
+    engine dies; the moves and removals take disks the stream made."""
 
     def __init__(
-        self, dc: DataCenter, vm: str, src: str, dst: str, rng: random.Random, prefix: str
+        self,
+        dc: DataCenter,
+        vm: str,
+        src: str,
+        dst: str,
+        rng: random.Random,
+        prefix: str,
+        made: list[str],
     ) -> None:
         super().__init__(daemon=True)
         self.dc, self.vm, self.src, self.dst, self.rng, self.prefix = dc, vm, src, dst, rng, prefix
+        self.made = made
 
     def run(self) -> None:
+        made = self.made
         for i in range(200):
+            roll = self.rng.random()
             try:
-                if self.rng.random() < 0.5:
+                if roll < 0.4:
                     self.dc.start_template(self.vm, f"{self.prefix}-{i}", self.dst)
+                elif roll < 0.7 or not made:
+                    made.append(
+                        self.dc.add_disk(self.src, 1 << 20, f"{self.prefix}-{i}", wait=False)
+                    )
+                elif roll < 0.85:
+                    where = self.rng.choice([self.src, self.dst])
+                    request = pb.MoveDiskRequest(
+                        disk_id=self.rng.choice(made), destination_storage_domain_id=where
+                    )
+                    self.dc.stub.MoveDisk(request, timeout=T)
                 else:
-                    self.dc.add_disk(self.src, 1 << 20, f"{self.prefix}-{i}", wait=False)
+                    request_rm = pb.RemoveDiskRequest(
+                        disk_id=made.pop(self.rng.randrange(len(made)))
+                    )
+                    self.dc.stub.RemoveDisk(request_rm, timeout=T)
             except grpc.RpcError as exc:
                 if exc.code() == grpc.StatusCode.UNAVAILABLE:
                     return  # the engine died under this request
-                assert exc.code() == grpc.StatusCode.FAILED_PRECONDITION, exc  # disks locked
+                # Disks locked (or in place already), or removed by a failed AddDisk.
+                assert exc.code() in (
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    grpc.StatusCode.NOT_FOUND,
+                ), exc

@@ -35,7 +35,7 @@ from engine_service.domain.inventory import (
     Vm,
 )
 from engine_service.domain.requests import Conflict, StoredRequest
-from engine_service.domain.tasks import AsyncTask, TaskCleanup, TaskUpdate, TaskView
+from engine_service.domain.tasks import AsyncTask, TaskCleanup, TaskUpdate, TaskView, Verb
 from service_common.vdsm_tasks import TaskState
 from tests.unit.fake_history import FakeHistory
 from tests.unit.fake_retention import FakeRetention
@@ -185,6 +185,27 @@ class FakeRepository(FakeRetention, FakeHistory):
             if disk_id in self.store.disks:
                 self.store.disks[disk_id].status = status
 
+    def disk_users(self, disk_id: str) -> tuple[list[str], list[str]]:
+        vms = [v.vm_id for v in self.store.vms.values() if disk_id in v.disk_ids]
+        templates = [t.template_id for t in self.store.templates.values() if disk_id in t.disk_ids]
+        return vms, templates
+
+    def lock_holder(self, kind: EntityKind, entity_id: str) -> str | None:
+        lock = self.store.locks.get((kind, entity_id))
+        return lock.command_id if lock is not None else None
+
+    def move_disk(self, disk_id: str, storage_domain_id: str, image_id: str) -> None:
+        disk = self.store.disks[disk_id]
+        disk.storage_domain_id, disk.image_id = storage_domain_id, image_id
+
+    def delete_disks(self, disk_ids: Iterable[str]) -> None:
+        for disk_id in disk_ids:
+            self.store.disks.pop(disk_id, None)
+
+    def delete_templates(self, template_ids: Iterable[str]) -> None:
+        for template_id in template_ids:
+            self.store.templates.pop(template_id, None)
+
     def vm(self, vm_id: str) -> Vm | None:
         return self.store.vms.get(vm_id)
 
@@ -217,6 +238,9 @@ class FakeRepository(FakeRetention, FakeHistory):
 
     def command(self, command_id: str) -> CommandRecord | None:
         return copy.deepcopy(self.store.commands.get(command_id))
+
+    def command_for_update(self, command_id: str) -> CommandRecord | None:
+        return self.command(command_id)
 
     def _family(self, ids: set[str]) -> list[CommandRecord]:
         found = [c for c in self.store.commands.values() if {c.command_id, c.parent_id} & ids]
@@ -452,6 +476,24 @@ class FakeRepository(FakeRetention, FakeHistory):
         for command_id in self._in(batch):
             self.store.templates.pop(str(self.store.commands[command_id].target_id), None)
 
+    def _locked_by(self, kind: EntityKind, batch: CommandBatch) -> list[str]:
+        commands = set(self._in(batch))
+        return [
+            e
+            for (k, e), lock in self.store.locks.items()
+            if k == kind and lock.command_id in commands
+        ]
+
+    def delete_disks_locked_by(self, batch: CommandBatch) -> None:
+        self.delete_disks(self._locked_by(EntityKind.DISK, batch))
+
+    def delete_templates_locked_by(self, batch: CommandBatch) -> None:
+        self.delete_templates(self._locked_by(EntityKind.TEMPLATE, batch))
+
+    def delete_vms_made_by(self, batch: CommandBatch) -> None:
+        for command_id in self._in(batch):
+            self.store.vms.pop(str(self.store.commands[command_id].target_id), None)
+
     def unlock_disks_locked_by(self, batch: CommandBatch) -> None:
         commands = set(self._in(batch))
         for (kind, entity_id), lock in self.store.locks.items():
@@ -467,7 +509,9 @@ class FakeRepository(FakeRetention, FakeHistory):
         doomed = [
             t.task_id
             for t in self._unsent()
-            if t.root_command_id in roots and t.host_id not in keep
+            if t.root_command_id in roots
+            and t.host_id not in keep
+            and t.verb != Verb.REMOVE_IMAGE  # a removal's compensation finishes it
         ]
         self.delete_tasks(doomed)
         for t in self.store.tasks.values():

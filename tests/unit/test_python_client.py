@@ -16,7 +16,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from durable_virt_tasks_client import CallError, EngineClient, RetryPolicy, pb
-from durable_virt_tasks_client.client import is_loopback
+from durable_virt_tasks_client.channels import is_loopback
 
 
 class Failure(grpc.RpcError):

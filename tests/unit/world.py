@@ -46,7 +46,11 @@ class World:
         self.pool = cast(AgentPool, self.agents)
         self.sleeps: list[float] = []
         self.lifecycle = CommandLifecycle(
-            self.uow, self.pool, start_attempts=start_attempts, sleep=self.sleeps.append
+            self.uow,
+            self.pool,
+            start_attempts=start_attempts,
+            sleep=self.sleeps.append,
+            run_soon=lambda work: work(),  # a next phase starts at once, on this thread
         )
         self.settings = PollSettings(**settings)
         # How many agent calls had been made when each commit happened.

@@ -9,7 +9,16 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select
 
-from engine_service.adapters.orm import COMMANDS, DISKS, LOCKS, TASKS, TEMPLATE_DISKS, TEMPLATES
+from engine_service.adapters.orm import (
+    COMMANDS,
+    DISKS,
+    LOCKS,
+    TASKS,
+    TEMPLATE_DISKS,
+    TEMPLATES,
+    VM_DISKS,
+    VMS,
+)
 from engine_service.adapters.repository.shared import Part
 from engine_service.domain.commands import (
     CommandBatch,
@@ -21,7 +30,7 @@ from engine_service.domain.commands import (
     Outcome,
 )
 from engine_service.domain.inventory import DiskStatus, EntityKind
-from engine_service.domain.tasks import TaskCleanup
+from engine_service.domain.tasks import TaskCleanup, Verb
 
 _TOP_LEVEL = COMMANDS.c.parent_id.is_(None)
 
@@ -133,6 +142,29 @@ class BatchQueries(Part):
         )
         self.session.execute(TEMPLATES.delete().where(TEMPLATES.c.template_id.in_(targets)))
 
+    def _locked_by(self, kind: EntityKind, batch: CommandBatch) -> Select[Any]:
+        return select(LOCKS.c.entity_id).where(
+            LOCKS.c.entity_type == kind.value, LOCKS.c.command_id.in_(ids_of(batch))
+        )
+
+    def delete_disks_locked_by(self, batch: CommandBatch) -> None:
+        """The disks the commands hold (removals: they go whatever the end)."""
+        self.session.execute(
+            DISKS.delete().where(DISKS.c.disk_id.in_(self._locked_by(EntityKind.DISK, batch)))
+        )
+
+    def delete_templates_locked_by(self, batch: CommandBatch) -> None:
+        locked = self._locked_by(EntityKind.TEMPLATE, batch)
+        self.session.execute(
+            TEMPLATE_DISKS.delete().where(TEMPLATE_DISKS.c.template_id.in_(locked))
+        )
+        self.session.execute(TEMPLATES.delete().where(TEMPLATES.c.template_id.in_(locked)))
+
+    def delete_vms_made_by(self, batch: CommandBatch) -> None:
+        targets = select(COMMANDS.c.target_id).where(COMMANDS.c.command_id.in_(ids_of(batch)))
+        self.session.execute(VM_DISKS.delete().where(VM_DISKS.c.vm_id.in_(targets)))
+        self.session.execute(VMS.delete().where(VMS.c.vm_id.in_(targets)))
+
     def unlock_disks_locked_by(self, batch: CommandBatch) -> None:
         """Disks the commands held locked are usable again."""
         locked = select(LOCKS.c.entity_id).where(
@@ -146,8 +178,9 @@ class BatchQueries(Part):
         self, batch: CommandBatch, cleanup: TaskCleanup, keep_hosts: Iterable[str] = ()
     ) -> int:
         """Delete the placeholders of the commands that never reached an agent (but keep, as
-        debt, those on `keep_hosts`, which could not be asked); mark every other task with
-        what is left to do. Returns the placeholders deleted."""
+        debt, those on `keep_hosts`, which could not be asked, and those of removals, whose
+        compensation finishes the removal); mark every other task with what is left to do.
+        Returns the placeholders deleted."""
         roots = TASKS.c.root_command_id.in_(ids_of(batch))
         removed = self.session.execute(
             TASKS.delete().where(
@@ -155,6 +188,7 @@ class BatchQueries(Part):
                 TASKS.c.vdsm_task_id.is_(None),
                 TASKS.c.cleanup == TaskCleanup.NONE,
                 TASKS.c.host_id.not_in(list(keep_hosts)),
+                TASKS.c.verb != Verb.REMOVE_IMAGE.value,
             )
         ).rowcount  # type: ignore[attr-defined]
         self.session.execute(

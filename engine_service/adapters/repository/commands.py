@@ -60,6 +60,13 @@ class CommandQueries(Part):
         )
         return found[0] if found else None
 
+    def command_for_update(self, command_id: str) -> CommandRecord | None:
+        """The command, its row locked until the transaction ends (PostgreSQL: a concurrent
+        end waits for it; SQLite has one writer at a time anyway)."""
+        query = select(COMMANDS).where(COMMANDS.c.command_id == command_id).with_for_update()
+        found = self._objects(CommandRecord, query)
+        return found[0] if found else None
+
     def command_family(self, command_id: str) -> list[CommandRecord]:
         """The command and its children (oldest first), in one query."""
         return self._objects(CommandRecord, _COMMAND_FAMILY, command_id=command_id)

@@ -104,6 +104,34 @@ class InventoryQueries(Part):
             DISKS.update().where(DISKS.c.disk_id.in_(list(disk_ids))).values(status=status)
         )
 
+    def disk_users(self, disk_id: str) -> tuple[list[str], list[str]]:
+        """The VMs and the templates whose disk lists name the disk."""
+        vms = self.session.scalars(select(VM_DISKS.c.vm_id).where(VM_DISKS.c.disk_id == disk_id))
+        templates = self.session.scalars(
+            select(TEMPLATE_DISKS.c.template_id).where(TEMPLATE_DISKS.c.disk_id == disk_id)
+        )
+        return list(vms), list(templates)
+
+    def lock_holder(self, kind: EntityKind, entity_id: str) -> str | None:
+        """The command holding the entity's lock, if one does."""
+        holder = self.session.scalar(
+            select(LOCKS.c.command_id).where(
+                LOCKS.c.entity_type == kind.value, LOCKS.c.entity_id == entity_id
+            )
+        )
+        return str(holder) if holder is not None else None
+
+    def move_disk(self, disk_id: str, storage_domain_id: str, image_id: str) -> None:
+        """The disk is now the image `image_id` in `storage_domain_id` (its verified copy)."""
+        self.session.execute(
+            DISKS.update()
+            .where(DISKS.c.disk_id == disk_id)
+            .values(storage_domain_id=storage_domain_id, image_id=image_id)
+        )
+
+    def delete_disks(self, disk_ids: Iterable[str]) -> None:
+        self.session.execute(DISKS.delete().where(DISKS.c.disk_id.in_(list(disk_ids))))
+
     # -- VMs -------------------------------------------------------------------------------
 
     def vm(self, vm_id: str) -> Vm | None:
@@ -183,6 +211,11 @@ class InventoryQueries(Part):
                 for i, d in enumerate(disk_ids)
             ],
         )
+
+    def delete_templates(self, template_ids: Iterable[str]) -> None:
+        ids = list(template_ids)
+        self.session.execute(TEMPLATE_DISKS.delete().where(TEMPLATE_DISKS.c.template_id.in_(ids)))
+        self.session.execute(TEMPLATES.delete().where(TEMPLATES.c.template_id.in_(ids)))
 
     def set_template_status(self, template_id: str, status: TemplateStatus) -> None:
         self.session.execute(

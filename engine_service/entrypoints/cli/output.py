@@ -96,7 +96,8 @@ def table(header: str, show: Callable[[Any], None], items: Iterable[Any]) -> Non
 
 
 def print_started(show: Callable[[Any], None], entity: Message, cmd: pb.Command) -> None:
-    show(entity)
+    if entity.ByteSize():  # unset: the command ended already and took the entity with it
+        show(entity)
     click.echo(f"command {cmd.command_id}")
 
 

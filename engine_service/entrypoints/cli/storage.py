@@ -94,3 +94,37 @@ def disk_list(c: Client) -> None:
     """Every disk (all pages)."""
     disks = list(pages(c, "ListDisks", pb.ListDisksRequest(page_size=500), "disks"))
     c.show(pb.ListDisksResponse(disks=disks), lambda: table(DISK_HEADER, print_disk, disks))
+
+
+@disk.command("remove")
+@click.argument("disk_id")
+@click.option("--wait", "wait", is_flag=True, help="watch the command until it ends")
+@request_id_option
+@click.pass_obj
+def disk_remove(c: Client, disk_id: str, wait: bool, request_id: str) -> None:
+    """Start removing a disk (never undone: a failed or cancelled removal still removes it)."""
+    reply = c.call("RemoveDisk", pb.RemoveDiskRequest(disk_id=disk_id, request_id=request_id))
+    c.show(reply, lambda: print_started(print_disk, reply.disk, reply.command))
+    if wait:
+        follow(c, reply.command.command_id)
+
+
+@disk.command("move")
+@click.argument("disk_id")
+@click.option("--domain", "storage_domain_id", required=True, help="destination storage domain")
+@click.option("--wait", "wait", is_flag=True, help="watch the command until it ends")
+@request_id_option
+@click.pass_obj
+def disk_move(c: Client, disk_id: str, storage_domain_id: str, wait: bool, request_id: str) -> None:
+    """Start moving a disk to another storage domain: copy, then remove the source."""
+    reply = c.call(
+        "MoveDisk",
+        pb.MoveDiskRequest(
+            disk_id=disk_id,
+            destination_storage_domain_id=storage_domain_id,
+            request_id=request_id,
+        ),
+    )
+    c.show(reply, lambda: print_started(print_disk, reply.disk, reply.command))
+    if wait:
+        follow(c, reply.command.command_id)

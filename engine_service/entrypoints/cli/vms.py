@@ -21,6 +21,10 @@ from engine_service.v1 import engine_service_pb2 as pb
 # -- VMs ----------------------------------------------------------------------------------------
 
 
+def print_vm(vm: pb.Vm) -> None:
+    click.echo(f"{vm.vm_id}  {vm.name}  disks={','.join(vm.disk_ids)}")
+
+
 @click.group(cls=Noun)
 def vm() -> None:
     """VMs (a name and disks)."""
@@ -37,18 +41,38 @@ def vm_add(c: Client, name: str, disk_ids: tuple[str, ...], request_id: str) -> 
     c.show(reply, lambda: click.echo(f"{reply.vm.vm_id}  {name}  disks={len(reply.vm.disk_ids)}"))
 
 
+@vm.command("from-template")
+@click.argument("template_id")
+@click.option("--name", required=True, help="the new VM's name")
+@click.option("--domain", "storage_domain_id", required=True, help="where its disks are made")
+@click.option("--wait", "wait", is_flag=True, help="watch the command until it ends")
+@request_id_option
+@click.pass_obj
+def vm_from_template(
+    c: Client, template_id: str, name: str, storage_domain_id: str, wait: bool, request_id: str
+) -> None:
+    """Start making a VM whose disks are copies of a template's."""
+    reply = c.call(
+        "AddVmFromTemplate",
+        pb.AddVmFromTemplateRequest(
+            template_id=template_id,
+            name=name,
+            destination_storage_domain_id=storage_domain_id,
+            request_id=request_id,
+        ),
+    )
+    c.show(reply, lambda: print_started(print_vm, reply.vm, reply.command))
+    if wait:
+        follow(c, reply.command.command_id)
+
+
 @vm.command("get")
 @click.argument("vm_id")
 @click.pass_obj
 def vm_get(c: Client, vm_id: str) -> None:
     """One VM."""
     reply = c.call("GetVm", pb.GetVmRequest(vm_id=vm_id))
-    c.show(
-        reply,
-        lambda: click.echo(
-            f"{reply.vm.vm_id}  {reply.vm.name}  disks={','.join(reply.vm.disk_ids)}"
-        ),
-    )
+    c.show(reply, lambda: print_vm(reply.vm))
 
 
 # -- templates ----------------------------------------------------------------------------------
@@ -81,6 +105,22 @@ def template_add(
     )
     c.show(reply, lambda: print_started(print_template, reply.template, reply.command))
     if watch:
+        follow(c, reply.command.command_id)
+
+
+@template.command("remove")
+@click.argument("template_id")
+@click.option("--wait", "wait", is_flag=True, help="watch the command until it ends")
+@request_id_option
+@click.pass_obj
+def template_remove(c: Client, template_id: str, wait: bool, request_id: str) -> None:
+    """Start removing a template and its disks (never undone)."""
+    reply = c.call(
+        "RemoveVmTemplate",
+        pb.RemoveVmTemplateRequest(template_id=template_id, request_id=request_id),
+    )
+    c.show(reply, lambda: print_started(print_template, reply.template, reply.command))
+    if wait:
         follow(c, reply.command.command_id)
 
 

@@ -10,7 +10,11 @@ A command type is one module: a subclass of CommandBase with an `action_type` an
    target entities in LOCKED state: added to ONE transaction, which the caller commits.
 4. `task_plan()`: a child that runs one agent task says which verb and arguments;
    `execute(agent, task_id)` starts it on the host chosen for its placeholder.
-5. `end_successfully(repo)` / `end_with_failure(repo)`: settle the entities, in the transaction
+5. `next_phase(repo, children)`: a command whose work comes in phases (copy, then delete the
+   source) returns the children of its next phase once every task so far has succeeded; the
+   framework ends the phase and commits their placeholders in ONE transaction
+   (`start_next_phase`), then starts them. The default, no next phase, ends the command.
+6. `end_successfully(repo)` / `end_with_failure(repo)`: settle the entities, in the transaction
    that makes the command terminal and releases its locks (see `end_command`). `fail_many`
    settles a whole batch of failed commands of one type with set-based statements; a type that
    implements it gets `end_with_failure` for free.
@@ -116,6 +120,22 @@ class CommandBase(Generic[P]):
             raise TypeError(f"{self.action_type} has no task to execute")
         return agent.start_task(plan.verb.value, task_id, dict(plan.args))
 
+    def next_phase(
+        self, repo: Repository, children: list[CommandBase[Any]]
+    ) -> list[CommandBase[Any]]:
+        """The children of the next phase, now that every task of `children` (all the
+        children so far) has succeeded; [] if the command is done. Called inside the
+        transaction that ends the phase: what the phase's success changes in the inventory is
+        written here, with the next phase's placeholders."""
+        return []
+
+    # True for a type that overrides next_phase (its commands may have more than one phase).
+    has_phases: ClassVar[bool] = False
+
+    def phase_name(self, phase: int) -> str:
+        """What phase `phase` (1, 2, ...) does, for the history."""
+        return f"phase {phase}"
+
     def entity_locks(self) -> list[tuple[EntityKind, str]]:
         """(entity kind, entity id) pairs to lock for the command's lifetime."""
         return []
@@ -182,6 +202,43 @@ class CommandBase(Generic[P]):
             target_id=self.target_id,
             created_at=now,
         )
+
+
+def start_next_phase(
+    repo: Repository, root_id: str, pick_host: Callable[[], str]
+) -> list[AsyncTask] | None:
+    """If the ACTIVE command `root_id` has a next phase: end this one (its tasks are cleared
+    on their hosts, never compensated: what they made is kept) and add the next phase's
+    children and placeholders, all to the caller's transaction. Returns the new placeholders,
+    or None if the command has no next phase (or is no longer ACTIVE): it is done."""
+    record = repo.command_for_update(root_id)
+    if record is None or record.status.terminal:
+        return None
+    command = CommandBase.from_record(record)
+    done = repo.children_of_many([root_id]).get(root_id, [])
+    if not command.has_phases:
+        return None
+    first_host = pick_host()  # FailedPrecondition (no host UP) before anything is written
+    children = command.next_phase(repo, [CommandBase.from_record(c) for c in done])
+    if not children:
+        return None
+    hosts = iter([first_host])
+    now = utcnow()
+    phase = 1 + len({c.created_at for c in done})  # a phase's children share their time
+    repo.settle_tasks_of(CommandBatch.of([root_id]), TaskCleanup.CLEAR)
+    repo.add_commands(c.record(root_id, now) for c in children)
+    placeholders = [
+        AsyncTask.placeholder(
+            plan, child.command_id, root_id, next(hosts, None) or pick_host(), now
+        )
+        for child in children
+        if (plan := child.task_plan()) is not None
+    ]
+    repo.add_tasks(placeholders)
+    repo.add_events(
+        history.next_phase(root_id, phase, placeholders, now, command.phase_name(phase))
+    )
+    return placeholders
 
 
 def end_command(

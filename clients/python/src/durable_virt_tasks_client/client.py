@@ -6,8 +6,9 @@ id per logical call, pages followed, and failover between an active engine and i
         disk, command = engine.add_disk("disk1", domain_id, 1 << 30)
         done = engine.wait(command.command_id)
 
-Request ids: every call that creates something (AddHost, AddStorageDomain, AddDisk, AddVm,
-AddVmTemplate, RetryCommand) carries a request id. The client makes one (a UUID) when the caller
+Request ids: every call that starts or creates something (AddHost, AddStorageDomain, AddDisk,
+AddVm, AddVmTemplate, RemoveDisk, MoveDisk, RemoveVmTemplate, AddVmFromTemplate, RetryCommand)
+carries a request id. The client makes one (a UUID) when the caller
 gives none, and sends the same one on every attempt of that call, so a retry after a lost reply
 gets the first result, never a second disk or command. A caller that may itself retry across
 processes (a job runner restarted) passes its own, stored beside its own work.
@@ -15,7 +16,6 @@ processes (a job runner restarted) passes its own, stored beside its own work.
 
 from __future__ import annotations
 
-import ipaddress
 import random
 import threading
 import time
@@ -30,6 +30,7 @@ import grpc
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from durable_virt_tasks_client.channels import open_channels
 from durable_virt_tasks_client.errors import CallError
 from durable_virt_tasks_client.retry import RetryPolicy
 from durable_virt_tasks_client.v1 import engine_service_pb2 as pb
@@ -44,20 +45,6 @@ DEFAULT_TIMEOUT = 30.0
 
 def is_terminal(command: pb.Command) -> bool:
     return command.status in TERMINAL
-
-
-def is_loopback(target: str) -> bool:
-    host = target.rsplit(":", 1)[0].strip("[]") if ":" in target else target
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _read(source: bytes | Path | None) -> bytes | None:
-    return source.read_bytes() if isinstance(source, Path) else source
 
 
 class EngineClient:
@@ -113,29 +100,7 @@ class EngineClient:
         credentials. Without it, plaintext, which only a loopback address may use unless
         `insecure` says so (as the servers refuse to listen in plaintext elsewhere).
         """
-        addresses = [a.strip() for a in target.split(",") if a.strip()]
-        if not addresses:
-            raise ValueError("target: no address given")
-        channels: list[grpc.Channel] = []
-        metadata: list[tuple[str, str]] = []
-        for address in addresses:
-            if ca is not None:
-                credentials = grpc.ssl_channel_credentials(_read(ca), _read(key), _read(cert))
-                if token:
-                    credentials = grpc.composite_channel_credentials(
-                        credentials, grpc.access_token_call_credentials(token)
-                    )
-                options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
-                channels.append(grpc.secure_channel(address, credentials, options=options))
-            else:
-                if not insecure and not is_loopback(address):
-                    raise ValueError(
-                        f"target: {address} is not a loopback address; give ca= for TLS, "
-                        "or insecure=True to send calls (and a token) in plaintext"
-                    )
-                channels.append(grpc.insecure_channel(address))
-        if token and ca is None:
-            metadata.append(("authorization", f"Bearer {token}"))
+        channels, metadata = open_channels(target, ca, cert, key, server_name, token, insecure)
         return cls(
             [pb_grpc.EngineServiceStub(c) for c in channels],
             timeout=timeout,
@@ -258,6 +223,24 @@ class EngineClient:
         reply: pb.AddDiskResponse = self.call("AddDisk", request)
         return reply.disk, reply.command
 
+    def remove_disk(self, disk_id: str, *, request_id: str = "") -> pb.Command:
+        """Start removing a disk (never undone); the RemoveDisk command."""
+        request = pb.RemoveDiskRequest(disk_id=disk_id, request_id=request_id)
+        reply: pb.RemoveDiskResponse = self.call("RemoveDisk", request)
+        return reply.command
+
+    def move_disk(
+        self, disk_id: str, destination_storage_domain_id: str, *, request_id: str = ""
+    ) -> tuple[pb.Disk, pb.Command]:
+        """Start moving a disk (copy, then remove the source); the disk and its command."""
+        request = pb.MoveDiskRequest(
+            disk_id=disk_id,
+            destination_storage_domain_id=destination_storage_domain_id,
+            request_id=request_id,
+        )
+        reply: pb.MoveDiskResponse = self.call("MoveDisk", request)
+        return reply.disk, reply.command
+
     def get_disk(self, disk_id: str) -> pb.Disk:
         disk: pb.Disk = self.call("GetDisk", pb.GetDiskRequest(disk_id=disk_id)).disk
         return disk
@@ -286,6 +269,30 @@ class EngineClient:
         )
         reply: pb.AddVmTemplateResponse = self.call("AddVmTemplate", request)
         return reply.template, reply.command
+
+    def remove_vm_template(self, template_id: str, *, request_id: str = "") -> pb.Command:
+        """Start removing a template and its disks (never undone); the command."""
+        request = pb.RemoveVmTemplateRequest(template_id=template_id, request_id=request_id)
+        reply: pb.RemoveVmTemplateResponse = self.call("RemoveVmTemplate", request)
+        return reply.command
+
+    def add_vm_from_template(
+        self,
+        template_id: str,
+        name: str,
+        destination_storage_domain_id: str,
+        *,
+        request_id: str = "",
+    ) -> tuple[pb.Vm, pb.Command]:
+        """A new VM whose disks are copies of the template's, and the command making them."""
+        request = pb.AddVmFromTemplateRequest(
+            template_id=template_id,
+            name=name,
+            destination_storage_domain_id=destination_storage_domain_id,
+            request_id=request_id,
+        )
+        reply: pb.AddVmFromTemplateResponse = self.call("AddVmFromTemplate", request)
+        return reply.vm, reply.command
 
     def get_vm_template(self, template_id: str) -> pb.VmTemplate:
         request = pb.GetVmTemplateRequest(template_id=template_id)

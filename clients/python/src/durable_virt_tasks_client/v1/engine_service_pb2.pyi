@@ -344,6 +344,40 @@ class AddDiskResponse(_message.Message):
     command: Command
     def __init__(self, disk: _Optional[_Union[Disk, _Mapping]] = ..., command: _Optional[_Union[Command, _Mapping]] = ...) -> None: ...
 
+class RemoveDiskRequest(_message.Message):
+    __slots__ = ("disk_id", "request_id")
+    DISK_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    disk_id: str
+    request_id: str
+    def __init__(self, disk_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RemoveDiskResponse(_message.Message):
+    __slots__ = ("disk", "command")
+    DISK_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    disk: Disk
+    command: Command
+    def __init__(self, disk: _Optional[_Union[Disk, _Mapping]] = ..., command: _Optional[_Union[Command, _Mapping]] = ...) -> None: ...
+
+class MoveDiskRequest(_message.Message):
+    __slots__ = ("disk_id", "destination_storage_domain_id", "request_id")
+    DISK_ID_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_STORAGE_DOMAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    disk_id: str
+    destination_storage_domain_id: str
+    request_id: str
+    def __init__(self, disk_id: _Optional[str] = ..., destination_storage_domain_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class MoveDiskResponse(_message.Message):
+    __slots__ = ("disk", "command")
+    DISK_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    disk: Disk
+    command: Command
+    def __init__(self, disk: _Optional[_Union[Disk, _Mapping]] = ..., command: _Optional[_Union[Command, _Mapping]] = ...) -> None: ...
+
 class GetDiskRequest(_message.Message):
     __slots__ = ("disk_id",)
     DISK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -419,6 +453,42 @@ class AddVmTemplateResponse(_message.Message):
     template: VmTemplate
     command: Command
     def __init__(self, template: _Optional[_Union[VmTemplate, _Mapping]] = ..., command: _Optional[_Union[Command, _Mapping]] = ...) -> None: ...
+
+class RemoveVmTemplateRequest(_message.Message):
+    __slots__ = ("template_id", "request_id")
+    TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    template_id: str
+    request_id: str
+    def __init__(self, template_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RemoveVmTemplateResponse(_message.Message):
+    __slots__ = ("template", "command")
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    template: VmTemplate
+    command: Command
+    def __init__(self, template: _Optional[_Union[VmTemplate, _Mapping]] = ..., command: _Optional[_Union[Command, _Mapping]] = ...) -> None: ...
+
+class AddVmFromTemplateRequest(_message.Message):
+    __slots__ = ("template_id", "name", "destination_storage_domain_id", "request_id")
+    TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_STORAGE_DOMAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    template_id: str
+    name: str
+    destination_storage_domain_id: str
+    request_id: str
+    def __init__(self, template_id: _Optional[str] = ..., name: _Optional[str] = ..., destination_storage_domain_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class AddVmFromTemplateResponse(_message.Message):
+    __slots__ = ("vm", "command")
+    VM_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    vm: Vm
+    command: Command
+    def __init__(self, vm: _Optional[_Union[Vm, _Mapping]] = ..., command: _Optional[_Union[Command, _Mapping]] = ...) -> None: ...
 
 class GetVmTemplateRequest(_message.Message):
     __slots__ = ("template_id",)

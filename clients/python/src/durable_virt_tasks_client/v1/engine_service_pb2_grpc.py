@@ -85,6 +85,16 @@ class EngineServiceStub:
                 request_serializer=engine__service_dot_v1_dot_engine__service__pb2.ListDisksRequest.SerializeToString,
                 response_deserializer=engine__service_dot_v1_dot_engine__service__pb2.ListDisksResponse.FromString,
                 _registered_method=True)
+        self.RemoveDisk = channel.unary_unary(
+                '/engine_service.v1.EngineService/RemoveDisk',
+                request_serializer=engine__service_dot_v1_dot_engine__service__pb2.RemoveDiskRequest.SerializeToString,
+                response_deserializer=engine__service_dot_v1_dot_engine__service__pb2.RemoveDiskResponse.FromString,
+                _registered_method=True)
+        self.MoveDisk = channel.unary_unary(
+                '/engine_service.v1.EngineService/MoveDisk',
+                request_serializer=engine__service_dot_v1_dot_engine__service__pb2.MoveDiskRequest.SerializeToString,
+                response_deserializer=engine__service_dot_v1_dot_engine__service__pb2.MoveDiskResponse.FromString,
+                _registered_method=True)
         self.AddVm = channel.unary_unary(
                 '/engine_service.v1.EngineService/AddVm',
                 request_serializer=engine__service_dot_v1_dot_engine__service__pb2.AddVmRequest.SerializeToString,
@@ -109,6 +119,16 @@ class EngineServiceStub:
                 '/engine_service.v1.EngineService/ListVmTemplates',
                 request_serializer=engine__service_dot_v1_dot_engine__service__pb2.ListVmTemplatesRequest.SerializeToString,
                 response_deserializer=engine__service_dot_v1_dot_engine__service__pb2.ListVmTemplatesResponse.FromString,
+                _registered_method=True)
+        self.RemoveVmTemplate = channel.unary_unary(
+                '/engine_service.v1.EngineService/RemoveVmTemplate',
+                request_serializer=engine__service_dot_v1_dot_engine__service__pb2.RemoveVmTemplateRequest.SerializeToString,
+                response_deserializer=engine__service_dot_v1_dot_engine__service__pb2.RemoveVmTemplateResponse.FromString,
+                _registered_method=True)
+        self.AddVmFromTemplate = channel.unary_unary(
+                '/engine_service.v1.EngineService/AddVmFromTemplate',
+                request_serializer=engine__service_dot_v1_dot_engine__service__pb2.AddVmFromTemplateRequest.SerializeToString,
+                response_deserializer=engine__service_dot_v1_dot_engine__service__pb2.AddVmFromTemplateResponse.FromString,
                 _registered_method=True)
         self.GetCommand = channel.unary_unary(
                 '/engine_service.v1.EngineService/GetCommand',
@@ -227,6 +247,27 @@ class EngineServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RemoveDisk(self, request, context):
+        """Starts the RemoveDisk command: one RemoveImage task deletes the disk's image. The disk is
+        LOCKED at once and gone when the command ends. A removal is never undone: a failed or
+        cancelled one still removes the disk (compensation finishes deleting its image).
+        FAILED_PRECONDITION for a disk a VM or a template uses, or one a command holds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MoveDisk(self, request, context):
+        """Starts the MoveDisk command, in two phases: copy the image to the destination domain,
+        then (the copy verified and recorded as the disk) remove the source image. The disk is
+        LOCKED at once and OK at the end: in the destination once its copy is recorded, else
+        where it was. FAILED_PRECONDITION for a disk a VM or a template uses, one a command holds,
+        or one in the destination already.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AddVm(self, request, context):
         """Registers a VM made of existing disks.
         """
@@ -259,6 +300,25 @@ class EngineServiceServicer:
 
     def ListVmTemplates(self, request, context):
         """Templates, oldest first, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveVmTemplate(self, request, context):
+        """Starts the RemoveVmTemplate command: one RemoveImage task per disk of the template. The
+        template is LOCKED at once and gone, with its disks, when the command ends (a failed or
+        cancelled removal too: it is never undone). FAILED_PRECONDITION while a command uses it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddVmFromTemplate(self, request, context):
+        """Starts the AddVmFromTemplate command: a new VM whose disks are copies of the template's,
+        made in the destination domain. The VM exists at once with LOCKED disks, OK when every
+        copy succeeded; a failed or cancelled command deletes the VM, its disks and their copies
+        (GetVm: NOT_FOUND). FAILED_PRECONDITION for a template that is not OK or is in use.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -377,6 +437,16 @@ def add_EngineServiceServicer_to_server(servicer, server):
                     request_deserializer=engine__service_dot_v1_dot_engine__service__pb2.ListDisksRequest.FromString,
                     response_serializer=engine__service_dot_v1_dot_engine__service__pb2.ListDisksResponse.SerializeToString,
             ),
+            'RemoveDisk': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveDisk,
+                    request_deserializer=engine__service_dot_v1_dot_engine__service__pb2.RemoveDiskRequest.FromString,
+                    response_serializer=engine__service_dot_v1_dot_engine__service__pb2.RemoveDiskResponse.SerializeToString,
+            ),
+            'MoveDisk': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoveDisk,
+                    request_deserializer=engine__service_dot_v1_dot_engine__service__pb2.MoveDiskRequest.FromString,
+                    response_serializer=engine__service_dot_v1_dot_engine__service__pb2.MoveDiskResponse.SerializeToString,
+            ),
             'AddVm': grpc.unary_unary_rpc_method_handler(
                     servicer.AddVm,
                     request_deserializer=engine__service_dot_v1_dot_engine__service__pb2.AddVmRequest.FromString,
@@ -401,6 +471,16 @@ def add_EngineServiceServicer_to_server(servicer, server):
                     servicer.ListVmTemplates,
                     request_deserializer=engine__service_dot_v1_dot_engine__service__pb2.ListVmTemplatesRequest.FromString,
                     response_serializer=engine__service_dot_v1_dot_engine__service__pb2.ListVmTemplatesResponse.SerializeToString,
+            ),
+            'RemoveVmTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveVmTemplate,
+                    request_deserializer=engine__service_dot_v1_dot_engine__service__pb2.RemoveVmTemplateRequest.FromString,
+                    response_serializer=engine__service_dot_v1_dot_engine__service__pb2.RemoveVmTemplateResponse.SerializeToString,
+            ),
+            'AddVmFromTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddVmFromTemplate,
+                    request_deserializer=engine__service_dot_v1_dot_engine__service__pb2.AddVmFromTemplateRequest.FromString,
+                    response_serializer=engine__service_dot_v1_dot_engine__service__pb2.AddVmFromTemplateResponse.SerializeToString,
             ),
             'GetCommand': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCommand,
@@ -720,6 +800,60 @@ class EngineService:
             _registered_method=True)
 
     @staticmethod
+    def RemoveDisk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engine_service.v1.EngineService/RemoveDisk',
+            engine__service_dot_v1_dot_engine__service__pb2.RemoveDiskRequest.SerializeToString,
+            engine__service_dot_v1_dot_engine__service__pb2.RemoveDiskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MoveDisk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engine_service.v1.EngineService/MoveDisk',
+            engine__service_dot_v1_dot_engine__service__pb2.MoveDiskRequest.SerializeToString,
+            engine__service_dot_v1_dot_engine__service__pb2.MoveDiskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def AddVm(request,
             target,
             options=(),
@@ -844,6 +978,60 @@ class EngineService:
             '/engine_service.v1.EngineService/ListVmTemplates',
             engine__service_dot_v1_dot_engine__service__pb2.ListVmTemplatesRequest.SerializeToString,
             engine__service_dot_v1_dot_engine__service__pb2.ListVmTemplatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveVmTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engine_service.v1.EngineService/RemoveVmTemplate',
+            engine__service_dot_v1_dot_engine__service__pb2.RemoveVmTemplateRequest.SerializeToString,
+            engine__service_dot_v1_dot_engine__service__pb2.RemoveVmTemplateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddVmFromTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engine_service.v1.EngineService/AddVmFromTemplate',
+            engine__service_dot_v1_dot_engine__service__pb2.AddVmFromTemplateRequest.SerializeToString,
+            engine__service_dot_v1_dot_engine__service__pb2.AddVmFromTemplateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -284,3 +288,84 @@ def test_the_cli_moves_removes_and_clones(make_dc) -> None:
     refused = enginectl.run(address, "disk", "remove", disk.disk_id)
     assert refused.returncode == 3 and "NOT_FOUND" in refused.stderr  # exit code of NOT_FOUND
     dc.check_invariants()
+
+
+def test_a_removal_cancelled_before_its_host_answered_still_removes_the_disk(make_dc) -> None:
+    """The host's agent is paused: RemoveDisk's task is sent but not accepted yet when the
+    command is cancelled. The removal is never undone: when the agent wakes up and accepts it
+    late, the disk is gone and so is its image."""
+    dc, _, src, _ = make_dc(disks=1)
+    disk = loose_disk(dc, src)
+    image = dc.image_path(disk)
+    agent = dc.agents[0]
+    assert agent.proc is not None
+    os.kill(agent.proc.pid, signal.SIGSTOP)
+    try:
+        caller = threading.Thread(
+            target=lambda: dc.stub.RemoveDisk(
+                pb.RemoveDiskRequest(disk_id=disk.disk_id), timeout=60
+            ),
+            daemon=True,
+        )
+        caller.start()  # blocks in the engine: its start call waits for the paused agent
+        request = pb.ListCommandsRequest(action_type="RemoveDisk")
+        deadline = time.monotonic() + 30
+        while not (found := dc.stub.ListCommands(request, timeout=T).commands):
+            assert time.monotonic() < deadline, "the removal was never accepted"
+            time.sleep(0.05)
+        dc.stub.CancelCommand(pb.CancelCommandRequest(command_id=found[0].command_id), timeout=T)
+    finally:
+        os.kill(agent.proc.pid, signal.SIGCONT)
+    caller.join(timeout=90)
+    done = wait_command(dc.stub, found[0].command_id)
+
+    assert done.status == pb.COMMAND_STATUS_CANCELLED
+    with pytest.raises(grpc.RpcError) as gone:
+        dc.disk(disk.disk_id)
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+    dc.check_invariants()
+    assert not image.exists()
+
+
+def test_a_template_removal_the_storage_refuses_still_removes_the_template(make_dc) -> None:
+    dc, vm, _, dst = make_dc(disks=2)
+    template = make_template(dc, vm, dst)
+    files = [dc.image_path(dc.disk(d)) for d in template.disk_ids]
+    with undeletable(files[0]):
+        reply = dc.stub.RemoveVmTemplate(
+            pb.RemoveVmTemplateRequest(template_id=template.template_id), timeout=T
+        )
+        done = wait_command(dc.stub, reply.command.command_id, lambda c: c.status != 1)
+        assert done.status == pb.COMMAND_STATUS_FAILED
+        with pytest.raises(grpc.RpcError) as gone:
+            dc.stub.GetVmTemplate(
+                pb.GetVmTemplateRequest(template_id=template.template_id), timeout=T
+            )
+        assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+    dc.check_invariants()
+    assert not any(f.exists() for f in files)
+
+
+def test_an_agent_dying_while_cloning_a_template_fails_it_and_leaves_nothing(make_dc) -> None:
+    dc, vm, src, dst = make_dc(disks=2, throttle=4 * MiB, disk_bytes=8 * MiB)
+    template = make_template(dc, vm, dst)
+    files_before = dc.image_files()
+    made = dc.stub.AddVmFromTemplate(
+        pb.AddVmFromTemplateRequest(
+            template_id=template.template_id, name="clone", destination_storage_domain_id=src
+        ),
+        timeout=T,
+    )
+    wait_command(
+        dc.stub, made.command.command_id, lambda c: any(t.progress_percent > 0 for t in c.tasks)
+    )
+
+    dc.restart_agent(dc.agents[0])
+    done = wait_command(dc.stub, made.command.command_id)
+
+    assert done.status == pb.COMMAND_STATUS_FAILED
+    with pytest.raises(grpc.RpcError) as missing:
+        dc.stub.GetVm(pb.GetVmRequest(vm_id=made.vm.vm_id), timeout=T)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    dc.check_invariants()
+    assert dc.image_files() == files_before

@@ -8,6 +8,7 @@ import collections
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -124,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     ns = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C: the data center (processes, namespace, PostgreSQL) is torn
+    # down by the `finally` blocks instead of being left running.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     why = unavailable()
     if why:
         print(f"nemesis: cannot run here: {why}", file=sys.stderr)

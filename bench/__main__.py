@@ -1,8 +1,13 @@
 """`make bench`: every benchmark of bench/README.md in one run, each figure beside a baseline
 measured in the same run, as a ratio; results also in bench/results/latest.json and .md.
 
-    python -m bench [--only submission,peers,reconciliation,polling,copying]
-                    [--backends sqlite,postgresql] [--quick] [--out DIR]
+    python -m bench [--only submission,peers,reconciliation,polling,copying,idle,load]
+                    [--backends sqlite,postgresql] [--quick] [--scale] [--load-seconds S]
+                    [--out DIR]
+
+The load benchmark runs on SQLite only unless --backends is given; --scale runs the polling
+and reconciliation benchmarks at ten times their sizes (100,000 tasks; 1,000,000 commands), and
+polling adds a simulation of 1,000 agent endpoints with 100 tasks each (bench/scale.py).
 """
 
 from __future__ import annotations
@@ -21,11 +26,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import copying, polling, reconciliation, submission
+from bench import copying, idle, load, polling, reconciliation, scale, submission
 from bench.fixtures import backends, start_agents
 from bench.stats import Figure, render_markdown, render_text
 
-ALL = ("submission", "peers", "reconciliation", "polling", "copying")
+ALL = ("submission", "peers", "reconciliation", "polling", "copying", "idle", "load")
 RESULTS = Path(__file__).with_name("results")
 
 
@@ -66,9 +71,25 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("engine_service").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--only", default=",".join(ALL), help="comma-separated benchmarks")
-    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument(
+        "--backends",
+        default=None,
+        help="comma-separated, default sqlite,postgresql (the load benchmark: sqlite)",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="small sizes, one round: checks the bench runs"
+    )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="polling at 10,000 and 100,000 tasks, reconciliation at 100,000 and 1,000,000 "
+        "commands (one round); long: not part of make bench",
+    )
+    parser.add_argument(
+        "--load-seconds",
+        type=float,
+        default=None,
+        help="how long the load is held (default 600; windows of 60 s, or half of it)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the results")
     ns = parser.parse_args(argv)
@@ -83,9 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     say(
         f"bench on {info['cpu']} ({info['cores']} cores), Python {info['python']}, {info['commit']}"
     )
+    wanted = [b for b in (ns.backends or "sqlite,postgresql").split(",") if b]
+
+    def lap() -> None:
+        say(f"[{time.monotonic() - started:.0f} s]")
+
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ExitStack() as stack:
         scratch = Path(tmp)
-        chosen, skipped = backends(scratch, [b for b in ns.backends.split(",") if b])
+        chosen, skipped = backends(scratch, wanted)
         notes += skipped
         for line in skipped:
             say(line)
@@ -105,29 +131,51 @@ def main(argv: list[str] | None = None) -> int:
                 found, more = submission.run(
                     backend, engine_agent, plain_agent, storage_root, settings, "peers" in only, say
                 )
-                figures += [f for f in found if f.benchmark in only]
+                figures += [f for f in found if f.benchmark in (*only, "limit")]
                 notes += more
-        say(f"[{time.monotonic() - started:.0f} s]")
+            lap()
         if "reconciliation" in only:
             for backend in chosen:
                 say(f"reconciliation ({backend.name})")
-                figures += reconciliation.run(backend, ns.quick, say)
-        say(f"[{time.monotonic() - started:.0f} s]")
+                figures += reconciliation.run(backend, ns.quick, say, ns.scale)
+            lap()
         if "polling" in only:
-            found, more = polling.run(scratch, chosen, ns.quick, say, stack)
+            found, more = polling.run(scratch, chosen, ns.quick, say, stack, ns.scale)
             figures += found
             notes += more
-        say(f"[{time.monotonic() - started:.0f} s]")
+            if ns.scale:
+                say("scale: simulated endpoints")
+                figures += scale.run(chosen, ns.quick, say, stack)
+            lap()
         if "copying" in only:
             say("copying")
             figures += copying.run(scratch, ns.quick, say, stack)
+            lap()
+        if "idle" in only:
+            for backend in chosen:
+                say(f"idle ({backend.name})")
+                figures += idle.run(
+                    backend, 4.0 if ns.quick else 30.0, 3.0 if ns.quick else 8.0, say
+                )
+            lap()
+        if "load" in only:
+            held = load.with_seconds(
+                load.QUICK if ns.quick else load.LoadSettings(), ns.load_seconds
+            )
+            for backend in chosen if ns.backends else [b for b in chosen if b.name == "sqlite"]:
+                say(f"load ({backend.name})")
+                figures += load.run(backend, held, say)
+            lap()
     seconds = time.monotonic() - started
     notes = list(dict.fromkeys(notes))
     say("")
     say(render_text(figures))
+    windows = load.windows_table(figures)
+    if windows:
+        say(windows)
     for note in notes:
         say(f"note: {note}")
-    missed = [f for f in figures if f.met is False]
+    missed = [f for f in figures if f.missed]
     say(f"\n{len(figures)} figures in {seconds:.0f} s; {len(missed)} target(s) missed")
     ns.out.mkdir(parents=True, exist_ok=True)
     stem = "latest" if not ns.quick else "quick"
@@ -150,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{seconds:.0f} s in all.\n\n"
         + render_markdown(figures)
         + "\n"
+        + (windows + "\n" if windows else "")
         + "".join(f"\n- {note}" for note in notes)
         + "\n"
     )

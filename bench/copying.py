@@ -5,7 +5,8 @@ to verify it against the bytes read, and publishes it with a hard link. `cp` doe
 third of those only, so `cp` then `sync FILE` then `cmp` (the same durability and a check of
 the copy) is measured too, as a second baseline. The source is read once beforehand, so every
 contender reads it from the page cache; rounds alternate the order. Database-free, so measured
-once whatever the backends.
+once whatever the backends. The target (issue 16) is like for like: >= 0.9 x `cp` + `sync` +
+`cmp`; the ratio to plain `cp` is reported without one.
 """
 
 from __future__ import annotations
@@ -111,7 +112,6 @@ def run(scratch: Path, quick: bool, say: Callable[[str], None], stack: ExitStack
             speed["agent"],
             "cp",
             speed["cp"],
-            target=">= 0.8",
             runs=rounds,
             details={"seconds": seen},
         ),
@@ -123,6 +123,7 @@ def run(scratch: Path, quick: bool, say: Callable[[str], None], stack: ExitStack
             speed["agent"],
             "cp+sync+cmp",
             speed["cp+sync+cmp"],
+            target=">= 0.9",
             runs=rounds,
         ),
     ]

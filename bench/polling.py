@@ -7,7 +7,10 @@ engine's database (fresh, per backend) gets one ACTIVE command per 4 tasks with 
 task ids. The engine's real AsyncTaskManager then runs in this process against the real agents:
 one cycle to record the first statuses, then measured cycles: wall time, CPU time of this
 process (the engine; the agents are other processes) and agent calls, counted by the engine's
-own metric engine_agent_rpc_seconds. At 1,000 and at 10,000 tasks, to show the growth.
+own metric engine_agent_rpc_seconds; then one more cycle under tracemalloc, for the peak
+Python memory a cycle takes (per task in flight). At 1,000 and at 10,000 tasks, to show the
+growth; with --scale at 10,000 and 100,000 (issue 16's target: the cycle at 10 x the tasks
+<= 10 x the time, held at every pair of sizes).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+import tracemalloc
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -68,13 +72,13 @@ def start_tasks(agent: AgentProcess, sd: str, count: int) -> list[tuple[str, str
     return started
 
 
-def populate(
-    url: str, agents: list[AgentProcess], sd: str, tasks: dict[str, list[tuple[str, str]]]
-) -> None:
+def populate(url: str, sd: str, tasks: dict[str, list[tuple[str, str]]]) -> None:
+    """One UP host per address of `tasks`, with its tasks ((engine task id, agent task id)
+    pairs) in flight, 4 per ACTIVE AddDisk command."""
     db = make_engine(url)
     migrate(db)
     now = utcnow()
-    hosts = {a.address: str(uuid.uuid4()) for a in agents}
+    hosts = {address: str(uuid.uuid4()) for address in tasks}
     commands: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     for address, started in tasks.items():
@@ -137,8 +141,13 @@ def populate(
     db.dispose()
 
 
-def measure(url: str, cycles: int) -> dict[str, float]:
-    engine = bootstrap(EngineSettings(url, poll=PollSettings(interval=1.0, agent_deadline=10.0)))
+def measure(url: str, cycles: int, hosts: int = AGENTS) -> dict[str, float]:
+    """The engine in-process over `url`: its first cycle, then `cycles` measured ones and one
+    under tracemalloc. A cycle waits for every host here (interval = agent deadline = 10 s; the
+    engine's default 1 s would leave a host slower than that out of the cycle, answering in a
+    later one), so that every measured cycle has every host's answer."""
+    poll = PollSettings(interval=10.0, agent_deadline=10.0)
+    engine = bootstrap(EngineSettings(url, poll=poll))
     manager = engine.manager
     try:
         began = time.perf_counter()
@@ -151,8 +160,14 @@ def measure(url: str, cycles: int) -> dict[str, float]:
             walls.append(time.perf_counter() - began)
             cpus.append(time.process_time() - cpu)
             calls.append(agent_calls() - counted)
-            if result.unreachable or len(result.statuses) != AGENTS:
-                raise RuntimeError(f"a poll did not reach every agent: {result.unreachable}")
+            if result.unreachable or len(result.statuses) != hosts:
+                raise RuntimeError(
+                    f"a poll heard {len(result.statuses)} of {hosts} hosts: {result.unreachable}"
+                )
+        tracemalloc.start()
+        manager.poll_once()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
     finally:
         manager.stop()
         engine.agents.close()
@@ -162,6 +177,7 @@ def measure(url: str, cycles: int) -> dict[str, float]:
         "cpu_s": statistics.median(cpus),
         "calls": statistics.median(calls),
         "max_calls": max(calls),
+        "peak_bytes": float(peak),
     }
 
 
@@ -171,9 +187,10 @@ def run(
     quick: bool,
     say: Callable[[str], None],
     stack: ExitStack,
+    scale: bool = False,
 ) -> tuple[list[Figure], list[str]]:
-    sizes = (100, 1_000) if quick else (1_000, 10_000)
-    cycles = 2 if quick else 5
+    sizes = (100, 1_000) if quick else (10_000, 100_000) if scale else (1_000, 10_000)
+    cycles = 2 if quick else 3 if scale else 5
     shm = Path("/dev/shm")
     where = Path(
         stack.enter_context(tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else scratch))
@@ -196,19 +213,21 @@ def run(
         say(f"  {size:,} tasks in flight on {AGENTS} agents ({time.perf_counter() - began:.1f} s)")
         for backend in chosen:
             with backend.database(f"poll{size}") as url:
-                populate(url, agents, sd, tasks)
+                populate(url, sd, tasks)
                 r = results[(backend.name, size)] = measure(url, cycles)
             say(
                 f"  {backend.name} {size:>6,} tasks: first cycle {r['first_s']:.2f} s, then "
                 f"{r['wall_s'] * 1e3:.0f} ms wall, {r['cpu_s'] * 1e3:.0f} ms CPU, "
-                f"{r['calls']:.0f} agent calls per cycle"
+                f"{r['calls']:.0f} agent calls per cycle, peak {r['peak_bytes'] / 1e6:.1f} MB "
+                f"({r['peak_bytes'] / size:,.0f} B per task)"
             )
     small, large = sizes
     for backend in chosen:
         lo, hi = results[(backend.name, small)], results[(backend.name, large)]
-        for metric, key, unit, scale in (
-            ("wall time", "wall_s", "ms", 1e3),
-            ("CPU time", "cpu_s", "ms", 1e3),
+        for metric, key, unit, factor, target in (
+            ("wall time", "wall_s", "ms", 1e3, "<= 10"),
+            ("CPU time", "cpu_s", "ms", 1e3, ""),
+            ("peak memory", "peak_bytes", "MB", 1e-6, ""),
         ):
             figures.append(
                 Figure(
@@ -216,12 +235,17 @@ def run(
                     backend.name,
                     f"{metric} per cycle, {large:,} vs {small:,} tasks",
                     unit,
-                    hi[key] * scale,
+                    hi[key] * factor,
                     f"{small:,}",
-                    lo[key] * scale,
-                    runs=cycles,
+                    lo[key] * factor,
+                    target=target,
+                    runs=1 if key == "peak_bytes" else cycles,
                     details={
-                        "first_cycle_s": {str(small): lo["first_s"], str(large): hi["first_s"]}
+                        "first_cycle_s": {str(small): lo["first_s"], str(large): hi["first_s"]},
+                        "peak_bytes_per_task": {
+                            str(small): lo["peak_bytes"] / small,
+                            str(large): hi["peak_bytes"] / large,
+                        },
                     },
                 )
             )

@@ -5,11 +5,14 @@ straight into a fresh database; one real agent process that knows none of them (
 Measured: one `Engine.reconcile()` (what ReconcileOrphans runs: the agent lookup and the single
 failing transaction), in-process so that its time and peak Python memory (tracemalloc) can be
 read, against plain set-based SQL over the DBAPI doing the same updates and deletes in one
-transaction on an identical copy of the database.
+transaction on an identical copy of the database. At 10,000 and 100,000 commands; with --scale
+at 100,000 and 1,000,000 (one round; issue 16's target: <= 1.5 x the SQL at 1,000,000, the
+memory per failed id flat).
 """
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import sqlite3
 import time
@@ -38,51 +41,79 @@ PLACEHOLDERS = 4
 
 def populate(url: str, n: int, agent_address: str) -> None:
     """n ACTIVE AddDisk commands of 4 tasks each; every 4th command's tasks have no agent id.
-    Loaded with the drivers' bulk paths (executemany, COPY), then ANALYZEd, as autovacuum
-    would have done on a live database."""
+    Loaded with the drivers' bulk paths (executemany, COPY) from generators (a million
+    commands' rows are never all in memory), then ANALYZEd, as autovacuum would have done on a
+    live database."""
     db = make_engine(url)
     migrate(db)
     db.dispose()
     host, sd = str(uuid.uuid4()), str(uuid.uuid4())
     now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")  # as SQLAlchemy stores it on SQLite
     run = uuid.uuid4().hex[:8]  # ids below: unique per run, valid UUIDs, cheap to make
-    commands: list[tuple[Any, ...]] = []
-    disks: list[tuple[Any, ...]] = []
-    locks: list[tuple[Any, ...]] = []
-    tasks: list[tuple[Any, ...]] = []
-    for i in range(n):
-        cmd, disk = f"{run}-0001-4000-8000-{i:012x}", f"{run}-0002-4000-8000-{i:012x}"
-        commands.append((cmd, None, "AddDisk", "ACTIVE", f'{{"disk_id": "{disk}"}}', disk, "", now))
-        disks.append((disk, "d", sd, disk, 1, "LOCKED", now))
-        locks.append(("disk", disk, cmd, now))
-        for k in range(PLACEHOLDERS):
-            j = i * PLACEHOLDERS + k
-            tasks.append(
-                (
+
+    def cmd(i: int) -> str:
+        return f"{run}-0001-4000-8000-{i:012x}"
+
+    def disk(i: int) -> str:
+        return f"{run}-0002-4000-8000-{i:012x}"
+
+    def tasks() -> Iterator[tuple[Any, ...]]:
+        for i in range(n):
+            for k in range(PLACEHOLDERS):
+                j = i * PLACEHOLDERS + k
+                yield (
                     f"{run}-0003-4000-8000-{j:012x}",
-                    cmd,
-                    cmd,
+                    cmd(i),
+                    cmd(i),
                     host,
                     None if i % 4 == 0 else f"{run}-0004-4000-8000-{j:012x}",
                     "CreateVolume",
                     "{}",
                     sd,
-                    disk if k == 0 else f"{run}-0005-4000-8000-{j:012x}",
+                    disk(i) if k == 0 else f"{run}-0005-4000-8000-{j:012x}",
                     0,
                     "",
                     "",
                     now,
                 )
-            )
+
     bulk_load(
         url,
         [
-            ("hosts", HOST_COLUMNS, [(host, "h", agent_address, "UP", 0, now)]),
-            ("storage_domains", ("storage_domain_id", "name", "created_at"), [(sd, "s", now)]),
-            ("commands", COMMAND_COLUMNS, commands),
-            ("disks", DISK_COLUMNS, disks),
-            ("entity_locks", ("entity_type", "entity_id", "command_id", "created_at"), locks),
-            ("async_tasks", TASK_COLUMNS, tasks),
+            ("hosts", HOST_COLUMNS, iter([(host, "h", agent_address, "UP", 0, now)])),
+            (
+                "storage_domains",
+                ("storage_domain_id", "name", "created_at"),
+                iter([(sd, "s", now)]),
+            ),
+            (
+                "commands",
+                COMMAND_COLUMNS,
+                (
+                    (
+                        cmd(i),
+                        None,
+                        "AddDisk",
+                        "ACTIVE",
+                        f'{{"disk_id": "{disk(i)}"}}',
+                        disk(i),
+                        "",
+                        now,
+                    )
+                    for i in range(n)
+                ),
+            ),
+            (
+                "disks",
+                DISK_COLUMNS,
+                ((disk(i), "d", sd, disk(i), 1, "LOCKED", now) for i in range(n)),
+            ),
+            (
+                "entity_locks",
+                ("entity_type", "entity_id", "command_id", "created_at"),
+                (("disk", disk(i), cmd(i), now) for i in range(n)),
+            ),
+            ("async_tasks", TASK_COLUMNS, tasks()),
         ],
     )
 
@@ -124,7 +155,9 @@ TASK_COLUMNS = (
 )
 
 
-def bulk_load(url: str, tables: list[tuple[str, tuple[str, ...], list[tuple[Any, ...]]]]) -> None:
+def bulk_load(
+    url: str, tables: list[tuple[str, tuple[str, ...], Iterator[tuple[Any, ...]]]]
+) -> None:
     """Rows (values as text, None for NULL, no tabs or newlines) straight into tables with the
     driver's fastest path (sqlite3 executemany in one transaction; COPY), then ANALYZE. Setup
     only: nothing here is measured."""
@@ -151,11 +184,11 @@ def bulk_load(url: str, tables: list[tuple[str, tuple[str, ...], list[tuple[Any,
             cur.execute("SET session_replication_role = replica")
             for table, columns, rows in tables:
                 with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                    for start in range(0, len(rows), 10_000):
+                    while chunk := list(itertools.islice(rows, 10_000)):
                         copy.write(
                             "".join(
                                 "\t".join(r"\N" if v is None else str(v) for v in row) + "\n"
-                                for row in rows[start : start + 10_000]
+                                for row in chunk
                             )
                         )
         pg.commit()
@@ -264,9 +297,11 @@ def plain_reconcile(url: str) -> int:
     return len(failed)
 
 
-def run(backend: Backend, quick: bool, say: Callable[[str], None]) -> list[Figure]:
-    sizes = (1_000, 4_000) if quick else (10_000, 100_000)
-    rounds = 1 if quick else 3
+def run(
+    backend: Backend, quick: bool, say: Callable[[str], None], scale: bool = False
+) -> list[Figure]:
+    sizes = (1_000, 4_000) if quick else (100_000, 1_000_000) if scale else (10_000, 100_000)
+    rounds = 1 if quick or scale else 3
     figures: list[Figure] = []
     peaks: dict[int, float] = {}
     with ExitStack() as stack:

@@ -8,15 +8,15 @@ awaited):
 - floor: the work written plainly (1 transaction of 5 rows, 4 agent RPCs, 4 commits);
 - DBOS and TaskFlow: the work as a workflow of each library, persisted on the same database.
 
-Each round runs every contender at concurrency 1 and then 16 (threads each submitting one job
-after another), and between runs lets every copy finish and be cleared, so that a run only
-competes with the background work it caused itself. Figures are medians over the rounds.
+Each round first measures the `limit` (bench/limit.py) with the agents idle, then runs every
+contender at concurrency 1 and then 16 (threads each submitting one job after another), and
+between runs lets every copy finish and be cleared, so that a run only competes with the
+background work it caused itself. Figures are medians over the rounds; each is also given as a
+ratio to the limit (the median of the rounds' limits).
 """
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -25,15 +25,15 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
+from bench import limit
+from bench.driving import Run, drain_agent, drive
 from bench.fixtures import Backend, create_domain, write_images
-from bench.stats import Figure, median, percentile
+from bench.stats import Figure, median
 from bench.workload import Contender, Floor, PlainStore, TemplateJob
 from engine_service.adapters.db import make_engine
 from engine_service.adapters.orm import CommandRow, DiskRow, VmDiskRow, VmRow, utcnow
 from engine_service.v1 import engine_service_pb2 as epb
 from harness.processes import AgentProcess, EngineProcess
-from harness.waiting import poll_until
-from vdsm_agent.v1 import agent_service_pb2 as apb
 
 IMAGE_BYTES = 64 * 1024
 DISKS = 4
@@ -50,86 +50,11 @@ class Settings:
     rounds: int = 3
     jobs: tuple[tuple[str, tuple[int, int]], ...] = tuple(JOBS.items())
     warmup: int = 3
+    limit_samples: int = limit.SAMPLES
 
     def count(self, contender: str, threads: int) -> int:
         c1, c16 = dict(self.jobs)[contender]
         return c1 if threads == 1 else c16
-
-
-@dataclass
-class Run:
-    latencies: list[float]
-    seconds: float
-
-    @property
-    def p50(self) -> float:
-        return percentile(self.latencies, 50)
-
-    @property
-    def p99(self) -> float:
-        return percentile(self.latencies, 99)
-
-    @property
-    def throughput(self) -> float:
-        return len(self.latencies) / self.seconds
-
-
-def drive(submit: Callable[[TemplateJob], None], jobs: Sequence[TemplateJob], threads: int) -> Run:
-    """Submit `jobs` from `threads` threads, each one job after another; every latency and the
-    wall time from the first start to the last return."""
-    latencies: list[float] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-    shares = [list(jobs[i::threads]) for i in range(threads)]
-    start = threading.Barrier(threads + 1)
-
-    def worker(share: list[TemplateJob]) -> None:
-        start.wait()
-        mine = []
-        try:
-            for job in share:
-                began = time.perf_counter()
-                submit(job)
-                mine.append(time.perf_counter() - began)
-        except BaseException as exc:
-            errors.append(exc)
-        with lock:
-            latencies.extend(mine)
-
-    workers = [threading.Thread(target=worker, args=(s,)) for s in shares]
-    for w in workers:
-        w.start()
-    start.wait()
-    began = time.perf_counter()
-    for w in workers:
-        w.join()
-    seconds = time.perf_counter() - began
-    if errors:
-        raise RuntimeError(f"{len(errors)} submission(s) failed; the first: {errors[0]!r}")
-    return Run(latencies, seconds)
-
-
-def drain_agent(agent: AgentProcess, clear: bool, timeout: float = 120.0) -> None:
-    """Wait until the agent's tasks have all finished; clear them (the plain contenders'), or
-    wait for the engine to clear them (its own)."""
-    stub = agent.stub()
-
-    def statuses() -> list[apb.TaskStatus]:
-        reply = stub.GetAllTasksStatuses(apb.GetAllTasksStatusesRequest(), timeout=30)
-        return list(reply.statuses)
-
-    if clear:
-        done = poll_until(
-            statuses,
-            lambda s: all(t.state == apb.TASK_STATE_FINISHED for t in s),
-            timeout,
-            0.1,
-            lambda s: f"{sum(t.state != apb.TASK_STATE_FINISHED for t in s)} tasks unfinished",
-        )
-        for status in done:
-            stub.ClearTask(apb.ClearTaskRequest(task_id=status.task_id), timeout=30)
-    else:
-        poll_until(statuses, lambda s: not s, timeout, 0.1, lambda s: f"{len(s)} tasks remain")
 
 
 class EngineContender:
@@ -308,6 +233,7 @@ def run(
 ) -> tuple[list[Figure], list[str]]:
     notes: list[str] = []
     results: dict[tuple[str, int], list[Run]] = {}
+    limits: list[limit.Limit] = []
     with ExitStack() as stack:
         contenders: list[AnyContender] = []
         url = stack.enter_context(backend.database("engine"))
@@ -327,6 +253,13 @@ def run(
             stack.callback(plain.close)
             contenders.append(plain)
         for round_no in range(settings.rounds):
+            limits.append(limit.measure(backend, plain_agent, settings.limit_samples))
+            x = limits[-1]
+            say(
+                f"  {backend.name} round {round_no + 1}/{settings.rounds} limit "
+                f"{x.seconds * 1e3:.2f} ms (commit {x.commit * 1e3:.2f}, round trip "
+                f"{x.round_trip * 1e3:.2f}, record {x.record * 1e3:.2f})"
+            )
             for contender in contenders:
                 if isinstance(contender, PlainContender):
                     contender.start()
@@ -343,19 +276,39 @@ def run(
                     )
                 if isinstance(contender, PlainContender):
                     contender.stop()
-    return figures(backend.name, results, settings), notes
+    best = limit.Limit.median_of(limits)
+    return limit.figures(backend.name, best, limits) + figures(
+        backend.name, results, settings, best
+    ), notes
 
 
 def figures(
-    backend: str, results: dict[tuple[str, int], list[Run]], settings: Settings
+    backend: str,
+    results: dict[tuple[str, int], list[Run]],
+    settings: Settings,
+    best: limit.Limit,
 ) -> list[Figure]:
+    """The engine against the floor and the limit, and against the peers (issue 16's targets:
+    p50 at concurrency 1 <= 0.6 x the floor and <= 5 x the limit, p99 <= 2 x its p50, and
+    throughput at concurrency 16 >= 5 x each peer)."""
+
     def med(name: str, threads: int, what: Callable[[Run], float]) -> float:
         return median([what(r) for r in results[(name, threads)]])
+
+    def p50(r: Run) -> float:
+        return r.p50
+
+    def p99(r: Run) -> float:
+        return r.p99
+
+    def per_s(r: Run) -> float:
+        return r.throughput
 
     out: list[Figure] = []
     details = {
         "rounds": settings.rounds,
         "jobs_per_run_c1_c16": dict(settings.jobs),
+        "limit_ms": best.seconds * 1e3,
         "per_round": {
             f"{name} c={threads}": [
                 {"p50_ms": r.p50 * 1e3, "p99_ms": r.p99 * 1e3, "per_s": r.throughput} for r in runs
@@ -364,7 +317,7 @@ def figures(
         },
     }
     for threads in (1, 16):
-        for stat, pick in (("p50", lambda r: r.p50), ("p99", lambda r: r.p99)):
+        for stat, pick in (("p50", p50), ("p99", p99)):
             out.append(
                 Figure(
                     "submission",
@@ -374,22 +327,38 @@ def figures(
                     med("engine", threads, pick) * 1e3,
                     "floor",
                     med("floor", threads, pick) * 1e3,
-                    target="<= 1.3" if threads == 1 else "",
+                    target="<= 0.6" if threads == 1 and stat == "p50" else "",
                     runs=settings.rounds,
                     details=details if threads == 1 and stat == "p50" else {},
+                    limit=best.seconds * 1e3,
+                    limit_target="<= 5" if threads == 1 and stat == "p50" else "",
                 )
             )
         out.append(
             Figure(
                 "submission",
                 backend,
+                f"p99 vs p50 latency, concurrency {threads}",
+                "ms",
+                med("engine", threads, p99) * 1e3,
+                "p50",
+                med("engine", threads, p50) * 1e3,
+                target="<= 2" if threads == 1 else "",
+                runs=settings.rounds,
+            )
+        )
+        out.append(
+            Figure(
+                "submission",
+                backend,
                 f"throughput, concurrency {threads}",
                 "/s",
-                med("engine", threads, lambda r: r.throughput),
+                med("engine", threads, per_s),
                 "floor",
-                med("floor", threads, lambda r: r.throughput),
+                med("floor", threads, per_s),
                 inverse=True,
                 runs=settings.rounds,
+                limit=best.throughput(threads),
             )
         )
     peers = [name for name, threads in results if threads == 16 and name not in ("engine", "floor")]
@@ -401,11 +370,11 @@ def figures(
                     backend,
                     f"throughput vs {name}, concurrency {threads}",
                     "/s",
-                    med("engine", threads, lambda r: r.throughput),
+                    med("engine", threads, per_s),
                     name,
-                    med(name, threads, lambda r: r.throughput),
+                    med(name, threads, per_s),
                     inverse=False,
-                    target=">= 3" if threads == 16 else "",
+                    target=">= 5" if threads == 16 else "",
                     runs=settings.rounds,
                 )
             )

@@ -577,7 +577,9 @@ def test_state_directory_records_are_the_only_state(agent: AgentProcess) -> None
     ).task_id
     wait_task(stub, task_id)
     records = sorted(os.listdir(agent.state_dir / "tasks"))
-    assert records == [f"{task_id}.json"]
+    assert records == ["journal"]  # its lines: the task accepted, started, finished
+    journal = (agent.state_dir / "tasks" / "journal").read_bytes().splitlines()
+    assert [line.split(b" ", 1)[0].decode() for line in journal] == [task_id] * 3
     agent.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
     agent.proc.wait()  # type: ignore[union-attr]
     agent.start()

@@ -1,7 +1,10 @@
 """`make bench` must keep working: its quick mode (small sizes, one round, SQLite) runs every
-benchmark against real processes and writes every figure. Timings are not checked here (they
-belong to the benchmark, not to tests); what is checked is that each figure exists, has its
-baseline from the same run, and that the counts the targets rest on are right."""
+benchmark against real processes and writes every figure, the load benchmark included (held
+for two windows of 10 s). Timings are not checked here (they belong to the benchmark, not to
+tests); what is checked is that each figure exists, has its baseline from the same run (the
+limit's parts are baselines themselves; the idle figures bound the value), that every
+submission figure has its ratio to the limit, and that the counts the targets rest on are
+right."""
 
 from __future__ import annotations
 
@@ -28,11 +31,26 @@ def test_the_quick_bench_measures_every_figure(tmp_path: Path) -> None:
     by_bench: dict[str, list[dict]] = {}
     for f in figures:
         by_bench.setdefault(f["benchmark"], []).append(f)
+        if f["absolute"]:
+            assert f["value"] >= 0 and f["baseline"] is None and f["met"] is not None, f
+            continue
         assert f["value"] > 0 and (f["baseline"] is None or f["baseline"] > 0), f
-        assert f["ratio"] is not None, f
-    assert {"submission", "reconciliation", "polling", "copying"} <= set(by_bench)
+        assert f["ratio"] is not None or f["benchmark"] == "limit", f
+    assert {"submission", "reconciliation", "polling", "copying", "limit", "idle", "load"} <= set(
+        by_bench
+    )
     targets = {f["metric"] for f in figures if f["target"]}
     assert "p50 latency, concurrency 1" in targets
+    assert "p99 vs p50 latency, concurrency 1" in targets
+    assert all(f["limit_ratio"] is not None for f in by_bench["submission"] if f["limit"]), figures
+    p50 = next(f for f in by_bench["submission"] if f["metric"] == "p50 latency, concurrency 1")
+    assert p50["limit_target"] and p50["limit"] == by_bench["limit"][0]["value"]
+    assert p50["limit"] < p50["baseline"], "the limit must be below the floor it bounds"
+    (held,) = [f for f in by_bench["load"] if "windows" in f["details"]]
+    windows = held["details"]["windows"]
+    assert len(windows) == 2 and all(w["adds"] > 0 and w["failed"] == 0 for w in windows)
+    assert all(w["engine_rss_mb"] > 0 and w["db_mb"] > 0 for w in windows)
+    assert sum(bool(f["target"]) for f in by_bench["load"]) >= 5
     assert any(m.startswith("time, ") for m in targets)
     assert any(m.startswith("copy speed") or " copy speed vs cp" in m for m in targets)
     calls = [f for f in by_bench["polling"] if f["metric"].startswith("agent calls")]
@@ -42,4 +60,6 @@ def test_the_quick_bench_measures_every_figure(tmp_path: Path) -> None:
         assert {f["baseline_name"] for f in by_bench["peers"]} == {"DBOS", "TaskFlow"}
     else:
         assert any("not measured" in note for note in results["notes"])
-    assert "| benchmark |" in (tmp_path / "quick.md").read_text()
+    markdown = (tmp_path / "quick.md").read_text()
+    assert "| benchmark |" in markdown and "| x limit |" in markdown
+    assert "| window | adds |" in markdown

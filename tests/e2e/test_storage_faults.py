@@ -205,17 +205,32 @@ def test_a_full_state_directory_refuses_every_start_and_accepts_nothing_unrecord
     ).task_id
     wait_task(stub, done)
     records = agent.state_dir / "tasks"
-    before = sorted(p.name for p in records.iterdir())
     filler = fill(agent.state_dir)
+
+    def volume() -> str:
+        request = apb.CreateVolumeRequest(
+            request_id=new_id(), storage_domain_id=sd, image_id=new_id(), size_bytes=MiB
+        )
+        return str(stub.CreateVolume(request, timeout=T).task_id)
+
+    # The journal's last page may hold a few more lines: those starts are accepted (recorded),
+    # until one is not.
+    fitted: list[str] = []
+    for _ in range(64):
+        try:
+            fitted.append(volume())
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, exc
+            break
+    else:
+        pytest.fail("the state directory never filled up")
+    for task_id in fitted:
+        wait_task(stub, task_id)  # their later records find no room: they end, unrecorded
+    before = sorted(p.name for p in records.iterdir()), (records / "journal").read_bytes()
     refused_copy = copy_request(sd, src, new_id())
     starts: list[Callable[[], object]] = [
         lambda: stub.CopyImage(refused_copy, timeout=T),
-        lambda: stub.CreateVolume(
-            apb.CreateVolumeRequest(
-                request_id=new_id(), storage_domain_id=sd, image_id=new_id(), size_bytes=MiB
-            ),
-            timeout=T,
-        ),
+        volume,
     ]
     for start in starts:
         with pytest.raises(grpc.RpcError) as refused:
@@ -229,15 +244,16 @@ def test_a_full_state_directory_refuses_every_start_and_accepts_nothing_unrecord
             t.task_id for t in stub.GetAllTasksInfo(apb.GetAllTasksInfoRequest(), timeout=T).tasks
         ]
 
-    assert known() == [done]  # nothing only in memory
-    assert sorted(p.name for p in records.iterdir()) == before  # nothing half-written
+    assert known() == [done, *fitted]  # nothing only in memory
+    after = sorted(p.name for p in records.iterdir()), (records / "journal").read_bytes()
+    assert after == before  # nothing half-written
     agent.kill()
     agent.start()  # still full: it starts, with what it had
-    assert known() == [done]
+    assert known() == [done, *fitted]
     filler.unlink()
     again = stub.CopyImage(refused_copy, timeout=T).task_id  # the same request id: it was new
     assert wait_task(stub, again).result == apb.TASK_RESULT_SUCCESS
-    assert set(known()) == {done, again}
+    assert set(known()) == {done, again, *fitted}
 
 
 def test_a_full_state_directory_fails_the_command_and_the_next_one_runs(
@@ -269,6 +285,14 @@ def test_a_full_state_directory_fails_the_command_and_the_next_one_runs(
 # -- corrupt task records ------------------------------------------------------------------------
 
 
+def damage_newest_line(journal: Path, task_id: str, how: Callable[[bytes], bytes]) -> None:
+    """Damage, in place, the newest line the journal holds for a task (its record)."""
+    lines = journal.read_bytes().splitlines(keepends=True)
+    at = max(i for i, line in enumerate(lines) if line.startswith(task_id.encode()))
+    lines[at] = how(lines[at])
+    journal.write_bytes(b"".join(lines))
+
+
 def test_an_agent_starts_past_corrupt_records_and_sets_them_aside(agent_factory) -> None:
     agent = agent_factory("host1")
     stub = agent.stub()
@@ -283,25 +307,32 @@ def test_an_agent_starts_past_corrupt_records_and_sets_them_aside(agent_factory)
         wait_task(stub, task_id)
     agent.kill()
     records = agent.state_dir / "tasks"
-    cut, zeroed, listed, sound = (records / f"{t}.json" for t in tasks)
-    cut.write_bytes(cut.read_bytes()[:50])  # the storage lost the record's tail
-    zeroed.write_bytes(b"\0" * zeroed.stat().st_size)  # or wrote zeroes over it
-    listed.write_text("[]")  # JSON, but not a record: an older agent did not even start
+    journal = records / "journal"
+    before = journal.read_bytes()
+    cut, edited, listed, sound = tasks
+    damage_newest_line(journal, cut, lambda line: line[:50] + b"\n")  # the storage lost its tail
+    damage_newest_line(journal, edited, lambda line: line.replace(b"success", b"failure"))
+    damage_newest_line(journal, listed, lambda line: line[:46] + b"[]\n")  # JSON, not a record
+    damaged = journal.read_bytes()
+    assert damaged != before
     agent.start()
     listed_tasks = stub.GetAllTasksInfo(apb.GetAllTasksInfoRequest(), timeout=T).tasks
-    assert [t.task_id for t in listed_tasks] == [tasks[3]]
-    names = sorted(p.name for p in records.iterdir())
-    assert names == sorted([sound.name, *(f"{p.name}.corrupt" for p in (cut, zeroed, listed))])
+    assert [t.task_id for t in listed_tasks] == [sound]
+    assert sorted(p.name for p in records.iterdir()) == ["journal", "journal.corrupt"]
+    assert (records / "journal.corrupt").read_bytes() == damaged  # kept for a person
     log = agent.log_path.read_text()
-    for path in (cut, zeroed, listed):
-        (line,) = [line for line in log.splitlines() if f"task record {path} is corrupt" in line]
-        assert "WARNING" in line and f"{path.name}.corrupt" in line
+    for task_id in (cut, edited, listed):
+        (line,) = [
+            line for line in log.splitlines() if f"no longer knows task(s) {task_id}" in line
+        ]
+        assert "WARNING" in line and f"task journal {journal} is corrupt" in line
+        assert "journal.corrupt" in line
     agent.kill()
     agent.start()  # set aside for good: nothing to warn about again
     assert agent.log_path.read_text().count("is corrupt") == 3
     assert [
         t.task_id for t in stub.GetAllTasksInfo(apb.GetAllTasksInfoRequest(), timeout=T).tasks
-    ] == [tasks[3]]
+    ] == [sound]
 
 
 def test_a_task_whose_record_is_corrupt_fails_its_command_as_lost(make_dc) -> None:
@@ -313,8 +344,9 @@ def test_a_task_whose_record_is_corrupt_fails_its_command_as_lost(make_dc) -> No
     )
     host = dc.agents[0]
     host.kill()
-    record = host.state_dir / "tasks" / f"{command.tasks[0].vdsm_task_id}.json"
-    record.write_bytes(record.read_bytes()[:60])  # cut short under the agent
+    journal = host.state_dir / "tasks" / "journal"
+    # Its newest record cut short under the agent.
+    damage_newest_line(journal, command.tasks[0].vdsm_task_id, lambda line: line[:60] + b"\n")
     host.start()
     command = wait_command(dc.stub, command_id)
     assert command.status == pb.COMMAND_STATUS_FAILED
@@ -322,8 +354,8 @@ def test_a_task_whose_record_is_corrupt_fails_its_command_as_lost(make_dc) -> No
     assert "lost by the agent" in command.failure_reason
     dc.check_invariants()
     assert dc.image_files() == files_before  # its partial went with the compensation
-    assert record.with_name(f"{record.name}.corrupt").exists()
-    assert f"task record {record} is corrupt" in host.log_path.read_text()
+    assert journal.with_name("journal.corrupt").exists()
+    assert f"task journal {journal} is corrupt" in host.log_path.read_text()
 
 
 # -- a paused agent ------------------------------------------------------------------------------

@@ -1,10 +1,9 @@
-"""The agent's adapters against real files: the storage root and the task records."""
+"""The agent's storage root against real files (the task records: test_agent_task_journal.py)."""
 
 from __future__ import annotations
 
-import errno
-import json
-import logging
+import functools
+import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -12,12 +11,9 @@ from pathlib import Path
 import pytest
 
 from service_common.errors import InvalidArgument, NotFound
-from service_common.vdsm_tasks import TaskResult
 from vdsm_agent.adapters import storage as storage_module
-from vdsm_agent.adapters import task_store as task_store_module
 from vdsm_agent.adapters.storage import StorageRoot, VerificationFailed
-from vdsm_agent.adapters.task_store import TaskStore
-from vdsm_agent.domain.tasks import CopyImageSpec, CreateVolumeSpec, ImageRef, RemoveImageSpec, Task
+from vdsm_agent.domain.tasks import ImageRef
 
 
 def new_id() -> str:
@@ -37,6 +33,10 @@ def domain(root: StorageRoot) -> str:
 
 def no_progress(done: int, total: int) -> None:
     pass
+
+
+def progress(into: list[tuple[int, int]], done: int, total: int) -> None:
+    into.append((done, total))
 
 
 def test_write_volume_repeats_the_pattern_across_chunks(root: StorageRoot) -> None:
@@ -65,14 +65,54 @@ def test_copy_reads_the_source_as_it_is_while_it_changes(root: StorageRoot) -> N
     assert root.image_path(target).read_bytes() == b"A" * 10 + b"B" * 20
 
 
-def test_a_copy_that_does_not_verify_is_not_published(root: StorageRoot, monkeypatch) -> None:
+@pytest.mark.parametrize("bad_chunk", [1, 4])  # a whole chunk, and the short last one
+def test_a_copy_that_does_not_verify_is_not_published(
+    root: StorageRoot, monkeypatch: pytest.MonkeyPatch, bad_chunk: int
+) -> None:
     sd = domain(root)
     source, target = ImageRef(sd, new_id()), ImageRef(sd, new_id())
-    root.image_path(source).write_bytes(b"data" * 100)
-    monkeypatch.setattr(storage_module, "_digest_of", lambda path, chunk: b"corrupted")
-    with pytest.raises(VerificationFailed):
-        root.copy_image(source, target, new_id(), no_progress)
+    root.image_path(source).write_bytes(bytes(range(256)) * 2)  # 512 bytes: chunks of 100
+    real_write_all = storage_module.write_all
+    writes = []
+
+    def a_disk_that_stores_other_bytes(write: Callable[[memoryview], int | None], data) -> None:
+        writes.append(len(data))
+        if len(writes) == bad_chunk + 1:
+            data = bytes(data[:-1]) + bytes([data[-1] ^ 1])  # one bit off in the chunk's end
+        real_write_all(write, data)
+
+    monkeypatch.setattr(storage_module, "write_all", a_disk_that_stores_other_bytes)
+    task_id = new_id()
+    with pytest.raises(VerificationFailed, match=f"bytes {bad_chunk * 100} to "):
+        root.copy_image(source, target, task_id, no_progress, chunk_bytes=100)
+    assert writes == [100] * (bad_chunk + 1)  # it stopped at the chunk that did not verify
     assert not root.image_path(target).exists()
+    root.remove_partial(target, task_id)  # what the task runner does next
+
+
+def test_a_copy_is_verified_fsynced_and_published_whatever_its_chunks(
+    root: StorageRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sd = domain(root)
+    source = ImageRef(sd, new_id())
+    data = os.urandom(3 * storage_module.WRITEBACK_BYTES + 12345)  # writeback asked 3 times
+    root.image_path(source).write_bytes(data)
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counted_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(storage_module.os, "fsync", counted_fsync)
+    for chunk in (storage_module.CHUNK_BYTES, 4096, 1000):
+        target = ImageRef(sd, new_id())
+        seen: list[tuple[int, int]] = []
+        root.copy_image(source, target, new_id(), functools.partial(progress, seen), chunk)
+        assert root.image_path(target).read_bytes() == data
+        assert seen[-1] == (len(data), len(data)) and len(seen) == -(-len(data) // chunk)
+        assert [p.name for p in root.images_dir(sd).iterdir() if p.suffix == ".partial"] == []
+    assert len(synced) == 3 * 2  # the copy, and the directory after the link
 
 
 def test_publishing_never_replaces_an_image(root: StorageRoot) -> None:
@@ -99,81 +139,6 @@ def test_paths_stay_inside_the_root(root: StorageRoot, tmp_path: Path) -> None:
     root.require_domain(alias)
     with pytest.raises(NotFound):
         root.delete_image(ImageRef(inner, new_id()))
-
-
-def test_task_records_survive_and_torn_writes_do_not_exist(tmp_path: Path) -> None:
-    store = TaskStore(tmp_path / "state")
-    spec = CopyImageSpec(ImageRef(new_id(), new_id()), ImageRef(new_id(), new_id()))
-    first = Task(new_id(), new_id(), spec, accepted_at=1.0)
-    second = Task(new_id(), new_id(), CreateVolumeSpec(spec.target, 5), accepted_at=2.0)
-    store.save(second)
-    store.save(first)
-    first.finish(TaskResult.SUCCESS)
-    store.save(first)
-    (store.dir / f"{new_id()}.json.tmp").write_text('{"half": ')  # a crash before the rename
-    again = TaskStore(tmp_path / "state").load_all()
-    assert again == [first, second]
-    assert not list(store.dir.glob("*.tmp"))
-    store.delete(first.task_id)
-    store.delete(first.task_id)
-    assert [t.task_id for t in TaskStore(tmp_path / "state").load_all()] == [second.task_id]
-    assert json.loads((store.dir / f"{second.task_id}.json").read_text())["verb"] == "CreateVolume"
-
-
-def test_a_record_that_holds_no_task_is_set_aside_and_the_rest_load(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    store = TaskStore(tmp_path / "state")
-    kept = Task(new_id(), new_id(), CreateVolumeSpec(ImageRef(new_id(), new_id()), 5))
-    store.save(kept)
-    cut, zeroed, listed = (store._path(new_id()) for _ in range(3))
-    cut.write_bytes(json.dumps(kept.to_record()).encode()[:40])  # the storage lost its tail
-    zeroed.write_bytes(b"\0" * 4096)
-    listed.write_text("[]")  # JSON, but not a record (an older agent crashed on this)
-    (store.dir / f"{cut.name}.corrupt").write_text("set aside before")
-    with caplog.at_level(logging.WARNING, logger="vdsm_agent.adapters.task_store"):
-        assert TaskStore(tmp_path / "state").load_all() == [kept]
-    names = sorted(p.name for p in store.dir.iterdir())
-    assert names == sorted(
-        [
-            f"{kept.task_id}.json",
-            f"{cut.name}.corrupt",
-            f"{cut.name}.2.corrupt",  # the earlier one is not overwritten
-            f"{zeroed.name}.corrupt",
-            f"{listed.name}.corrupt",
-        ]
-    )
-    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    for path in (cut, zeroed, listed):
-        assert sum(str(path) in line and "corrupt" in line for line in warned) == 1, warned
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="vdsm_agent.adapters.task_store"):
-        assert TaskStore(tmp_path / "state").load_all() == [kept]  # set aside for good
-    assert caplog.records == []
-
-
-def test_a_record_the_state_directory_has_no_room_for_leaves_nothing_behind(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = TaskStore(tmp_path / "state")
-    task = Task(new_id(), new_id(), CreateVolumeSpec(ImageRef(new_id(), new_id()), 5))
-    store.save(task)
-    before = store._path(task.task_id).read_bytes()
-
-    def fills_up(write: Callable[[memoryview], int | None], data: bytes) -> None:
-        write(memoryview(data)[: len(data) // 2])  # what still fitted
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(task_store_module, "write_all", fills_up)
-    task.finish(TaskResult.SUCCESS)
-    with pytest.raises(OSError) as raised:
-        store.save(task)
-    assert raised.value.errno == errno.ENOSPC
-    assert [p.name for p in store.dir.iterdir()] == [f"{task.task_id}.json"]  # no .tmp
-    assert store._path(task.task_id).read_bytes() == before  # the older version stands
-    with pytest.raises(OSError):
-        store.save(Task(new_id(), new_id(), task.spec))
-    assert [p.name for p in store.dir.iterdir()] == [f"{task.task_id}.json"]
 
 
 def test_remove_image_removes_it_and_its_stray_partials_then_syncs_the_directory(
@@ -210,18 +175,3 @@ def test_remove_image_removes_it_and_its_stray_partials_then_syncs_the_directory
     with pytest.raises(InvalidArgument, match="image_id"):
         root.remove_image(evil)
     assert outside.read_bytes() == b"not yours"
-
-
-def test_a_removal_task_record_survives_a_restart(tmp_path: Path) -> None:
-    store = TaskStore(tmp_path / "state")
-    task = Task(new_id(), new_id(), RemoveImageSpec(ImageRef(new_id(), new_id())), accepted_at=1.0)
-    store.save(task)
-    task.start()
-    store.save(task)
-    assert TaskStore(tmp_path / "state").load_all() == [task]
-    record = json.loads((store.dir / f"{task.task_id}.json").read_text())
-    assert (record["verb"], record["state"]) == ("RemoveImage", "running")
-    assert record["spec"] == {
-        "storage_domain_id": task.spec.target.storage_domain_id,
-        "image_id": task.spec.target.image_id,
-    }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from service_common.errors import AlreadyExists, FailedPrecondition, Unavailable
+from vdsm_agent.adapters import journal as journal_module
 from vdsm_agent.adapters.storage import StorageRoot, VerificationFailed
 from vdsm_agent.adapters.task_store import TaskStore
 from vdsm_agent.domain.tasks import (
@@ -103,6 +106,40 @@ def test_restart_settles_every_unfinished_task(make_manager, tmp_path: Path) -> 
         running.task_id: TaskResult.CLEAN_FAILURE,
         published.task_id: TaskResult.SUCCESS,
     }
+
+
+def test_the_same_request_again_while_its_record_is_on_its_way_gets_the_same_task(
+    make_manager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = make_manager()
+    sd, request_id, image_id = new_id(), new_id(), new_id()
+    manager.create_storage_domain(sd)
+    syncing, disk_may_answer = threading.Event(), threading.Event()
+    real_fdatasync = os.fdatasync
+
+    def slow_disk(fd: int) -> None:
+        syncing.set()
+        assert disk_may_answer.wait(10)
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(journal_module.os, "fdatasync", slow_disk)
+    answers: list[Task] = []
+
+    def start() -> None:
+        answers.append(manager.create_volume(request_id, sd, image_id, 8))
+
+    first, again = threading.Thread(target=start), threading.Thread(target=start)
+    first.start()
+    assert syncing.wait(10)  # the first call's record is on its way to the disk
+    again.start()
+    again.join(0.2)
+    assert again.is_alive() and answers == []  # the retry waits for that record too
+    assert manager.all_tasks() == []  # and nobody sees the task before it is durable
+    disk_may_answer.set()
+    first.join(10)
+    again.join(10)
+    assert len(answers) == 2 and answers[0].task_id == answers[1].task_id
+    assert [t.task_id for t in manager.all_tasks()] == [answers[0].task_id]
 
 
 def test_stop_a_task_still_waiting_for_a_worker(make_manager) -> None:

@@ -192,8 +192,8 @@ def test_a_job_that_runs_out_of_space_removes_its_partial_and_the_agent_goes_on(
 
 
 class FullStore(FakeStore):
-    """The fake store on a state directory that may fill up: a save then raises as os.write
-    does, and keeps nothing (the real store removes its temporary file)."""
+    """The fake store on a state directory that may fill up: a save or a delete then raises as
+    os.write does, and keeps nothing (the real store cuts its journal back)."""
 
     def __init__(self, *tasks: Task) -> None:
         self.error: int | None = None
@@ -203,6 +203,11 @@ class FullStore(FakeStore):
         if self.error is not None:
             raise OSError(self.error, os.strerror(self.error))
         super().save(task)
+
+    def delete(self, task_id: str) -> None:
+        if self.error is not None:
+            raise OSError(self.error, os.strerror(self.error))
+        super().delete(task_id)
 
 
 class FullAgent(Agent):
@@ -266,6 +271,7 @@ def test_a_task_whose_start_cannot_be_recorded_does_not_run_and_fails_saying_why
     assert agent.storage.images == {} and agent.storage.partials == {}
     # Its record still says init: a restart ends it cleanFailure, having written nothing.
     assert store.saved(task.task_id).state is TaskState.INIT
+    store.error = None  # clearing is recorded too: it needs room
     agent.manager.clear(task.task_id)
     assert store.records == {}
 
@@ -278,6 +284,12 @@ def test_a_task_whose_end_cannot_be_recorded_still_ends_and_can_be_cleared() -> 
     ended = agent.finished(task)
     assert (ended.state, ended.result) == (TaskState.FINISHED, TaskResult.SUCCESS)
     assert store.saved(task.task_id).state is TaskState.RUNNING  # what a restart would read
+    # Clearing is recorded too (a line in the journal): refused while the directory is full,
+    # the task kept, and done once there is room.
+    with pytest.raises(ResourceExhausted, match=r"no space left .* cleared"):
+        agent.manager.clear(task.task_id)
+    assert agent.manager.get(task.task_id) == ended and task.task_id in store.records
+    store.error = None
     agent.manager.clear(task.task_id)
     assert agent.manager.all_tasks() == [] and store.records == {}
 

@@ -42,8 +42,20 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+class Recorded:
+    """What the fake store's `submit` answers: durable at once, or failed with `error`."""
+
+    def __init__(self, error: OSError | None = None) -> None:
+        self.error = error
+
+    def wait(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
 class FakeStore:
-    """TaskStore in memory: records as `to_record` dicts, so a save is a snapshot."""
+    """TaskStore in memory: records as `to_record` dicts, so a save is a snapshot. A submitted
+    record is durable at once (the real store's group commit is tested on files)."""
 
     def __init__(self, *tasks: Task) -> None:
         self.records: dict[str, dict[str, Any]] = {}
@@ -55,6 +67,20 @@ class FakeStore:
 
     def delete(self, task_id: str) -> None:
         self.records.pop(task_id, None)
+
+    def submit(self, task: Task) -> Recorded:
+        try:
+            self.save(task)
+        except OSError as exc:
+            return Recorded(exc)
+        return Recorded()
+
+    def submit_delete(self, task_id: str) -> Recorded:
+        try:
+            self.delete(task_id)
+        except OSError as exc:
+            return Recorded(exc)
+        return Recorded()
 
     def load_all(self) -> list[Task]:
         tasks = [Task.from_record(r) for r in self.records.values()]
@@ -384,7 +410,14 @@ def test_a_task_cleared_as_stop_or_shutdown_lets_go_of_the_lock_never_comes_back
         agent.workers.run_all()
         agent.manager.clear(task.task_id)
 
-    lock.at_next_release(worker_then_clear)
+    def worker_while_ending() -> None:  # the end decided, its record not known durable yet
+        agent.workers.run_all()  # a worker that picks the task up does not run it
+        with pytest.raises(FailedPrecondition, match="not finished"):
+            agent.manager.clear(task.task_id)  # nobody has seen it finished
+        assert agent.manager.get(task.task_id).state is TaskState.INIT
+        lock.at_next_release(worker_then_clear)  # once its end is durable: finished
+
+    lock.at_next_release(worker_while_ending)
     if end == "stop":
         agent.manager.stop(task.task_id)
     else:

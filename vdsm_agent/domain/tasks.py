@@ -149,6 +149,9 @@ class Task:
     message: str = ""
     code: Code = Code.OK
     accepted_at: float = field(default_factory=time.time)
+    # The outcome it ends with, decided but not yet durable: until its record is, the task is
+    # not finished to anyone (it moves no more, StopTask does nothing) and keeps its state.
+    ending: Outcome | None = field(default=None, compare=False, repr=False)
 
     @property
     def verb(self) -> Verb:
@@ -159,7 +162,7 @@ class Task:
         return self.state is TaskState.FINISHED
 
     def can_move_to(self, state: TaskState) -> bool:
-        return can_move(self.state, state)
+        return self.ending is None and can_move(self.state, state)
 
     def check_same_request(self, spec: TaskSpec) -> None:
         """A reused request id is fine only for the very same request."""
@@ -171,6 +174,8 @@ class Task:
 
     def stop_action(self) -> StopAction:
         """What StopTask does to this task now."""
+        if self.ending is not None:
+            return StopAction.NOTHING
         if self.state is TaskState.INIT:
             return StopAction.CANCEL
         if self.can_move_to(TaskState.ABORTING):
@@ -190,6 +195,7 @@ class Task:
         self.progress_percent = running_progress(done, total)
 
     def finish(self, result: TaskResult, code: Code = Code.OK, message: str = "") -> None:
+        self.ending = None
         self.state = TaskState.FINISHED
         self.result = result
         self.code = code
@@ -271,55 +277,101 @@ class Task:
 class TaskBook:
     """Every task the agent answers for, in order of acceptance, and the rules across them.
 
+    A task added `pending` (accepted, its record not yet durable) holds its images like any
+    other, but is not shown: not iterated, not `known`, until it is `confirm`ed. The unfinished
+    tasks that hold an image are found through an index by image, not by a walk of every task.
     Plain bookkeeping: the service layer holds its lock around every call.
     """
 
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
         self._by_request: dict[str, Task] = {}
+        self._pending: set[str] = set()
+        # Tasks by the image they write (or remove), and by the images they read; finished ones
+        # are dropped as they are met (_holding).
+        self._writers: dict[ImageRef, list[Task]] = {}
+        self._readers: dict[ImageRef, list[Task]] = {}
 
     def __iter__(self) -> Iterator[Task]:
-        return iter(self._tasks.values())
+        if not self._pending:
+            return iter(self._tasks.values())
+        return (t for t in self._tasks.values() if t.task_id not in self._pending)
 
     def __len__(self) -> int:
-        return len(self._tasks)
+        return len(self._tasks) - len(self._pending)
 
-    def add(self, task: Task) -> None:
+    def _indexes(self, task: Task) -> Iterator[tuple[dict[ImageRef, list[Task]], ImageRef]]:
+        yield self._writers, task.spec.target
+        for ref in task.spec.reads():
+            yield self._readers, ref
+
+    def add(self, task: Task, pending: bool = False) -> None:
         self._tasks[task.task_id] = task
         self._by_request[task.request_id] = task
+        if pending:
+            self._pending.add(task.task_id)
+        for index, ref in self._indexes(task):
+            index.setdefault(ref, []).append(task)
+
+    def confirm(self, task: Task) -> None:
+        """Show a pending task: its record is durable."""
+        self._pending.discard(task.task_id)
 
     def remove(self, task: Task) -> None:
-        del self._tasks[task.task_id]
+        if self._tasks.pop(task.task_id, None) is None:
+            return
         self._by_request.pop(task.request_id, None)
+        self._pending.discard(task.task_id)
+        for index, ref in self._indexes(task):
+            holders = [t for t in index.get(ref, []) if t is not task]
+            if holders:
+                index[ref] = holders
+            else:
+                index.pop(ref, None)
 
     def known(self, task_id: str) -> Task:
         task = self._tasks.get(task_id)
-        if task is None:
+        if task is None or task_id in self._pending:
             raise NotFound(
                 f"task {task_id} is not known to this agent (never accepted, or cleared)"
             )
         return task
 
     def same_request(self, request_id: str, spec: TaskSpec) -> Task | None:
-        """The task already accepted for this very request, None for a new request id;
-        AlreadyExists when the request id was used for another request."""
+        """The task already accepted for this very request (perhaps still pending), None for a
+        new request id; AlreadyExists when the request id was used for another request."""
         existing = self._by_request.get(request_id)
         if existing is not None:
             existing.check_same_request(spec)
         return existing
 
+    @staticmethod
+    def _holding(index: dict[ImageRef, list[Task]], ref: ImageRef) -> list[Task]:
+        """The unfinished tasks `index` has for `ref`, oldest first. A finished task never holds
+        an image again, so it is dropped from the index here."""
+        holders = index.get(ref)
+        if not holders:
+            return []
+        unfinished = [t for t in holders if not t.finished]
+        if len(unfinished) != len(holders):
+            if unfinished:
+                index[ref] = unfinished
+            else:
+                del index[ref]
+        return unfinished
+
     def check_not_being_written(self, target: ImageRef) -> None:
         """Only one unfinished task writes an image."""
-        for task in self._tasks.values():
-            if not task.finished and task.spec.target == target:
-                raise AlreadyExists(
-                    f"image {target.image_id} is being written by unfinished task {task.task_id}"
-                )
+        writers = self._holding(self._writers, target)
+        if writers:
+            raise AlreadyExists(
+                f"image {target.image_id} is being written by unfinished task {writers[0].task_id}"
+            )
 
     def check_not_being_removed(self, ref: ImageRef) -> None:
         """An image an unfinished RemoveImage task removes is neither read nor written."""
-        for task in self._tasks.values():
-            if not task.finished and task.verb is Verb.REMOVE_IMAGE and task.spec.target == ref:
+        for task in self._holding(self._writers, ref):
+            if task.verb is Verb.REMOVE_IMAGE:
                 raise FailedPrecondition(
                     f"image {ref.image_id} is being removed by unfinished task {task.task_id} "
                     f"({task.verb.value}); wait for it to finish"
@@ -328,9 +380,10 @@ class TaskBook:
     def check_not_in_use(self, ref: ImageRef) -> None:
         """An image an unfinished task writes, reads or removes is not deleted, nor removed by
         another task."""
-        for task in self._tasks.values():
-            if not task.finished and (ref == task.spec.target or ref in task.spec.reads()):
-                raise FailedPrecondition(
-                    f"image {ref.image_id} is in use by unfinished task {task.task_id} "
-                    f"({task.verb.value}); stop it first"
-                )
+        holders = self._holding(self._writers, ref) or self._holding(self._readers, ref)
+        if holders:
+            task = holders[0]
+            raise FailedPrecondition(
+                f"image {ref.image_id} is in use by unfinished task {task.task_id} "
+                f"({task.verb.value}); stop it first"
+            )

@@ -51,12 +51,23 @@ class Storage(Protocol):
     ) -> None: ...
 
 
+class Durable(Protocol):
+    """A record handed to the task records: `wait` returns once it is durable, or raises the
+    OSError that kept it from being so (a full state directory: ENOSPC)."""
+
+    def wait(self) -> None: ...
+
+
 class TaskRecords(Protocol):
-    """The durable record of every task not yet cleared."""
+    """The durable record of every task not yet cleared.
 
-    def save(self, task: Task) -> None: ...
+    `submit` and `submit_delete` queue a record without I/O and never raise for I/O: a caller
+    submits under its lock, so records of one task are stored in the order it changed, and
+    waits for the answer without it, so that records submitted together share their I/O."""
 
-    def delete(self, task_id: str) -> None: ...
+    def submit(self, task: Task) -> Durable: ...
+
+    def submit_delete(self, task_id: str) -> Durable: ...
 
     def load_all(self) -> list[Task]:
         """Every stored task, oldest first."""

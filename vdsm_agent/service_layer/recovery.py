@@ -22,15 +22,18 @@ log = logging.getLogger("vdsm_agent.service_layer.task_manager")
 def recover(store: TaskRecords, storage: Storage) -> list[Task]:
     """Every recorded task, oldest first; the ones the last process did not finish end now."""
     tasks = store.load_all()
+    settled = []
     for task in tasks:
         if not task.finished:
             settle_interrupted(task, storage)
-            try:
-                store.save(task)
-            except OSError as exc:
-                # A full state directory does not stop the agent: it answers for the task as
-                # settled now, and the next start settles it again from the same record.
-                log.error("task %s: could not record how it was settled: %s", task.task_id, exc)
+            settled.append((task, store.submit(task)))  # all made durable together
+    for task, recorded in settled:
+        try:
+            recorded.wait()
+        except OSError as exc:
+            # A full state directory does not stop the agent: it answers for the task as
+            # settled now, and the next start settles it again from the same record.
+            log.error("task %s: could not record how it was settled: %s", task.task_id, exc)
     if tasks:
         log.info("recovered %d task(s) from the state directory", len(tasks))
     return tasks

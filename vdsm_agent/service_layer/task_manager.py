@@ -2,7 +2,11 @@
 
 Every accepted task is recorded durably before its start RPC returns, and every change of state
 is recorded before anyone can see it finished, so the agent can answer for each task it ever
-accepted until the task is cleared, across `kill -9` (docs/design.md §5, invariant I9).
+accepted until the task is cleared, across `kill -9` (docs/design.md §5, invariant I9). The lock
+is never held across that I/O: a record is submitted under the lock and waited for without it
+(group commit: records submitted together share one fsync, docs/design.md §9). A task accepted
+but not yet durable holds its images but is not shown to anyone, and a task whose end is not yet
+durable is not finished to anyone.
 
 The manager is the entry point; the parts are beside it: `admission` (parsing and checking a new
 task), `task_runner` (the worker that runs a task), `recovery` (after a restart), and the rules
@@ -43,7 +47,7 @@ from vdsm_agent.service_layer.admission import (
     create_volume_spec,
     remove_image_spec,
 )
-from vdsm_agent.service_layer.ports import Storage, TaskRecords
+from vdsm_agent.service_layer.ports import Durable, Storage, TaskRecords
 from vdsm_agent.service_layer.recovery import recover
 from vdsm_agent.service_layer.task_runner import TaskRunner
 
@@ -91,6 +95,7 @@ class TaskManager(Generic[StorageT]):
         self._runner = TaskRunner(storage, store, self._lock, throttle_bytes_per_s)
         self.throttle = self._runner.throttle
         self._book = TaskBook()
+        self._recording: dict[str, threading.Event] = {}  # accepted, record not yet durable
         self._closing = False
         if executor is None:
             executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="task")
@@ -159,42 +164,76 @@ class TaskManager(Generic[StorageT]):
         return self._accept(request_id, remove_image_spec(storage_domain_id, image_id))
 
     def _accept(self, request_id: str, spec: TaskSpec) -> Task:
+        while True:
+            with self._lock:
+                existing = self._book.same_request(request_id, spec)
+                if existing is None:
+                    if self._closing:
+                        raise Unavailable("the agent is shutting down and accepts no new task")
+                    check_can_start(self.storage, self._book, spec)
+                    task = Task(task_id=str(uuid.uuid4()), request_id=request_id, spec=spec)
+                    self._book.add(task, pending=True)  # its images held, not shown yet
+                    self._recording[task.task_id] = threading.Event()
+                    recorded = self.store.submit(task)
+                    break
+                being_recorded = self._recording.get(existing.task_id)
+                if being_recorded is None:
+                    return dataclasses.replace(existing)
+            # The same request, accepted by another call whose record is not durable yet: its
+            # answer is this one's, once the record is durable (or, if it cannot be, a new try).
+            being_recorded.wait()
+        self._record_acceptance(task, recorded)
+        crash_point("after_task_persist")
         with self._lock:
-            existing = self._book.same_request(request_id, spec)
-            if existing is not None:
-                return dataclasses.replace(existing)
-            if self._closing:
-                raise Unavailable("the agent is shutting down and accepts no new task")
-            check_can_start(self.storage, self._book, spec)
-            task = Task(task_id=str(uuid.uuid4()), request_id=request_id, spec=spec)
-            try:
-                self.store.save(task)
-            except OSError as exc:
-                # Not recorded, so not accepted: nothing in memory, nothing on disk.
-                if exc.errno not in OUT_OF_SPACE:
-                    raise  # INTERNAL, logged with its error id
+            self._book.confirm(task)
+            self._recording.pop(task.task_id).set()
+            if not self._closing:
+                self._runner.expect(task)
+            closing = self._closing
+            snapshot = dataclasses.replace(task)
+        metrics.TASKS_ACCEPTED.labels(task.verb.value).inc()
+        metrics.TASKS_IN_FLIGHT.inc()
+        if closing:  # recorded as the agent began to shut down: it ends, never to run
+            self._runner.finish(task, SHUT_DOWN_BEFORE_START)
+        else:
+            self._start(task)
+        log.info(
+            "accepted %s task %s for request %s, %s image %s in storage domain %s",
+            task.verb.value,
+            task.task_id,
+            request_id,
+            "removing" if isinstance(spec, RemoveImageSpec) else "writing",
+            spec.target.image_id,
+            spec.target.storage_domain_id,
+        )
+        return snapshot
+
+    def _record_acceptance(self, task: Task, recorded: Durable) -> None:
+        """Wait for a new task's record to be durable, without the lock. If it cannot be, the
+        task was never accepted: nothing in memory, nothing that a restart reads."""
+        try:
+            recorded.wait()
+        except BaseException as exc:
+            with self._lock:
+                self._book.remove(task)
+                self._recording.pop(task.task_id).set()
+            if isinstance(exc, OSError) and exc.errno in OUT_OF_SPACE:
                 raise no_room_to_record(task, exc) from exc
-            self._book.add(task)
-            self._runner.expect(task)
-            crash_point("after_task_persist")
-            metrics.TASKS_ACCEPTED.labels(task.verb.value).inc()
-            metrics.TASKS_IN_FLIGHT.inc()
+            raise  # INTERNAL, logged with its error id
+
+    def _start(self, task: Task) -> None:
+        """Hand an accepted task to a worker, outside the lock (a pool may start a thread)."""
+        try:
             self._executor.submit(self._runner.run, task)
-            log.info(
-                "accepted %s task %s for request %s, %s image %s in storage domain %s",
-                task.verb.value,
-                task.task_id,
-                request_id,
-                "removing" if isinstance(spec, RemoveImageSpec) else "writing",
-                spec.target.image_id,
-                spec.target.storage_domain_id,
-            )
-            return dataclasses.replace(task)
+        except RuntimeError:
+            # The pool shut down since: the shutdown ended this task, seen in init, already.
+            log.info("task %s: not started, the agent is shutting down", task.task_id)
 
     # -- stopping and clearing --------------------------------------------------------------
 
     def stop(self, task_id: str) -> None:
         task_id = require_uuid("task_id", task_id)
+        ended = None
         with self._lock:
             task = self._book.known(task_id)
             action = task.stop_action()
@@ -204,9 +243,9 @@ class TaskManager(Generic[StorageT]):
                 task.begin_abort()
                 self._runner.signal_abort(task_id)
             else:  # never started: it ends now, before a worker can start it; nothing to clean
-                self._runner.end(task, STOPPED_BEFORE_START)
-        if action is StopAction.CANCEL:
-            self._runner.report(task, STOPPED_BEFORE_START)
+                ended = self._runner.end(task, STOPPED_BEFORE_START)
+        if ended is not None:
+            self._runner.settle(task, STOPPED_BEFORE_START, ended)
         log.info("stop requested for task %s", task_id)
 
     def clear(self, task_id: str) -> None:
@@ -214,7 +253,17 @@ class TaskManager(Generic[StorageT]):
         with self._lock:
             task = self._book.known(task_id)
             task.check_clearable()
-            self.store.delete(task_id)
+            forgotten = self.store.submit_delete(task_id)
+        try:
+            forgotten.wait()
+        except OSError as exc:
+            if exc.errno not in OUT_OF_SPACE:
+                raise
+            raise ResourceExhausted(
+                f"no space left in the agent's state directory to record that task {task_id} "
+                f"is cleared ({exc.strerror}); it is kept: free space there and ask again"
+            ) from exc
+        with self._lock:
             self._book.remove(task)
         log.info("cleared task %s", task_id)
 
@@ -223,17 +272,20 @@ class TaskManager(Generic[StorageT]):
     def shutdown(self) -> None:
         """Accept nothing more; end queued tasks at once, never to run; interrupt running tasks
         cleanly and wait for them to settle."""
-        queued: list[Task] = []
+        queued: list[tuple[Task, Durable]] = []
         with self._lock:
             self._closing = True
             for task in self._book:
+                if task.finished or task.ending is not None:
+                    continue
                 if task.state is TaskState.INIT:
                     # Ended under the lock, so no worker starts it in between.
-                    if self._runner.end(task, SHUT_DOWN_BEFORE_START):
-                        queued.append(task)
-                elif not task.finished:
+                    ended = self._runner.end(task, SHUT_DOWN_BEFORE_START)
+                    if ended is not None:
+                        queued.append((task, ended))
+                else:
                     self._runner.signal_abort(task.task_id, shutdown=True)
-        for task in queued:
-            self._runner.report(task, SHUT_DOWN_BEFORE_START)
+        for task, ended in queued:
+            self._runner.settle(task, SHUT_DOWN_BEFORE_START, ended)
         # Queued jobs are dropped, not waited for; running ones are waited for as they unwind.
         self._executor.shutdown(wait=True, cancel_futures=True)

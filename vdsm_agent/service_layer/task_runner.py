@@ -1,9 +1,12 @@
 """The worker side of the task manager: running one task from init to finished.
 
 A task's job (write a volume, copy an image, remove an image) runs on a worker thread without
-the manager's lock; each change of the task's state is made under the lock and recorded before
-anyone can see it. A job is told to stop through its `AbortSignal` and unwinds at its next chunk
-(a removal, only before it begins).
+the manager's lock. Each change of the task's state that a restart must know is submitted to the
+task records under the lock (so a task's records are stored in the order it changed) and waited
+for without it (so no lock is held across the I/O, and records share their fsync): a job starts
+only once its move to running is durable, and a task is finished to everyone only once its end
+is (`Task.ending` until then). A job is told to stop through its `AbortSignal` and unwinds at its
+next chunk (a removal, only before it begins).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from vdsm_agent.domain.tasks import (
     interrupted,
     undone,
 )
-from vdsm_agent.service_layer.ports import Storage, TaskRecords
+from vdsm_agent.service_layer.ports import Durable, Storage, TaskRecords
 
 # The task manager's logger, as before the manager was split into modules.
 log = logging.getLogger("vdsm_agent.service_layer.task_manager")
@@ -137,18 +140,18 @@ class TaskRunner:
             if not task.can_move_to(TaskState.RUNNING):
                 return None
             task.start()
-            try:
-                self.store.save(task)
-                return self.aborts[task.task_id]
-            except OSError as exc:
-                # Unrecorded, the start would be unknown after a restart, which takes a task
-                # still in init for one that wrote nothing (Task.may_have_published): the job
-                # does not run, and the task fails saying why.
-                log.error("task %s: could not record that it started: %s", task.task_id, exc)
-                outcome = not_started(exc)
-                self.end(task, outcome)
-        self.report(task, outcome)
-        return None
+            started = self.store.submit(task)
+            abort = self.aborts[task.task_id]
+        try:
+            started.wait()
+        except OSError as exc:
+            # Unrecorded, the start would be unknown after a restart, which takes a task still
+            # in init for one that wrote nothing (Task.may_have_published): the job does not
+            # run, and the task fails saying why.
+            log.error("task %s: could not record that it started: %s", task.task_id, exc)
+            self.finish(task, not_started(exc))
+            return None
+        return abort
 
     def _work(self, task: Task, abort: AbortSignal) -> Outcome:
         spec = task.spec
@@ -220,19 +223,27 @@ class TaskRunner:
         again."""
         with self._lock:
             ended = self.end(task, outcome)
-        if ended:
-            self.report(task, outcome)
+        if ended is not None:
+            self.settle(task, outcome, ended)
 
-    def end(self, task: Task, outcome: Outcome) -> bool:
-        """Record a task's outcome and forget its abort signal; False, doing nothing, when it has
-        ended already. Caller holds the lock, so that deciding to end a task and ending it are
-        one step; then, without the lock, it calls `report` for a task this ended."""
-        if task.finished:
-            return False
-        task.finish(*outcome)
+    def end(self, task: Task, outcome: Outcome) -> Durable | None:
+        """Decide a task's outcome: submit its record as ended and forget its abort signal; None,
+        doing nothing, when it has ended (or is ending) already. Caller holds the lock, so that
+        deciding to end a task and ending it are one step; then, without the lock, it calls
+        `settle` for a task this ended."""
+        if task.finished or task.ending is not None:
+            return None
+        task.ending = outcome
         self.aborts.pop(task.task_id, None)
+        ended = dataclasses.replace(task)
+        ended.finish(*outcome)
+        return self.store.submit(ended)
+
+    def settle(self, task: Task, outcome: Outcome, ended: Durable) -> None:
+        """Once the end's record is durable, finish the task for everyone, count it and log it.
+        Caller does not hold the lock."""
         try:
-            self.store.save(task)
+            ended.wait()
         except OSError as exc:
             # It has ended all the same: this process answers for it as ended. A restart reads
             # the older record and settles the task again (docs/design.md §9, a full state
@@ -240,10 +251,12 @@ class TaskRunner:
             log.error(
                 "task %s: could not record its end (%s): %s", task.task_id, outcome.result, exc
             )
-        return True
+        with self._lock:
+            task.finish(*outcome)
+        self.report(task, outcome)
 
     def report(self, task: Task, outcome: Outcome) -> None:
-        """Count and log a task `end` just ended. Caller does not hold the lock."""
+        """Count and log a task just finished. Caller does not hold the lock."""
         result, _, message = outcome
         metrics.TASKS_FINISHED.labels(task.verb.value, result.value).inc()
         metrics.TASKS_IN_FLIGHT.dec()

@@ -80,6 +80,7 @@ def bootstrap(
         agents,
         settings.poll.agent_deadline,
         refuse_plaintext_off_loopback=settings.agents_on_loopback_only,
+        last_seen=manager.poller.last_seen,
     )
     pruner = Pruner(uow, settings.retention)
     return Engine(uow, agents, lifecycle, manager, reconciler, inventory, pruner=pruner)

@@ -70,6 +70,13 @@ class Host:
         """Whether its agent answers its polls, whatever the operator decided."""
         return self.unreachable_since is None
 
+    def durable_state(self) -> tuple[object, ...]:
+        """What of its liveness a poll must store when it changes: its status, since when it
+        is not answering, and its failed polls in a row while it still answers (each counts
+        towards the threshold; once it has stopped answering, more of them decide nothing).
+        `last_seen_at` is not in it: it changes at every answer, and nothing decides on it."""
+        return (self.status, self.unreachable_since, self.failed_polls if self.is_answering else -1)
+
     def record_failed_poll(self, now: datetime, threshold: int) -> HostChange | None:
         """One more poll unanswered. A host that reaches `threshold` of them in a row is not
         answering from `now`, in any status; an UP one becomes NON_RESPONSIVE."""

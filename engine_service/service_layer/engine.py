@@ -77,6 +77,7 @@ class Engine:
         if self.pruner is not None:
             self.pruner.stop()
         self.manager.stop()
+        self.lifecycle.close()
         self.agents.close()
 
     # -- commands ----------------------------------------------------------------------------
@@ -259,8 +260,8 @@ class Engine:
 
     def confirm_host_rebooted(self, host_id: str, reason: str, by: str) -> Fenced:
         """Fencing: the operator asserts the host is down (fencing.py)."""
-        deadline = self.inventory.agent_deadline
-        return confirm_host_rebooted(self.uow, self.agents, host_id, reason, by, deadline)
+        deadline, seen = self.inventory.agent_deadline, self.inventory.last_seen
+        return confirm_host_rebooted(self.uow, self.agents, host_id, reason, by, deadline, seen)
 
     def reconcile(self) -> ReconcileReport:
         return self.reconciler.reconcile()

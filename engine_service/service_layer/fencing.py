@@ -20,6 +20,7 @@ from engine_service.domain.commands import CommandStatus, OnHosts, Outcome
 from engine_service.domain.history import EventKind
 from engine_service.domain.hosts import HostAnswering, HostStatus
 from engine_service.service_layer.failing import counted, fail_active_commands
+from engine_service.service_layer.liveness import LastSeen
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
 from engine_service.service_layer.views import HostView
 from service_common.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -54,10 +55,11 @@ def confirm_host_rebooted(
     reason: str,
     by: str,
     agent_deadline: float = 3.0,
+    last_seen: LastSeen | None = None,
 ) -> Fenced:
     """Fail the host's ACTIVE commands, write off its tasks and record the confirmation, in
     one transaction; then delete, through another host, the images its failed tasks wrote.
-    FAILED_PRECONDITION while the host answers its polls."""
+    FAILED_PRECONDITION while the host answers its polls (when it last did: `last_seen`)."""
     host_id = require_uuid("host_id", host_id)
     reason = require_reason("reason", reason)
     now = utcnow()
@@ -66,6 +68,8 @@ def confirm_host_rebooted(
         host = repo.host(host_id, for_update=True)
         if host is None:
             raise NotFound(f"host_id: no host {host_id}")
+        if last_seen is not None:
+            host.last_seen_at = last_seen.newest(host)
         try:
             host.confirm_rebooted(now, by, reason)
         except HostAnswering as exc:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from engine_service.adapters.repository import Repository
 from engine_service.domain.clock import utcnow
 from engine_service.domain.history import CommandEvent, EventKind
-from engine_service.domain.hosts import Host, HostStatus, least_busy
+from engine_service.domain.hosts import Host, least_busy
 from service_common.errors import FailedPrecondition
 
 if TYPE_CHECKING:
@@ -25,8 +25,7 @@ class HostPicker:
     """Picks the UP host with the fewest tasks in flight, counting the ones just picked."""
 
     def __init__(self, repo: Repository) -> None:
-        self.load = repo.tasks_per_host()
-        self.hosts = repo.hosts_with_status(HostStatus.UP)
+        self.hosts, self.load = repo.up_hosts_with_load()
         if not self.hosts:
             raise FailedPrecondition("no host is UP: add a host or take one out of maintenance")
 

@@ -10,6 +10,7 @@ from engine_service.domain.inventory import Disk, StorageDomain, Template, Vm
 from engine_service.domain.requests import ClientRequest, Conflict
 from engine_service.domain.tasks import new_id
 from engine_service.service_layer.idempotency import first_result, optional_request, record_request
+from engine_service.service_layer.liveness import LastSeen
 from engine_service.service_layer.unit_of_work import AbstractUnitOfWork, UnitOfWorkFactory
 from engine_service.service_layer.views import (
     HostView,
@@ -77,11 +78,14 @@ class Inventory:
         agents: AgentPool,
         agent_deadline: float = 3.0,
         refuse_plaintext_off_loopback: bool = False,
+        last_seen: LastSeen | None = None,
     ):
         self.uow = uow
         self.agents = agents
         self.agent_deadline = agent_deadline
         self.refuse_plaintext_off_loopback = refuse_plaintext_off_loopback
+        # The poller's: a host's last answer is shown as this process saw it (liveness.py).
+        self.last_seen = last_seen or LastSeen()
 
     # -- hosts -------------------------------------------------------------------------------
 
@@ -138,18 +142,21 @@ class Inventory:
             )
         return exposed
 
+    def _view(self, host: Host, load: dict[str, int]) -> HostView:
+        return HostView(self.last_seen.shown(host), load.get(host.host_id, 0))
+
     def host(self, host_id: str) -> HostView:
         host_id = require_uuid("host_id", host_id)
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             host = uow.repo.host(host_id)
             if host is None:
                 raise NotFound(f"host_id: no host {host_id}")
-            return HostView(host, uow.repo.tasks_per_host().get(host_id, 0))
+            return self._view(host, uow.repo.tasks_per_host())
 
     def hosts(self) -> list[HostView]:
-        with self.uow() as uow:
+        with self.uow(read_only=True) as uow:
             load = uow.repo.tasks_per_host()
-            return [HostView(h, load.get(h.host_id, 0)) for h in uow.repo.hosts()]
+            return [self._view(h, load) for h in uow.repo.hosts()]
 
     def host_page(self, size: int, token: str) -> tuple[list[HostView], str]:
         """A page of the hosts by name (keyset: after the last name of the page before)."""
@@ -158,7 +165,7 @@ class Inventory:
             rows = uow.repo.hosts(after, limit + 1)
             load = uow.repo.tasks_per_host()
         more, rows = len(rows) > limit, rows[:limit]
-        views = [HostView(h, load.get(h.host_id, 0)) for h in rows]
+        views = [self._view(h, load) for h in rows]
         return views, encode_name_token("hosts", rows[-1].name) if more else ""
 
     def set_host_maintenance(self, host_id: str, maintenance: bool) -> HostView:
@@ -168,6 +175,7 @@ class Inventory:
             if host is None:
                 raise NotFound(f"host_id: no host {host_id}")
             host.set_maintenance(maintenance)
+            host.last_seen_at = self.last_seen.newest(host)
             uow.repo.save_hosts([host])
             uow.commit()
         log.info(

@@ -1,5 +1,6 @@
 """Running commands through their lifecycle: submit (validate, build children, placeholders in
-one transaction), execute (start each child's agent task, store its id), and end.
+one transaction), execute (start the children's agent tasks, store their ids: sending.py), and
+end.
 
 Invariant I1 (docs/design.md §5) holds by construction: `execute` only calls an agent for a
 placeholder that is committed, with the placeholder's task id as the agent's request id.
@@ -15,19 +16,25 @@ from datetime import datetime
 from typing import Any
 
 from engine_service import observability as metrics
-from engine_service.adapters.agent_client import AgentPool, AgentRejected, AgentUnavailable
+from engine_service.adapters.agent_client import AgentPool
 from engine_service.adapters.repository import Repository
 from engine_service.crash import crash_point
 from engine_service.domain import history
 from engine_service.domain.clock import utcnow
 from engine_service.domain.commands import CommandRecord, CommandStatus, Outcome
 from engine_service.domain.history import CommandEvent, EventKind
-from engine_service.domain.hosts import Host
 from engine_service.domain.requests import ClientRequest, Conflict
 from engine_service.service_layer.commands.base import CommandBase, end_command, start_next_phase
-from engine_service.service_layer.host_selection import HostPicker, HostSnapshot, host_for
+from engine_service.service_layer.host_selection import HostPicker, HostSnapshot
 from engine_service.service_layer.idempotency import first_result, record_request
 from engine_service.service_layer.plans import Pending, Plan
+from engine_service.service_layer.sending import (
+    STARTS_PER_HOST,
+    Executing,
+    Lanes,
+    Sender,
+    ThreadLanes,
+)
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
 from service_common.errors import AlreadyExists, FailedPrecondition, NotFound
 from service_common.spans import annotate, spanned
@@ -46,22 +53,37 @@ class CommandLifecycle:
         retry_delay: float = 0.25,
         sleep: Callable[[float], None] = time.sleep,
         run_soon: Callable[[Callable[[], None]], None] | None = None,
+        starts_per_host: int = STARTS_PER_HOST,
+        lanes: Lanes | None = None,
     ) -> None:
         self.uow = uow
         # How a next phase is started once its placeholders are committed: on a thread of its
         # own by default, so that the poll that ended the phase goes on.
         self.run_soon = run_soon or _on_a_thread
         self.agents = agents
-        self.start_attempts = start_attempts
-        self.retry_delay = retry_delay
-        self.sleep = sleep
-        self._executing: set[str] = set()
-        self._lock = threading.Lock()
+        self._executing = Executing()
+        # How a command's tasks after its first are started at once: on threads (made on first
+        # use) unless `lanes` says otherwise (the unit tests run them one after the other).
+        self._threads = ThreadLanes()
+        self.sender = Sender(
+            uow,
+            agents,
+            self._executing,
+            lambda root_id, outcome, unresolved: self.finish(root_id, outcome, unresolved),
+            lanes or self._threads,
+            starts_per_host,
+            start_attempts,
+            retry_delay,
+            sleep,
+        )
+
+    def close(self) -> None:
+        """The engine stops: no more threads for starts (they run on the caller's)."""
+        self._threads.close()
 
     def executing(self) -> set[str]:
         """Commands whose tasks this process is submitting right now."""
-        with self._lock:
-            return set(self._executing)
+        return self._executing.ids()
 
     # -- submit ------------------------------------------------------------------------------
 
@@ -83,8 +105,7 @@ class CommandLifecycle:
             annotate("command.action_type", command.action_type)
             # Marked as executing before its placeholders can be seen, so that a concurrent
             # reconciliation never takes them for orphans.
-            with self._lock:
-                self._executing.add(command.command_id)
+            self._executing.add(command.command_id)
             try:
                 accepted = self._insert_placeholders(command, request, retry_of)
             except Conflict as exc:
@@ -162,8 +183,7 @@ class CommandLifecycle:
             return first_result(uow.repo, request)
 
     def _not_executing(self, root_id: str) -> None:
-        with self._lock:
-            self._executing.discard(root_id)
+        self._executing.discard(root_id)
 
     # -- execute -----------------------------------------------------------------------------
 
@@ -180,86 +200,14 @@ class CommandLifecycle:
 
     @spanned("command.execute", arguments={"command.id": "root_id"})
     def execute(self, root_id: str, plan: Plan | None = None) -> None:
-        """Start the agent task of every placeholder of the command that has no agent id.
-        `submit` passes the `plan` it has just committed; without one it is read back."""
-        with self._lock:
-            self._executing.add(root_id)
+        """Start the agent task of every placeholder of the command that has no agent id, and
+        store the agents' ids (sending.py). `submit` passes the `plan` it has just committed;
+        without one it is read back."""
+        self._executing.add(root_id)
         try:
-            plan = plan or self.read_plan(root_id)
-            for number, task in enumerate(plan.pending):
-                if not self._send(root_id, task, plan, first=number == 0):
-                    return
-            if plan.pending:
-                crash_point("after_vdsm_id_commit")  # every child's agent id is committed
+            self.sender.send(root_id, plan or self.read_plan(root_id))
         finally:
             self._not_executing(root_id)
-
-    def _send(self, root_id: str, task: Pending, plan: Plan, first: bool) -> bool:
-        """Start one placeholder's task and store the agent's id. False if the command ended
-        (now, or meanwhile): the rest of its placeholders are not sent."""
-        try:
-            host = host_for(self.uow, task, plan.hosts)
-        except FailedPrecondition as exc:
-            self.finish(root_id, Outcome(CommandStatus.FAILED, str(exc)))
-            return False
-        if host is None:
-            return False  # the command ended (cancelled, failed) meanwhile
-        try:
-            vdsm_task_id = self._start(host, task.task_id, plan.children[task.command_id])
-        except (AgentUnavailable, AgentRejected) as exc:
-            # An agent that did not answer may still have accepted: that placeholder is kept
-            # as cleanup debt, looked up when the host answers again.
-            reason = f"host {host.name} did not start task {task.task_id} ({task.verb}): {exc}"
-            unresolved = [task.task_id] if isinstance(exc, AgentUnavailable) else []
-            self.finish(root_id, Outcome(CommandStatus.FAILED, reason), unresolved)
-            return False
-        plan.hosts.answered(host.host_id)
-        if first:
-            crash_point("after_agent_accept")  # accepted, its agent id not stored yet
-        return self._store_agent_id(root_id, task, host.host_id, vdsm_task_id)
-
-    @spanned("agent.start", result="agent.task_id", arguments={"task.id": "task_id"})
-    def _start(self, host: Host, task_id: str, child: CommandBase[Any]) -> str:
-        """Have the child start its task, retrying UNAVAILABLE with the same request id (the
-        agent's idempotency makes that safe)."""
-        annotate("host.name", host.name)
-        client = self.agents.get(host.address)
-        for attempt in range(1, self.start_attempts + 1):
-            try:
-                vdsm_task_id = child.execute(client, task_id)
-                log.info(
-                    "host %s accepted task %s as %s",
-                    host.name,
-                    task_id,
-                    vdsm_task_id,
-                    extra={"task_id": task_id, "host": host.name},
-                )
-                return vdsm_task_id
-            except AgentUnavailable:
-                if attempt == self.start_attempts:
-                    raise
-                # About 7 s in all by default: long enough for an agent to restart.
-                self.sleep(min(self.retry_delay * attempt, 2.0))
-        raise AssertionError("unreachable")
-
-    def _store_agent_id(self, root_id: str, task: Pending, host_id: str, vdsm_task_id: str) -> bool:
-        with self.uow() as uow:
-            now = utcnow()
-            stored = uow.repo.set_vdsm_task_id(task.task_id, vdsm_task_id, now)
-            kind = EventKind.TASK_ACCEPTED if stored else EventKind.TASK_ACCEPTED_LATE
-            event = CommandEvent(
-                root_id, now, kind, f"agent task {vdsm_task_id}", task.task_id, host_id
-            )
-            if not stored:
-                # The command ended while this task was being started: keep the task on record
-                # so that it is stopped, compensated and cleared like the command's others.
-                late = Pending(task.task_id, host_id, task.command_id, task.verb, task.args)
-                uow.repo.add_tasks(
-                    [late.placeholder(root_id).accepted_after_end(vdsm_task_id, utcnow())]
-                )
-            uow.repo.add_events([event])
-            uow.commit()
-        return stored
 
     # -- end ---------------------------------------------------------------------------------
 
@@ -318,6 +266,7 @@ class CommandLifecycle:
             for root_id in advanced:
                 self._not_executing(root_id)
             raise
+        self._executing.ended(root_id for root_id, _, _ in ended)  # their unsent tasks stay so
         now = utcnow()
         for root_id, record, outcome in ended:
             _log_end(root_id, record, outcome, now)
@@ -331,8 +280,7 @@ class CommandLifecycle:
         if it has one (it is marked executing from now on, so that no sweep takes its new
         placeholders for orphans), False if it is done, or the failure to end it with when no
         host is UP to run that phase."""
-        with self._lock:
-            self._executing.add(root_id)
+        self._executing.add(root_id)
         try:
             placeholders = start_next_phase(repo, root_id, HostPicker(repo))
         except FailedPrecondition as exc:

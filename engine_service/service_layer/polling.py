@@ -1,6 +1,7 @@
 """Polling the hosts: one GetAllTasksStatuses per host per interval, whatever the number of
 tasks, and recording what it saw: each host's transition (Host.record_*) and each task's new
-status, lost task (invariant I5) or unreachable host (domain/tasks.py)."""
+status, lost task (invariant I5) or unreachable host (domain/tasks.py). A poll in which nothing
+changed writes nothing; each host's last answer is kept in memory (liveness.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from engine_service.adapters.agent_client import AgentPool, AgentRejected, AgentUnavailable
-from engine_service.adapters.repository import Repository
 from engine_service.domain import history
 from engine_service.domain.clock import utcnow
 from engine_service.domain.hosts import Host, HostChange
@@ -27,6 +27,7 @@ from engine_service.domain.tasks import (
     unreachable,
 )
 from engine_service.service_layer.isolation import NOT_ISOLATED, Strikes, describe, poll_error
+from engine_service.service_layer.liveness import LAST_SEEN_EVERY, LastSeen
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
 from service_common.spans import annotate, spanned
 
@@ -54,6 +55,8 @@ class PollSettings:
     # Polls in a row a task may be reported unreadably, and times a command's end may raise,
     # before it fails (isolation.py).
     error_limit: int = 5
+    # Seconds an answering host's stored last_seen_at may age before a poll writes it again.
+    last_seen_every: float = LAST_SEEN_EVERY
 
 
 @dataclass
@@ -113,10 +116,18 @@ def task_updates(
 class Poller:
     """Asks every host for its tasks' statuses at once and records the answers."""
 
-    def __init__(self, uow: UnitOfWorkFactory, agents: AgentPool, settings: PollSettings) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        agents: AgentPool,
+        settings: PollSettings,
+        last_seen: LastSeen | None = None,
+    ) -> None:
         self.uow = uow
         self.agents = agents
         self.settings = settings
+        # The hosts' last answers, in memory (liveness.py); the views show them too.
+        self.last_seen = last_seen or LastSeen(settings.last_seen_every)
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="poll")
         self._lock = threading.Lock()
         self._inflight: dict[str, tuple[Future[dict[str, ReportedStatus]], datetime]] = {}
@@ -230,21 +241,25 @@ class Poller:
             )
 
     def _record(self, host_ids: list[str], result: PollResult) -> None:
+        """Work out what the poll changes from one read-only unit, and write it, if there is
+        anything to write, in one write unit. A poll that changes nothing (every host answers
+        as before, no task moved) writes nothing: on SQLite it does not even take the write
+        lock that submissions queue for. `last_seen_at` alone is written at most every
+        `last_seen_every` seconds (liveness.py)."""
         now = utcnow()
         strikes = Strikes(self._unreadable)
-        with self.uow() as uow:
-            hosts = uow.repo.hosts_for_update(host_ids)
-            answered = [h for h in host_ids if h in result.statuses and h in hosts]
+        polled = [h for h in host_ids if h in result.statuses or h in result.unreachable]
+        with self.uow(read_only=True) as uow:
+            hosts = uow.repo.hosts_in(polled)
             submitted: dict[str, list[TaskView]] = defaultdict(list)
-            for t in uow.repo.submitted_tasks_on(answered):
+            for t in uow.repo.submitted_tasks_on(list(hosts)):
                 submitted[t.host_id].append(t)
-            updates: list[TaskUpdate] = []
-            for host_id, error in result.unreachable.items():
-                if host_id in hosts:
-                    updates += self._record_silence(uow.repo, hosts[host_id], now, error)
-            for host_id in answered:
-                host = hosts[host_id]
-                self._log_change(host, host.record_answer(now), "")
+        changed: list[str] = []  # the hosts whose row is written
+        updates: list[TaskUpdate] = []
+        for host_id, host in hosts.items():
+            if self._observe(host, result, now):
+                changed.append(host_id)
+            if host_id in result.statuses:
                 updates += task_updates(
                     host,
                     submitted[host_id],
@@ -253,8 +268,46 @@ class Poller:
                     result.known,
                     strikes,
                 )
-            polled = result.statuses.keys() | result.unreachable.keys()
-            uow.repo.save_hosts(h for h in hosts.values() if h.host_id in polled)
+            elif not host.is_answering:  # its unfinished tasks say so
+                message = host.unreachable_message()
+                updates += [u for t in submitted[host_id] if (u := unreachable(t, message))]
+        if changed or updates:
+            self._write(changed, updates, submitted, result, now)
+        strikes.apply()
+
+    def _observe(self, host: Host, result: PollResult, now: datetime) -> bool:
+        """Apply what the poll saw of a host to this copy of it (read without a lock). True if
+        its row must be written: its durable state changed, or its stored last_seen_at is due."""
+        before = host.durable_state()
+        if host.host_id in result.statuses:
+            due = self.last_seen.due(host.last_seen_at, now)
+            host.record_answer(now)
+            self.last_seen.answered(host.host_id, now)
+            return due or host.durable_state() != before
+        host.record_failed_poll(now, self.settings.host_failure_polls)
+        return host.durable_state() != before
+
+    def _write(
+        self,
+        changed: list[str],
+        updates: list[TaskUpdate],
+        submitted: dict[str, list[TaskView]],
+        result: PollResult,
+        now: datetime,
+    ) -> None:
+        """One transaction: the changed hosts, read again with a lock and their transition
+        applied to the row as it is now (an operator may have put one in maintenance since the
+        read), and the tasks' changes with their history."""
+        with self.uow() as uow:
+            hosts = uow.repo.hosts_for_update(changed) if changed else {}
+            for host in hosts.values():
+                if host.host_id in result.statuses:
+                    self._log_change(host, host.record_answer(now), "")
+                else:
+                    change = host.record_failed_poll(now, self.settings.host_failure_polls)
+                    self._log_change(host, change, result.unreachable[host.host_id])
+                host.last_seen_at = self.last_seen.newest(host)
+            uow.repo.save_hosts(hosts.values())
             uow.repo.update_tasks(updates)
             views = {t.task_id: t for tasks in submitted.values() for t in tasks}
             uow.repo.add_events(
@@ -264,20 +317,6 @@ class Poller:
                 for event in history.observed(views[update.task_id], update, now)
             )
             uow.commit()
-        strikes.apply()
-
-    def _record_silence(
-        self, repo: Repository, host: Host, now: datetime, error: str
-    ) -> list[TaskUpdate]:
-        """A host that did not answer: one more failed poll; the unfinished tasks on a host
-        that is not answering (NON_RESPONSIVE, or in maintenance) say so."""
-        change = host.record_failed_poll(now, self.settings.host_failure_polls)
-        self._log_change(host, change, error)
-        if host.is_answering:
-            return []
-        tasks = repo.submitted_tasks_on([host.host_id])
-        message = host.unreachable_message()
-        return [u for t in tasks if (u := unreachable(t, message)) is not None]
 
     @staticmethod
     def _log_change(host: Host, change: HostChange | None, error: str) -> None:

@@ -258,8 +258,11 @@ def test_kill_9_mid_submission_then_mid_the_reconciliation_after_it(
     answers: list[tuple[grpc.StatusCode, str]] = []
     served = servings(engine)
 
-    # 1. The submission: its placeholders committed, its first CopyImage held by a stopped
-    # agent, the database killed; the agent then accepts the copy, and storing its id fails.
+    # 1. The submission: its placeholders committed, its first CopyImage (sent alone) held by
+    # a stopped agent, the database killed; the agent then accepts the copy, and the check of
+    # the second copy's host fails: the agent was held for longer than the submission trusts
+    # its read of the hosts (HOST_SNAPSHOT_SECONDS), so that host is read again, from the dead
+    # database. The second copy is never sent; the first's id is never stored.
     with paused(host):
         submit = threading.Thread(
             target=lambda: answers.append(failure(lambda: dc.start_template(vm, "tpl", dst)))
@@ -268,6 +271,7 @@ def test_kill_9_mid_submission_then_mid_the_reconciliation_after_it(
         wait_until("placeholders committed", lambda: database_state(url).placeholders == 2)
         time.sleep(0.2)  # the first CopyImage is on its way to the stopped agent
         own_postgres.kill9()
+        time.sleep(1.2)  # past HOST_SNAPSHOT_SECONDS
     submit.join(T)
     ((code, details),) = answers
     assert code == UNAVAILABLE and "database" in details, (code, details)
@@ -297,7 +301,7 @@ def test_kill_9_mid_submission_then_mid_the_reconciliation_after_it(
 def test_kill_9_mid_poll_mid_reconcile_orphans_and_mid_an_end(
     make_dc: Any, own_postgres: PostgresServer
 ) -> None:
-    dc, vm, src, dst = make_dc(throttle=MiB, disks=1)
+    dc, vm, src, dst = make_dc(throttle=MiB, disks=1, disk_bytes=8 * MiB)  # an 8 s copy
     engine, host = dc.engine, dc.agents[0]
     assert engine.proc is not None
     pid, url = engine.proc.pid, engine.database_url
@@ -313,10 +317,12 @@ def test_kill_9_mid_poll_mid_reconcile_orphans_and_mid_an_end(
             own_postgres.start()
             end.take()
 
-    # A poll: the hosts asked, their answers being recorded (held by a lock on the hosts).
+    # A poll: the hosts asked, their answers being recorded (held by a lock on the task it
+    # updates: the copy's progress moves at every poll; a poll that changes nothing writes
+    # nothing, and a host's row only when its state changes).
     served = servings(engine)
-    with row_locked(url, "hosts", "true"):
-        wait_blocked(url, "SELECT")
+    with row_locked(url, "async_tasks", "true"):
+        wait_blocked(url, "UPDATE async_tasks")
         own_postgres.kill9()
     restart()
     healed(dc, pid, served)

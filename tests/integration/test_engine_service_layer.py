@@ -357,10 +357,10 @@ def test_a_host_that_has_just_accepted_a_task_is_not_taken_for_down(
     from engine_service.service_layer.host_selection import HostSnapshot
 
     vm, dst = setup_vm(engine, [agent_factory("host1")], disks=2)
-    start = engine.lifecycle._start
+    start = engine.lifecycle.sender._call
 
-    def start_then_marked_down(host: Host, task_id: str, child: Any) -> str:
-        vdsm_task_id = start(host, task_id, child)
+    def start_then_marked_down(host: Host, task_id: str, child: Any, *stopping: Any) -> str:
+        vdsm_task_id = start(host, task_id, child, *stopping)
         with engine.uow() as uow:  # the poller's view, from before the agent came back
             row = uow.repo.host(host.host_id)
             assert row is not None
@@ -369,7 +369,7 @@ def test_a_host_that_has_just_accepted_a_task_is_not_taken_for_down(
             uow.commit()
         return vdsm_task_id
 
-    monkeypatch.setattr(engine.lifecycle, "_start", start_then_marked_down)
+    monkeypatch.setattr(engine.lifecycle.sender, "_call", start_then_marked_down)
     monkeypatch.setattr(HostSnapshot, "up", lambda self, host_id: None)  # always read again
     _, view = engine.add_vm_template(vm, "kept", dst)
     assert view.status is CommandStatus.ACTIVE, view.failure_reason
@@ -430,8 +430,9 @@ def test_a_command_that_fails_before_its_reply_is_built_is_still_answered(
 def test_submitting_a_template_takes_one_transaction_per_durable_step(
     db_url: str, pool: CountingPool, agent_factory
 ) -> None:
-    """The hot path of benchmark 1: the placeholders' transaction, one per agent id stored
-    and one to read the reply; no transaction per task to re-read its host."""
+    """The hot path of benchmark 1: the placeholders' transaction, one for every agent id
+    (after the starts) and one to read the reply; no transaction per task to re-read its host,
+    no commit per task."""
     from sqlalchemy import event
 
     db = make_engine(db_url)
@@ -442,7 +443,7 @@ def test_submitting_a_template_takes_one_transaction_per_durable_step(
     event.listen(db, "commit", lambda conn: seen.update(["commit"]))
     _, view = engine.add_vm_template(vm, "counted", dst)
     assert len(view.tasks) == 4 and all(t.vdsm_task_id for t in view.tasks)
-    assert seen == {"begin": 1 + 4 + 1, "commit": 1 + 4}
+    assert seen == {"begin": 1 + 1 + 1, "commit": 1 + 1}
     settle(engine)
     db.dispose()
 
@@ -470,3 +471,66 @@ def test_a_read_only_unit_reads_beside_a_writer_and_cannot_commit(db_url: str) -
         threading.Thread(target=read, daemon=True).start()
         assert done.wait(10), "the read-only unit waited for the writer"
     db.dispose()
+
+
+def slowed_starts(monkeypatch: pytest.MonkeyPatch, refuse: int = 0) -> list[tuple[float, float]]:
+    """Every start of an agent task takes 0.3 s more (the `refuse`-th is then refused);
+    returns when each call began and ended, in the order they ended."""
+    import itertools
+    import time
+
+    import grpc
+
+    from engine_service.adapters.agent_client import AgentRejected
+
+    calls: list[tuple[float, float]] = []
+    start = AgentClient.start_task
+    numbers = itertools.count(1)
+
+    def slow(self: AgentClient, verb: str, request_id: str, args: dict[str, Any]) -> str:
+        began, number = time.monotonic(), next(numbers)  # next() is atomic
+        time.sleep(0.3)
+        try:
+            if number == refuse:
+                raise AgentRejected(grpc.StatusCode.RESOURCE_EXHAUSTED, "no room")
+            return start(self, verb, request_id, args)
+        finally:
+            calls.append((began, time.monotonic()))
+
+    monkeypatch.setattr(AgentClient, "start_task", slow)
+    return calls
+
+
+def test_a_commands_tasks_after_the_first_are_started_at_once(
+    engine: Engine, agent_factory, monkeypatch
+) -> None:
+    vm, dst = setup_vm(engine, [agent_factory("host1"), agent_factory("host2")], disks=4)
+    calls = slowed_starts(monkeypatch)
+    _, view = engine.add_vm_template(vm, "at-once", dst)
+    monkeypatch.undo()
+    first, *others = sorted(calls)
+    assert len(others) == 3 and all(began >= first[1] for began, _ in others)  # first alone
+    assert max(began for began, _ in others) < min(ended for _, ended in others)  # then at once
+    assert len(view.tasks) == 4 and all(t.vdsm_task_id for t in view.tasks)
+    settle(engine)
+    assert engine.command(view.command_id).status is CommandStatus.SUCCEEDED
+
+
+def test_a_start_refused_among_concurrent_ones_fails_the_command_and_leaves_nothing(
+    engine: Engine, agent_factory, monkeypatch
+) -> None:
+    agent = agent_factory("host1")
+    vm, dst = setup_vm(engine, [agent], disks=4)
+    client = engine.agents.get(agent.address)
+    before = {i.vdsm_task_id for i in client.all_info()}
+    files = {p for p in agent.storage_root.rglob("*") if p.is_file()}
+    slowed_starts(monkeypatch, refuse=3)  # the second of the three sent at once is refused
+    _, view = engine.add_vm_template(vm, "refused", dst)
+    monkeypatch.undo()
+    assert view.status is CommandStatus.FAILED and "no room" in view.failure_reason
+    # the first, and the two accepted beside the refused one, are stored and compensated
+    assert len(view.tasks) == 3 and all(t.vdsm_task_id for t in view.tasks)
+    settle(engine)
+    assert {i.vdsm_task_id for i in client.all_info()} == before  # every task cleared
+    assert {p for p in agent.storage_root.rglob("*") if p.is_file()} == files  # copies deleted
+    assert engine.inventory.templates(50, "")[0] == []

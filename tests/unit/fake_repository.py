@@ -104,6 +104,9 @@ class FakeRepository(FakeRetention, FakeHistory):
     def unreachable_hosts(self) -> list[Host]:
         return [h for h in self.hosts() if h.unreachable_since is not None]
 
+    def hosts_in(self, host_ids: Sequence[str]) -> dict[str, Host]:
+        return {h.host_id: h for h in self.hosts() if h.host_id in host_ids}
+
     def hosts_for_update(self, host_ids: Sequence[str]) -> dict[str, Host]:
         return {h.host_id: h for h in self.hosts() if h.host_id in host_ids}
 
@@ -138,6 +141,11 @@ class FakeRepository(FakeRetention, FakeHistory):
 
     def remove_host(self, host_id: str) -> None:
         self.store.hosts.pop(host_id, None)
+
+    def up_hosts_with_load(self) -> tuple[list[Host], dict[str, int]]:
+        load = self.tasks_per_host()
+        up = self.hosts_with_status(HostStatus.UP)
+        return up, {h.host_id: load.get(h.host_id, 0) for h in up}
 
     def tasks_per_host(self) -> dict[str, int]:
         return dict(Counter(t.host_id for t in self.store.tasks.values()))
@@ -354,6 +362,9 @@ class FakeRepository(FakeRetention, FakeHistory):
             return False
         task.vdsm_task_id, task.submitted_at = vdsm_task_id, now
         return True
+
+    def set_vdsm_task_ids(self, agent_ids: Mapping[str, str], now: datetime) -> set[str]:
+        return {t for t, a in agent_ids.items() if self.set_vdsm_task_id(t, a, now)}
 
     def update_tasks(self, updates: Sequence[TaskUpdate]) -> None:
         for update in updates:

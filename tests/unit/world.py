@@ -3,6 +3,7 @@ from. Seeding writes to the committed store directly, as if earlier transactions
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -27,6 +28,7 @@ from engine_service.service_layer.idempotency import optional_request
 from engine_service.service_layer.lifecycle import CommandLifecycle
 from engine_service.service_layer.polling import Poller, PollResult, PollSettings
 from engine_service.service_layer.reconciliation import Reconciler
+from engine_service.service_layer.sending import STARTS_PER_HOST
 from service_common.vdsm_tasks import TaskResult, TaskState
 from tests.unit.fakes import (
     FakeAgentClient,
@@ -40,22 +42,34 @@ from tests.unit.fakes import (
 class World:
     """Fakes wired to a CommandLifecycle that never sleeps (its delays are in `sleeps`)."""
 
-    def __init__(self, start_attempts: int = 3, **settings: Any) -> None:
+    def __init__(
+        self, start_attempts: int = 3, starts_per_host: int = STARTS_PER_HOST, **settings: Any
+    ) -> None:
         self.uow = FakeUnitOfWorkFactory()
         self.agents = FakeAgentPool(committed=lambda: self.uow.store.tasks)
         self.pool = cast(AgentPool, self.agents)
         self.sleeps: list[float] = []
+        self.lanes_run: list[int] = []  # how many lanes each concurrent start had
         self.lifecycle = CommandLifecycle(
             self.uow,
             self.pool,
             start_attempts=start_attempts,
             sleep=self.sleeps.append,
             run_soon=lambda work: work(),  # a next phase starts at once, on this thread
+            starts_per_host=starts_per_host,
+            lanes=self.run_lanes,  # a command's concurrent starts, one lane after the other
         )
         self.settings = PollSettings(**settings)
         # How many agent calls had been made when each commit happened.
         self.agent_calls_at_commit: list[int] = []
         self.uow.on_commit.append(lambda: self.agent_calls_at_commit.append(len(self.agents.calls)))
+
+    def run_lanes(self, lanes: Sequence[Callable[[], None]]) -> None:
+        """The lanes of a command's concurrent starts (sending.py), run one after the other on
+        this thread (each takes its host's next task until none is left)."""
+        self.lanes_run.append(len(lanes))
+        for lane in lanes:
+            lane()
 
     @property
     def store(self) -> Store:

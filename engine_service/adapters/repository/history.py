@@ -5,7 +5,6 @@ same way), and read back a page at a time."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -24,11 +23,19 @@ class HistoryQueries(Part):
     """The command_events table."""
 
     def add_events(self, events: Iterable[CommandEvent]) -> None:
-        rows = []
-        for event in events:
-            row = asdict(event)
-            del row["event_id"]  # given by the database, in insertion order
-            rows.append(row)
+        # event_id is given by the database, in insertion order. (Not dataclasses.asdict, which
+        # copies recursively: it took about 7 % of a submission's Python.)
+        rows = [
+            {
+                "command_id": e.command_id,
+                "time": e.time,
+                "kind": e.kind,
+                "message": e.message,
+                "task_id": e.task_id,
+                "host_id": e.host_id,
+            }
+            for e in events
+        ]
         self._insert(EVENTS, rows)
 
     def add_batch_event(

@@ -50,6 +50,13 @@ class HostQueries(Part):
         """The hosts that are not answering their polls, in any status."""
         return self._objects(Host, select(HOSTS).where(HOSTS.c.unreachable_since.is_not(None)))
 
+    def hosts_in(self, host_ids: Sequence[str]) -> dict[str, Host]:
+        """These hosts (those that exist), by id, in one query, without a lock."""
+        if not host_ids:
+            return {}
+        query = select(HOSTS).where(HOSTS.c.host_id.in_(list(host_ids)))
+        return {h.host_id: h for h in self._objects(Host, query)}
+
     def hosts_for_update(self, host_ids: Sequence[str]) -> dict[str, Host]:
         """These hosts, locked for this transaction (on PostgreSQL), in one query."""
         query = (
@@ -104,6 +111,23 @@ class HostQueries(Part):
 
     def remove_host(self, host_id: str) -> None:
         self.session.execute(HOSTS.delete().where(HOSTS.c.host_id == host_id))
+
+    def up_hosts_with_load(self) -> tuple[list[Host], dict[str, int]]:
+        """The UP hosts and how many task rows each holds, in one query (a submission picks
+        its hosts from them)."""
+        count = func.count(TASKS.c.task_id).label("load")
+        query = (
+            select(HOSTS, count)
+            .select_from(HOSTS.outerjoin(TASKS, TASKS.c.host_id == HOSTS.c.host_id))
+            .where(HOSTS.c.status == HostStatus.UP)
+            .group_by(*HOSTS.c)
+        )
+        hosts, load = [], {}
+        for row in self.session.execute(query):
+            fields = dict(row._mapping)
+            load[fields["host_id"]] = fields.pop("load")
+            hosts.append(Host(**fields))
+        return hosts, load
 
     def tasks_per_host(self) -> dict[str, int]:
         rows = self.session.execute(

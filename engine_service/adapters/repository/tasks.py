@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -90,6 +90,17 @@ class TaskQueries(Part):
             _STORE_AGENT_ID, {"placeholder": task_id, "agent_id": vdsm_task_id, "at": now}
         )
         return bool(result.rowcount == 1)
+
+    def set_vdsm_task_ids(self, agent_ids: Mapping[str, str], now: datetime) -> set[str]:
+        """Store the agents' ids on their placeholders (task id -> agent id) in one
+        executemany; returns the task ids stored (a placeholder that is gone is not)."""
+        if not agent_ids:
+            return set()
+        values = [{"placeholder": t, "agent_id": a, "at": now} for t, a in agent_ids.items()]
+        result = self.session.connection().execute(_STORE_AGENT_ID, values)
+        if result.rowcount == len(values):
+            return set(agent_ids)
+        return self.known_among("task_id", list(agent_ids))
 
     def update_tasks(self, updates: Sequence[TaskUpdate]) -> None:
         """One executemany for a whole poll."""

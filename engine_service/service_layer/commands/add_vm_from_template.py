@@ -9,9 +9,15 @@ from typing import Any, Self
 
 from engine_service.adapters.repository import Repository
 from engine_service.domain.commands import CommandBatch
-from engine_service.domain.inventory import Disk, DiskStatus, EntityKind, TemplateStatus, Vm
+from engine_service.domain.inventory import DiskStatus, EntityKind, TemplateStatus, Vm
 from engine_service.domain.tasks import TaskPlan, Verb, new_id
-from engine_service.service_layer.commands.add_vm_template import CopyImageParams, TemplateCopy
+from engine_service.service_layer.commands.add_vm_template import (
+    CopyImageParams,
+    TemplateCopy,
+    copy_plans,
+    locked_copies,
+    new_copies,
+)
 from engine_service.service_layer.commands.base import CommandBase, Params
 from service_common.errors import FailedPrecondition, NotFound
 
@@ -83,21 +89,12 @@ class AddVmFromTemplate(CommandBase[AddVmFromTemplateParams]):
 
     def build_child_commands(self) -> list[CommandBase[Any]]:
         p = self.params
-        copies = tuple(TemplateCopy(d.disk_id, new_id(), new_id()) for d in self._disks)
+        copies = new_copies(self._disks)
         self.params = p = AddVmFromTemplateParams(
             p.template_id, p.name, p.destination_storage_domain_id, p.vm_id, copies
         )
-        return [
-            CreateCloneOfTemplate(
-                CopyImageParams(
-                    disk.storage_domain_id,
-                    disk.image_id,
-                    p.destination_storage_domain_id,
-                    copy.dst_image_id,
-                )
-            )
-            for disk, copy in zip(self._disks, copies, strict=True)
-        ]
+        plans = copy_plans(self._disks, copies, p.destination_storage_domain_id)
+        return [CreateCloneOfTemplate(plan) for plan in plans]
 
     def _source_ids(self) -> list[str]:
         return [c.source_disk_id for c in self.params.copies]
@@ -112,16 +109,9 @@ class AddVmFromTemplate(CommandBase[AddVmFromTemplateParams]):
 
     def create_locked_entities(self, repo: Repository) -> None:
         p = self.params
-        repo.add_disks(  # the copies first: the VM's disk list refers to them
-            Disk(
-                copy.copy_disk_id,
-                f"{p.name}/{disk.name}",
-                p.destination_storage_domain_id,
-                copy.dst_image_id,
-                disk.size_bytes,
-                DiskStatus.LOCKED,
-            )
-            for disk, copy in zip(self._disks, p.copies, strict=True)
+        # The copies first: the VM's disk list refers to them.
+        repo.add_disks(
+            locked_copies(self._disks, p.copies, p.name, p.destination_storage_domain_id)
         )
         repo.add_vm(Vm(p.vm_id, p.name, tuple(self._copy_ids())))
         repo.set_disk_status(self._source_ids(), DiskStatus.LOCKED)

@@ -50,6 +50,38 @@ class CopyImageParams(Params):
     dst_image_id: str
 
 
+def new_copies(disks: list[Disk]) -> tuple[TemplateCopy, ...]:
+    """A new disk and image id for the copy of each of `disks`."""
+    return tuple(TemplateCopy(d.disk_id, new_id(), new_id()) for d in disks)
+
+
+def copy_plans(
+    disks: list[Disk], copies: tuple[TemplateCopy, ...], destination: str
+) -> list[CopyImageParams]:
+    """The CopyImage arguments that copy each disk to its copy in `destination`."""
+    return [
+        CopyImageParams(disk.storage_domain_id, disk.image_id, destination, copy.dst_image_id)
+        for disk, copy in zip(disks, copies, strict=True)
+    ]
+
+
+def locked_copies(
+    disks: list[Disk], copies: tuple[TemplateCopy, ...], owner: str, destination: str
+) -> list[Disk]:
+    """The copies' disk rows, LOCKED, named OWNER/DISK-NAME."""
+    return [
+        Disk(
+            copy.copy_disk_id,
+            f"{owner}/{disk.name}",
+            destination,
+            copy.dst_image_id,
+            disk.size_bytes,
+            DiskStatus.LOCKED,
+        )
+        for disk, copy in zip(disks, copies, strict=True)
+    ]
+
+
 class AddVmTemplate(CommandBase[AddVmTemplateParams]):
     """A template LOCKED while its copies run, OK when all succeeded, gone if any failed."""
 
@@ -91,21 +123,12 @@ class AddVmTemplate(CommandBase[AddVmTemplateParams]):
 
     def build_child_commands(self) -> list[CommandBase[Any]]:
         p = self.params
-        copies = tuple(TemplateCopy(d.disk_id, new_id(), new_id()) for d in self._disks)
+        copies = new_copies(self._disks)
         self.params = p = AddVmTemplateParams(
             p.vm_id, p.name, p.destination_storage_domain_id, p.template_id, copies
         )
-        return [
-            CreateImageTemplate(
-                CopyImageParams(
-                    disk.storage_domain_id,
-                    disk.image_id,
-                    p.destination_storage_domain_id,
-                    copy.dst_image_id,
-                )
-            )
-            for disk, copy in zip(self._disks, copies, strict=True)
-        ]
+        plans = copy_plans(self._disks, copies, p.destination_storage_domain_id)
+        return [CreateImageTemplate(plan) for plan in plans]
 
     def _source_ids(self) -> list[str]:
         return [c.source_disk_id for c in self.params.copies]
@@ -122,15 +145,7 @@ class AddVmTemplate(CommandBase[AddVmTemplateParams]):
         p = self.params
         # The copies first: the template's disk list refers to them.
         repo.add_disks(
-            Disk(
-                copy.copy_disk_id,
-                f"{p.name}/{disk.name}",
-                p.destination_storage_domain_id,
-                copy.dst_image_id,
-                disk.size_bytes,
-                DiskStatus.LOCKED,
-            )
-            for disk, copy in zip(self._disks, p.copies, strict=True)
+            locked_copies(self._disks, p.copies, p.name, p.destination_storage_domain_id)
         )
         repo.add_template(
             Template(p.template_id, p.name, p.vm_id, TemplateStatus.LOCKED, tuple(self._copy_ids()))

@@ -143,13 +143,20 @@ class EngineClient:
                     metadata=self._metadata or None,
                 )
             except grpc.RpcError as error:
-                code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
-                wait = next(waits, None) if self._retry.retries(code) else None
-                if wait is None:
-                    raise CallError.of(method, error, attempt) from error
-                self._next_stub(stub)
-                self._sleep(wait)
+                self._after_failure(method, error, stub, waits, attempt)
                 attempt += 1
+
+    def _after_failure(
+        self, method: str, error: grpc.RpcError, stub: Any, waits: Iterator[float], attempt: int
+    ) -> None:
+        """Attempt `attempt` of `method` failed: raise CallError unless the policy retries its
+        status and has a wait left; else prefer the next address and wait."""
+        code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+        wait = next(waits, None) if self._retry.retries(code) else None
+        if wait is None:
+            raise CallError.of(method, error, attempt) from error
+        self._next_stub(stub)
+        self._sleep(wait)
 
     def _stub(self) -> Any:
         with self._lock:
@@ -387,12 +394,7 @@ class EngineClient:
                         yield reply.command
                 return
             except grpc.RpcError as error:
-                code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
-                wait = next(waits, None) if self._retry.retries(code) else None
-                if wait is None:
-                    raise CallError.of("WatchCommand", error, attempt) from error
-                self._next_stub(stub)
-                self._sleep(wait)
+                self._after_failure("WatchCommand", error, stub, waits, attempt)
                 attempt += 1
 
     def wait(self, command_id: str, *, timeout: float | None = None) -> pb.Command:

@@ -14,6 +14,7 @@ from engine_service.adapters.db import (
     session_factory,
 )
 from engine_service.adapters.lease import Fence
+from engine_service.adapters.writers import WriterGate
 from engine_service.service_layer import commands  # noqa: F401  (registers command types)
 from engine_service.service_layer.async_task_manager import AsyncTaskManager
 from engine_service.service_layer.engine import Engine
@@ -62,11 +63,12 @@ def bootstrap(
     else:
         require_head(db)
     sessions = session_factory(db)
+    writers = WriterGate() if db.dialect.name == "sqlite" else None
 
     def uow(read_only: bool = False) -> UnitOfWork:
         if fence is not None:
             fence.check()
-        return UnitOfWork(sessions, read_only)
+        return UnitOfWork(sessions, read_only, writers)
 
     agents = agents or AgentPool(settings.agent_timeout, settings.agent_tls, fence)
     lifecycle = CommandLifecycle(uow, agents)

@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 
 from engine_service import observability as metrics
+from engine_service.adapters import writers
 from engine_service.adapters.agent_client import AgentPool
 from engine_service.domain.clock import utcnow
 from engine_service.domain.commands import decide_outcome
@@ -70,7 +71,8 @@ class AsyncTaskManager:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.poll_once()
+                with writers.background():  # takes turns with the clients (adapters/writers.py)
+                    self.poll_once()
             except NOT_ISOLATED as exc:  # the database or the lease: one line, no traceback
                 metrics.POLL_ERRORS.labels("cycle").inc()
                 log.warning("poll cycle failed (%s); trying again next interval", exc)

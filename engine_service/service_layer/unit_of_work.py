@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine_service.adapters.db import READ_ONLY
 from engine_service.adapters.db_faults import database_fault
 from engine_service.adapters.repository import Repository
+from engine_service.adapters.writers import WriterGate
 from engine_service.domain.requests import Conflict
 
 
@@ -45,11 +46,33 @@ class AbstractUnitOfWork(Protocol):
 class UnitOfWork:
     """A transaction over SQLAlchemy, with the engine's repository on its session."""
 
-    def __init__(self, sessions: sessionmaker[Session], read_only: bool = False) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        read_only: bool = False,
+        writers: WriterGate | None = None,
+    ) -> None:
         self._sessions = sessions
         self.read_only = read_only
+        # SQLite: write units take turns (adapters/writers.py); read-only ones never wait.
+        self._writers = None if read_only else writers
+        self._gated = False
 
     def __enter__(self) -> UnitOfWork:
+        if self._writers is not None:
+            self._gated = self._writers.acquire()
+        try:
+            return self._begin()
+        except BaseException:
+            self._ungate()
+            raise
+
+    def _ungate(self) -> None:
+        if self._gated and self._writers is not None:
+            self._gated = False
+            self._writers.release()
+
+    def _begin(self) -> UnitOfWork:
         self.session = self._sessions()
         try:
             self.session.begin()
@@ -72,7 +95,10 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         try:
-            self.session.close()  # rolls back what was not committed
+            try:
+                self.session.close()  # rolls back what was not committed
+            finally:
+                self._ungate()
         except Exception as closing:
             if exc is None:  # else the unit's own error says more than the rollback's after it
                 fault = database_fault(closing)

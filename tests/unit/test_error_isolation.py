@@ -19,6 +19,7 @@ from engine_service.domain.tasks import AsyncTask, new_id
 from engine_service.service_layer.async_task_manager import AsyncTaskManager
 from engine_service.service_layer.cleanup import Cleaner
 from engine_service.service_layer.commands.add_disk import AddDisk
+from engine_service.service_layer.isolation import CommandEnder
 from engine_service.service_layer.polling import PollResult
 from service_common.vdsm_tasks import TaskResult, TaskState
 from tests.unit.fake_repository import FakeRepository
@@ -349,3 +350,29 @@ def test_a_failed_poll_cycle_is_counted(monkeypatch: pytest.MonkeyPatch) -> None
     before = errors("cycle")
     manager._run()
     assert errors("cycle") == before + 1
+
+
+class _Lifecycle:
+    """finish_many recorded; a batch holding `bad` raises, as a command's end might."""
+
+    def __init__(self, bad: str) -> None:
+        self.bad = bad
+        self.batches: list[list[str]] = []
+
+    def finish_many(self, outcomes: dict[str, Outcome]) -> list[str]:
+        self.batches.append(list(outcomes))
+        if self.bad in outcomes:
+            raise RuntimeError("the disk row is locked elsewhere")
+        return list(outcomes)
+
+
+def test_decided_commands_end_a_batch_per_transaction_and_a_failing_batch_alone() -> None:
+    """The writer is given back between batches (SQLite's waiting submissions go in between);
+    a batch that raises ends its other commands one by one, the other batches untouched."""
+    roots = [f"c{i:02}" for i in range(20)]
+    lifecycle = _Lifecycle(bad="c09")
+    ender = CommandEnder(lifecycle, limit=LIMIT, batch=8)  # type: ignore[arg-type]
+    ended = ender.end({r: Outcome(CommandStatus.SUCCEEDED) for r in roots})
+    assert [len(b) for b in lifecycle.batches[:3]] == [8, 8, 4]
+    assert lifecycle.batches[3:] == [[r] for r in roots[8:16]]  # the failing batch, alone
+    assert sorted(ended) == sorted(r for r in roots if r != "c09")

@@ -199,7 +199,8 @@ class StorageRoot:
     ) -> None:
         pattern = fill_pattern or b"\0"
         # A chunk that is a whole number of patterns keeps the pattern aligned across chunks.
-        block = memoryview(pattern * max(1, chunk_bytes // len(pattern)))
+        # No bigger than the volume: a small volume does not zero a whole chunk's buffer.
+        block = memoryview(pattern * max(1, min(chunk_bytes, size_bytes) // len(pattern)))
         partial = self.partial_path(target, task_id)
         out = _open_new(partial)
         try:
@@ -244,7 +245,7 @@ class StorageRoot:
                 _copy_verified(
                     src,
                     out,
-                    chunk_bytes,
+                    buffer_size(total, chunk_bytes),
                     lambda done: advance(done, max(total, done)),
                     source.image_id,
                 )
@@ -288,6 +289,14 @@ class _Writeback:
         if done - self.started >= WRITEBACK_BYTES:
             os.posix_fadvise(self.fd, self.started, done - self.started, os.POSIX_FADV_DONTNEED)
             self.started = done
+
+
+def buffer_size(total: int, chunk_bytes: int) -> int:
+    """The copy's buffers: a chunk, or the image's size in whole pages when that is smaller
+    (zeroing two 1 MiB buffers costs more than copying a 64 KiB image). An image that grows
+    while it is read is still copied whole, in more reads."""
+    page = 4096
+    return min(chunk_bytes, max(page, -(-total // page) * page))
 
 
 def _copy_verified(

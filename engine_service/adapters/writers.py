@@ -33,11 +33,11 @@ _thread = threading.local()
 def background() -> Iterator[None]:
     """The calling thread does the engine's own work (its poll cycle) until the block ends:
     its write units take turns with the clients' (see WriterGate)."""
-    _thread.background = True
+    before, _thread.background = in_background(), True
     try:
         yield
     finally:
-        _thread.background = False
+        _thread.background = before
 
 
 def in_background() -> bool:

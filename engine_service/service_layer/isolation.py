@@ -94,10 +94,9 @@ class Strikes:
 class CommandEnder:
     """Ends the commands a poll decided, `batch` (END_BATCH) of them per transaction (the fast
     path); if one of those raises, each of its commands in its own, so that the others end in
-    the same cycle. A command whose end
-    raises is retried with backoff (END_BACKOFF_*, in cycles) up to `limit` times, then ended
-    FAILED with the error as its reason; if even that raises, it is tried again every
-    END_BACKOFF_CAP cycles, logged at ERROR each time."""
+    the same cycle. A command whose end raises is retried with backoff (END_BACKOFF_*, in
+    cycles) up to `limit` times, then ended FAILED with the error as its reason; if even that
+    raises, it is tried again every END_BACKOFF_CAP cycles, logged at ERROR each time."""
 
     def __init__(self, lifecycle: CommandLifecycle, limit: int, batch: int = END_BATCH) -> None:
         self.lifecycle = lifecycle

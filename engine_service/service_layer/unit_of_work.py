@@ -56,21 +56,21 @@ class UnitOfWork:
         self.read_only = read_only
         # SQLite: write units take turns (adapters/writers.py); read-only ones never wait.
         self._writers = None if read_only else writers
-        self._gated = False
+        self._held: WriterGate | None = None  # the gate, while this unit holds it
 
     def __enter__(self) -> UnitOfWork:
-        if self._writers is not None:
-            self._gated = self._writers.acquire()
+        if self._writers is not None and self._writers.acquire():
+            self._held = self._writers
         try:
             return self._begin()
         except BaseException:
-            self._ungate()
+            self._release()
             raise
 
-    def _ungate(self) -> None:
-        if self._gated and self._writers is not None:
-            self._gated = False
-            self._writers.release()
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.release()
 
     def _begin(self) -> UnitOfWork:
         self.session = self._sessions()
@@ -98,7 +98,7 @@ class UnitOfWork:
             try:
                 self.session.close()  # rolls back what was not committed
             finally:
-                self._ungate()
+                self._release()
         except Exception as closing:
             if exc is None:  # else the unit's own error says more than the rollback's after it
                 fault = database_fault(closing)

@@ -10,7 +10,11 @@ import threading
 from collections.abc import Callable
 from functools import partial
 
+import pytest
+
 from engine_service.adapters.writers import WriterGate, background, in_background
+from engine_service.service_layer.unit_of_work import UnitOfWork
+from tests.unit.world import World
 from vdsm_agent.adapters.storage import CHUNK_BYTES, buffer_size
 
 
@@ -141,3 +145,78 @@ def test_copy_buffers_are_a_chunk_or_the_image_in_whole_pages() -> None:
     assert buffer_size(4097, CHUNK_BYTES) == 8192
     assert buffer_size(1 << 30, CHUNK_BYTES) == CHUNK_BYTES
     assert buffer_size(30, 10) == 10  # never more than the chunk asked for
+
+
+class _Session:
+    """What UnitOfWork asks of a SQLAlchemy session, with no database behind it."""
+
+    def __init__(self, fail_begin: bool = False) -> None:
+        self.fail_begin = fail_begin
+        self.closed = False
+
+    def begin(self) -> None:
+        if self.fail_begin:
+            raise RuntimeError("cannot begin")
+
+    def connection(self, **_: object) -> None:
+        pass
+
+    def commit(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _unit(gate: WriterGate, read_only: bool = False, fail_begin: bool = False) -> UnitOfWork:
+    return UnitOfWork(lambda: _Session(fail_begin), read_only, gate)  # type: ignore[arg-type]
+
+
+def test_a_write_unit_holds_the_gate_from_its_start_to_its_end() -> None:
+    gate = WriterGate()
+    with _unit(gate):
+        assert gate.acquire() is False  # held by this thread's unit
+        with pytest.raises(RuntimeError, match="boom"), _unit(gate):  # nested: not queued
+            raise RuntimeError("boom")
+        assert gate.acquire() is False  # the nested unit did not give back the outer's turn
+    assert gate.acquire() is True  # given back at the end
+    gate.release()
+
+
+def test_a_write_unit_gives_the_gate_back_when_it_raises_or_cannot_begin() -> None:
+    gate = WriterGate()
+    with pytest.raises(RuntimeError, match="boom"), _unit(gate):
+        raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="cannot begin"), _unit(gate, fail_begin=True):
+        pass
+    assert gate.acquire() is True
+    gate.release()
+
+
+def test_a_unit_that_only_reads_never_takes_the_gate() -> None:
+    gate = WriterGate()
+    with _unit(gate, read_only=True):
+        assert gate.acquire() is True  # free: the reading unit does not hold it
+        gate.release()
+
+
+def test_the_poll_cycle_runs_as_the_engines_own_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its write units go to the background queue (they alternate with the clients')."""
+    manager = World().manager()
+    seen: list[bool] = []
+
+    def poll_once() -> None:
+        seen.append(in_background())
+        manager.stop()
+
+    monkeypatch.setattr(manager, "poll_once", poll_once)
+    manager._run()
+    assert seen == [True] and not in_background()
+
+
+def test_background_marks_restore_what_was_there() -> None:
+    with background():
+        with background():
+            pass
+        assert in_background()
+    assert not in_background()

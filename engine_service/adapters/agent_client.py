@@ -5,7 +5,9 @@ answered no (not worth retrying)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import grpc
@@ -48,6 +50,21 @@ class AgentRejected(Exception):
 
 
 AgentTaskStatus = ReportedStatus  # what GetAllTasksStatuses says of one task
+
+
+class Cleared(StrEnum):
+    """What an agent did with a task it was asked to clear."""
+
+    CLEARED = "cleared"
+    NOT_FOUND = "not found"  # never accepted, or cleared before: gone all the same
+    NOT_FINISHED = "not finished"  # kept by the agent
+
+
+_CLEARED = {
+    pb.CLEAR_OUTCOME_CLEARED: Cleared.CLEARED,
+    pb.CLEAR_OUTCOME_NOT_FOUND: Cleared.NOT_FOUND,
+    pb.CLEAR_OUTCOME_NOT_FINISHED: Cleared.NOT_FINISHED,
+}
 
 
 @dataclass(frozen=True)
@@ -106,6 +123,7 @@ class AgentClient:
         self.timeout = timeout
         self.fence = fence
         self.channel = channel(address, tls)
+        self.batch_clears = True  # until the agent says it has no ClearTasks
         # A span per call, its context sent to the agent, and the standard client metrics.
         self.stub = pb_grpc.AgentServiceStub(instrument_channel(self.channel))
 
@@ -172,6 +190,35 @@ class AgentClient:
 
     def clear_task(self, vdsm_task_id: str) -> None:
         self._call("ClearTask", pb.ClearTaskRequest(task_id=vdsm_task_id))
+
+    def clear_tasks(self, vdsm_task_ids: Sequence[str]) -> dict[str, Cleared]:
+        """ClearTask for each, in one call: what the agent did with each task. An agent without
+        ClearTasks (older) is asked with one ClearTask per task, each answer read the same."""
+        if self.batch_clears:
+            request = pb.ClearTasksRequest(task_ids=list(vdsm_task_ids))
+            try:
+                reply = self._call("ClearTasks", request)
+            except AgentRejected as exc:
+                if exc.code is not grpc.StatusCode.UNIMPLEMENTED:
+                    raise
+                self.batch_clears = False
+            else:
+                return {
+                    r.task_id: _CLEARED.get(r.outcome, Cleared.NOT_FINISHED) for r in reply.results
+                }
+        cleared = {}
+        for vdsm_task_id in vdsm_task_ids:
+            try:
+                self.clear_task(vdsm_task_id)
+                cleared[vdsm_task_id] = Cleared.CLEARED
+            except AgentRejected as exc:
+                if exc.not_found:
+                    cleared[vdsm_task_id] = Cleared.NOT_FOUND
+                elif exc.code is grpc.StatusCode.FAILED_PRECONDITION:
+                    cleared[vdsm_task_id] = Cleared.NOT_FINISHED
+                else:
+                    raise
+        return cleared
 
     def delete_image(self, storage_domain_id: str, image_id: str) -> None:
         self._call(

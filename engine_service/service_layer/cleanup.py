@@ -5,12 +5,14 @@ unreachable host stays in the database as debt until it answers (docs/design.md 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from engine_service.adapters.agent_client import (
     AgentClient,
     AgentPool,
     AgentRejected,
     AgentUnavailable,
+    Cleared,
 )
 from engine_service.crash import crash_point
 from engine_service.domain import history
@@ -23,6 +25,33 @@ from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
 from service_common.vdsm_tasks import TaskState
 
 log = logging.getLogger("engine_service.service_layer.async_task_manager")
+
+# Tasks of one host cleared in one ClearTasks call: one fsync on the agent for all of them.
+CLEARS_PER_CALL = 256
+
+
+@dataclass(frozen=True)
+class Clearing:
+    """A finished task (compensated if it had to be) to clear on its host, then forget."""
+
+    task: AsyncTask
+    vdsm_task_id: str
+    compensated: bool
+    context: dict[str, str]
+
+    def cleared(self) -> None:
+        log.info(
+            "task %s cleared on its host%s",
+            self.task.task_id,
+            " after compensation" if self.compensated else "",
+            extra=self.context,
+        )
+
+
+def _will_retry(task: AsyncTask, why: object, context: dict[str, str]) -> None:
+    log.warning(
+        "cleanup of task %s: the agent said %s; will retry", task.task_id, why, extra=context
+    )
 
 
 class Cleaner:
@@ -41,12 +70,19 @@ class Cleaner:
             work = uow.repo.tasks_to_clean()
         forget: list[AsyncTask] = []
         infos: dict[str, dict[str, str]] = {}  # host id -> request id -> agent task id
+        clears: dict[str, list[Clearing]] = {}  # host id -> its tasks to clear, in one call
         try:
             for task in work:
                 if task.host_id not in result.statuses or task.root_command_id in executing:
                     continue  # not reachable this cycle, or still being submitted
-                if self._clean(task, hosts[task.host_id], result, infos):
+                done = self._clean(task, hosts[task.host_id], result, infos)
+                if isinstance(done, Clearing):
+                    clears.setdefault(task.host_id, []).append(done)
+                elif done:
                     forget.append(task)
+            for host_id, clearing in clears.items():
+                if host_id in result.statuses:  # it answered all along
+                    forget += self._clear(hosts[host_id], clearing, result)
         finally:
             # One commit for the whole cycle. A crash before it leaves rows whose agent tasks
             # are gone: the next cycle finds them unknown to the agent and forgets them then.
@@ -55,8 +91,9 @@ class Cleaner:
 
     def _clean(
         self, task: AsyncTask, host: Host, result: PollResult, infos: dict[str, dict[str, str]]
-    ) -> bool:
-        """One step for one task; True when it is done with and can be forgotten."""
+    ) -> bool | Clearing:
+        """One step for one task: True when it is done with and can be forgotten, a Clearing
+        when it is to be cleared on its host first, False to keep it for a later cycle."""
         client = self.agents.get(host.address)
         context = {"task_id": task.task_id, "command_id": task.root_command_id, "host": host.name}
         compensate = task.cleanup is TaskCleanup.COMPENSATE
@@ -74,30 +111,42 @@ class Cleaner:
                 return False
             if compensate:
                 self.delete_image(client, task.storage_domain_id, task.image_id, context)
-            if status is not None:
-                crash_point("before_clear")
-                try:
-                    client.clear_task(vdsm_task_id)
-                except AgentRejected as exc:
-                    if not exc.not_found:
-                        raise
-            log.info(
-                "task %s cleared on its host%s",
-                task.task_id,
-                " after compensation" if compensate else "",
-                extra=context,
-            )
-            return True
+            clearing = Clearing(task, vdsm_task_id, compensate, context)
+            if status is None:  # the agent no longer has it: nothing to clear there
+                clearing.cleared()
+                return True
+            return clearing
         except AgentUnavailable:
             result.statuses.pop(host.host_id, None)  # try this host again next cycle
         except AgentRejected as exc:
-            log.warning(
-                "cleanup of task %s: the agent said %s; will retry",
-                task.task_id,
-                exc,
-                extra=context,
-            )
+            _will_retry(task, exc, context)
         return False
+
+    def _clear(self, host: Host, clearing: list[Clearing], result: PollResult) -> list[AsyncTask]:
+        """Clear these finished tasks on their host, in calls of at most CLEARS_PER_CALL;
+        returns the ones cleared (or already gone), to be forgotten."""
+        client = self.agents.get(host.address)
+        done: list[AsyncTask] = []
+        for start in range(0, len(clearing), CLEARS_PER_CALL):
+            batch = clearing[start : start + CLEARS_PER_CALL]
+            crash_point("before_clear")
+            try:
+                outcomes = client.clear_tasks([c.vdsm_task_id for c in batch])
+            except AgentUnavailable:
+                result.statuses.pop(host.host_id, None)  # try this host again next cycle
+                break
+            except AgentRejected as exc:
+                for c in batch:
+                    _will_retry(c.task, exc, c.context)
+                continue
+            for c in batch:
+                outcome = outcomes.get(c.vdsm_task_id, Cleared.NOT_FINISHED)
+                if outcome is Cleared.NOT_FINISHED:
+                    _will_retry(c.task, f"task {c.vdsm_task_id} is not finished", c.context)
+                    continue
+                c.cleared()
+                done.append(c.task)
+        return done
 
     def _look_up(
         self, client: AgentClient, host: Host, task: AsyncTask, infos: dict[str, dict[str, str]]

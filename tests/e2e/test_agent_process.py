@@ -201,6 +201,36 @@ def test_clear_refuses_unfinished_tasks_and_forgets_finished_ones_for_good(agent
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+def test_clear_tasks_clears_many_at_once_each_with_its_own_outcome_for_good(
+    agent_factory,
+) -> None:
+    agent = agent_factory("host1")
+    sd = make_domain(agent)
+    stub = agent.stub()
+    done = []
+    for _ in range(3):
+        request = pb.CreateVolumeRequest(
+            request_id=new_id(), storage_domain_id=sd, image_id=new_id(), size_bytes=4096
+        )
+        done.append(stub.CreateVolume(request, timeout=T).task_id)
+    for task_id in done:
+        wait_task(stub, task_id)
+    unknown = new_id()
+    reply = stub.ClearTasks(pb.ClearTasksRequest(task_ids=[*done, unknown]), timeout=T)
+    assert [(r.task_id, r.outcome) for r in reply.results] == [
+        *((t, pb.CLEAR_OUTCOME_CLEARED) for t in done),
+        (unknown, pb.CLEAR_OUTCOME_NOT_FOUND),
+    ]
+    agent.kill()
+    agent.start()
+    listed = stub.GetAllTasksStatuses(pb.GetAllTasksStatusesRequest(), timeout=T)
+    assert not {s.task_id for s in listed.statuses} & set(done)  # gone after a restart too
+    with pytest.raises(grpc.RpcError) as err:
+        stub.ClearTasks(pb.ClearTasksRequest(task_ids=[done[0], "x"]), timeout=T)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "task_ids[1]" in str(err.value.details())
+
+
 def test_delete_image(agent: AgentProcess) -> None:
     stub = agent.stub()
     sd = make_domain(agent)
@@ -613,6 +643,7 @@ def test_a_client_knowing_only_the_address_lists_services_and_checks_health(
             "GetTaskStatus",
             "StopTask",
             "ClearTask",
+            "ClearTasks",
         }
         status = pool.FindEnumTypeByName("vdsm_agent.v1.TaskResult")
         assert "TASK_RESULT_CLEAN_FAILURE" in status.values_by_name

@@ -5,12 +5,17 @@ visible only on commit, and fake agents that record every call and can be told t
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
 
-from engine_service.adapters.agent_client import AgentRejected, AgentTaskInfo, AgentUnavailable
+from engine_service.adapters.agent_client import (
+    AgentRejected,
+    AgentTaskInfo,
+    AgentUnavailable,
+    Cleared,
+)
 from engine_service.domain.requests import Conflict
 from engine_service.domain.tasks import AsyncTask, ReportedStatus, new_id, written_image
 from service_common.vdsm_tasks import TaskResult, TaskState
@@ -173,6 +178,31 @@ class FakeAgentClient:
         del self.statuses[vdsm_task_id]
         info = self.infos.pop(vdsm_task_id)
         self.by_request.pop(info.request_id, None)
+
+    def clear_tasks(self, vdsm_task_ids: Sequence[str]) -> dict[str, Cleared]:
+        self._enter("clear_tasks", *vdsm_task_ids)
+        outcomes = {}
+        for vdsm_task_id in vdsm_task_ids:
+            status = self.statuses.get(vdsm_task_id)
+            if status is None:
+                outcomes[vdsm_task_id] = Cleared.NOT_FOUND
+            elif status.state != TaskState.FINISHED:
+                outcomes[vdsm_task_id] = Cleared.NOT_FINISHED
+            else:
+                del self.statuses[vdsm_task_id]
+                info = self.infos.pop(vdsm_task_id)
+                self.by_request.pop(info.request_id, None)
+                outcomes[vdsm_task_id] = Cleared.CLEARED
+        return outcomes
+
+    def cleared(self) -> list[str]:
+        """The agent task ids it was asked to clear, by ClearTask or ClearTasks, in order."""
+        return [
+            task_id
+            for a, method, args in self.pool.calls
+            if a == self.address and method in ("clear_task", "clear_tasks")
+            for task_id in args
+        ]
 
     def delete_image(self, storage_domain_id: str, image_id: str) -> None:
         self._enter("delete_image", storage_domain_id, image_id)

@@ -44,7 +44,7 @@ def test_a_succeeded_commands_task_is_cleared_and_forgotten_without_deleting() -
     w, host, task = ended_disk(Outcome(CommandStatus.SUCCEEDED))
     assert task.cleanup is TaskCleanup.CLEAR
     assert clean(w, host) == 1
-    assert w.agent(host).called("clear_task") == [(task.vdsm_task_id,)]
+    assert w.agent(host).cleared() == [task.vdsm_task_id]
     assert w.agent(host).deleted_images == [] and w.store.tasks == {}
 
 
@@ -52,7 +52,7 @@ def test_a_failed_commands_finished_task_is_compensated_then_cleared() -> None:
     w, host, task = ended_disk(FAILED)
     assert clean(w, host) == 1
     assert w.agent(host).deleted_images == [(task.storage_domain_id, task.image_id)]
-    assert w.agent(host).called("clear_task") == [(task.vdsm_task_id,)] and w.store.tasks == {}
+    assert w.agent(host).cleared() == [task.vdsm_task_id] and w.store.tasks == {}
 
 
 def test_a_failed_commands_running_task_is_stopped_first() -> None:
@@ -65,14 +65,14 @@ def test_a_failed_commands_running_task_is_stopped_first() -> None:
 def test_tasks_on_a_host_that_did_not_answer_wait() -> None:
     w, host, task = ended_disk(FAILED)
     assert clean(w) == 0
-    assert w.agent(host).called("clear_task") == [] and w.agent(host).deleted_images == []
+    assert w.agent(host).cleared() == [] and w.agent(host).deleted_images == []
     assert list(w.store.tasks) == [task.task_id]
 
 
 def test_tasks_of_a_command_still_being_submitted_wait() -> None:
     w, host, task = ended_disk(FAILED)
     assert clean(w, host, executing={task.root_command_id}) == 0
-    assert w.agent(host).called("clear_task") == [] and list(w.store.tasks) == [task.task_id]
+    assert w.agent(host).cleared() == [] and list(w.store.tasks) == [task.task_id]
 
 
 def test_the_image_a_disk_owns_is_never_deleted() -> None:
@@ -88,7 +88,7 @@ def test_a_task_the_agent_no_longer_has_is_compensated_and_forgotten() -> None:
     w.agent(host).statuses.clear()
     assert clean(w, host) == 1
     assert w.agent(host).deleted_images == [(task.storage_domain_id, task.image_id)]
-    assert w.agent(host).called("clear_task") == [] and w.store.tasks == {}
+    assert w.agent(host).cleared() == [] and w.store.tasks == {}
 
 
 def test_debt_the_agent_accepted_is_adopted_by_request_id_and_stopped() -> None:
@@ -120,3 +120,47 @@ def test_an_agent_that_stops_answering_mid_cleanup_is_tried_again_next_cycle() -
     w.agent(host).fail("delete_image", AgentUnavailable("gone"), times=1)
     assert clean(w, host) == 0 and list(w.store.tasks) == [task.task_id]
     assert clean(w, host) == 1 and w.store.tasks == {}
+
+
+def two_ended_disks(w: World, host: Host) -> list[AsyncTask]:
+    tasks = []
+    for _ in range(2):
+        root = w.add_disk(w.domain())
+        [task] = w.tasks(root)
+        w.agent(host).report(str(task.vdsm_task_id), TaskState.FINISHED, TaskResult.SUCCESS)
+        w.lifecycle.finish(root, Outcome(CommandStatus.SUCCEEDED))
+        tasks.append(w.tasks(root)[0])
+    return tasks
+
+
+def test_the_finished_tasks_of_one_host_are_cleared_in_one_call() -> None:
+    w = World()
+    host = w.host()
+    tasks = two_ended_disks(w, host)
+    assert clean(w, host) == 2
+    assert w.agent(host).called("clear_tasks") == [tuple(t.vdsm_task_id for t in tasks)]
+    assert w.agent(host).called("clear_task") == [] and w.store.tasks == {}
+
+
+def test_a_task_the_agent_says_is_not_finished_is_kept_and_the_others_forgotten() -> None:
+    w = World()
+    host = w.host()
+    kept, cleared = two_ended_disks(w, host)
+    clean_result = PollResult(
+        statuses={host.host_id: dict(w.agent(host).statuses)}, asked_at={host.host_id: utcnow()}
+    )
+    # Between the poll and the clear, the agent reports the first as running again (a report
+    # the cleaner did not see): it refuses to clear it.
+    w.agent(host).report(str(kept.vdsm_task_id), TaskState.RUNNING, TaskResult.NONE)
+    assert Cleaner(w.uow, w.pool, w.settings).clean_up(clean_result, set()) == 1
+    assert list(w.store.tasks) == [kept.task_id]
+    assert cleared.task_id not in w.store.tasks
+
+
+def test_an_agent_gone_at_the_clear_keeps_every_task_for_the_next_cycle() -> None:
+    w = World()
+    host = w.host()
+    tasks = two_ended_disks(w, host)
+    w.agent(host).fail("clear_tasks", AgentUnavailable("gone"), times=1)
+    assert clean(w, host) == 0 and sorted(w.store.tasks) == sorted(t.task_id for t in tasks)
+    assert clean(w, host) == 2 and w.store.tasks == {}

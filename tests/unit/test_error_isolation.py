@@ -242,7 +242,7 @@ def test_an_unreadable_zombie_is_stopped_never_cleared() -> None:
     result = PollResult(statuses={host.host_id: agent.all_statuses()})
     assert manager.zombies.handle(result) == 0
     assert agent.called("stop_task") == [(zombie,)]
-    assert agent.called("clear_task") == [] and agent.deleted_images == []
+    assert agent.cleared() == [] and agent.deleted_images == []
 
 
 def test_a_task_to_compensate_reported_unreadably_is_neither_deleted_nor_forgotten() -> None:
@@ -254,7 +254,7 @@ def test_a_task_to_compensate_reported_unreadably_is_neither_deleted_nor_forgott
     result = PollResult(statuses={host1.host_id: agent.all_statuses()})
     assert Cleaner(w.uow, w.pool, w.settings).clean_up(result, set()) == 0
     assert agent.called("stop_task") == [(vdsm(task),)]
-    assert agent.deleted_images == [] and agent.called("clear_task") == []
+    assert agent.deleted_images == [] and agent.cleared() == []
     assert task.task_id in w.store.tasks
 
 

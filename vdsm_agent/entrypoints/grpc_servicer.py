@@ -9,7 +9,7 @@ import grpc
 from service_common.grpc_server import error_mapper
 from vdsm_agent import observability as metrics
 from vdsm_agent.domain.tasks import Task
-from vdsm_agent.service_layer.task_manager import TaskManager
+from vdsm_agent.service_layer.task_manager import Cleared, TaskManager
 from vdsm_agent.v1 import agent_service_pb2 as pb
 from vdsm_agent.v1 import agent_service_pb2_grpc as pb_grpc
 from vdsm_agent.wire import RESULT_TO_PB, STATE_TO_PB
@@ -17,6 +17,12 @@ from vdsm_agent.wire import RESULT_TO_PB, STATE_TO_PB
 log = logging.getLogger(__name__)
 
 rpc = error_mapper(metrics.RPC_SECONDS, log)
+
+CLEARED_TO_PB = {
+    Cleared.CLEARED: pb.CLEAR_OUTCOME_CLEARED,
+    Cleared.NOT_FOUND: pb.CLEAR_OUTCOME_NOT_FOUND,
+    Cleared.NOT_FINISHED: pb.CLEAR_OUTCOME_NOT_FINISHED,
+}
 
 
 def task_status(task: Task) -> pb.TaskStatus:
@@ -130,3 +136,14 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
     ) -> pb.ClearTaskResponse:
         self.tasks.clear(request.task_id)
         return pb.ClearTaskResponse()
+
+    @rpc
+    def ClearTasks(
+        self, request: pb.ClearTasksRequest, context: grpc.ServicerContext
+    ) -> pb.ClearTasksResponse:
+        return pb.ClearTasksResponse(
+            results=[
+                pb.ClearTaskResult(task_id=task_id, outcome=CLEARED_TO_PB[outcome])
+                for task_id, outcome in self.tasks.clear_many(list(request.task_ids))
+            ]
+        )

@@ -19,11 +19,13 @@ import dataclasses
 import logging
 import threading
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AbstractContextManager
+from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-from service_common.errors import ResourceExhausted, Unavailable
+from service_common.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from service_common.ids import require_uuid
 from service_common.vdsm_tasks import TaskState
 from vdsm_agent import observability as metrics
@@ -56,6 +58,16 @@ __all__ = ["MAX_FILL_PATTERN_BYTES", "MAX_VOLUME_BYTES", "TaskManager"]
 log = logging.getLogger(__name__)
 
 StorageT = TypeVar("StorageT", bound=Storage)
+
+MAX_CLEARS = 1000  # task ids in one ClearTasks call
+
+
+class Cleared(StrEnum):
+    """What `clear_many` did with one task."""
+
+    CLEARED = "cleared"
+    NOT_FOUND = "not found"  # never accepted, or cleared before
+    NOT_FINISHED = "not finished"  # kept: stop it and wait for it to finish
 
 
 def no_room_to_record(task: Task, exc: OSError) -> ResourceExhausted:
@@ -254,18 +266,62 @@ class TaskManager(Generic[StorageT]):
             task = self._book.known(task_id)
             task.check_clearable()
             forgotten = self.store.submit_delete(task_id)
-        try:
-            forgotten.wait()
-        except OSError as exc:
-            if exc.errno not in OUT_OF_SPACE:
-                raise
-            raise ResourceExhausted(
-                f"no space left in the agent's state directory to record that task {task_id} "
-                f"is cleared ({exc.strerror}); it is kept: free space there and ask again"
-            ) from exc
+        self._forget([(task, forgotten)])
+
+    def clear_many(self, task_ids: Sequence[str]) -> list[tuple[str, Cleared]]:
+        """`clear` for each task, their records made durable together; each task's outcome, in
+        the order asked. ResourceExhausted if a record could not be written (that task is kept;
+        the others of the call may be cleared)."""
+        if len(task_ids) > MAX_CLEARS:
+            raise InvalidArgument("task_ids", f"{len(task_ids)} ids, at most {MAX_CLEARS} a call")
+        ids = [require_uuid(f"task_ids[{i}]", task_id) for i, task_id in enumerate(task_ids)]
+        seen: set[str] = set()
+        for i, task_id in enumerate(ids):
+            if task_id in seen:
+                raise InvalidArgument(f"task_ids[{i}]", f"{task_id} is repeated")
+            seen.add(task_id)
+        outcomes: list[tuple[str, Cleared]] = []
+        clearing: list[tuple[Task, Durable]] = []
         with self._lock:
-            self._book.remove(task)
-        log.info("cleared task %s", task_id)
+            for task_id in ids:
+                try:
+                    task = self._book.known(task_id)
+                except NotFound:
+                    outcomes.append((task_id, Cleared.NOT_FOUND))
+                    continue
+                if not task.finished:
+                    outcomes.append((task_id, Cleared.NOT_FINISHED))
+                    continue
+                clearing.append((task, self.store.submit_delete(task_id)))
+                outcomes.append((task_id, Cleared.CLEARED))
+        self._forget(clearing)
+        return outcomes
+
+    def _forget(self, clearing: list[tuple[Task, Durable]]) -> None:
+        """Wait for each task's record of being cleared, then forget it. A record that could
+        not be written keeps its task (ResourceExhausted, after the others are forgotten)."""
+        failed: tuple[Task, OSError] | None = None
+        forgotten: list[Task] = []
+        for task, record in clearing:
+            try:
+                record.wait()
+            except OSError as exc:
+                if exc.errno not in OUT_OF_SPACE:
+                    raise
+                failed = failed or (task, exc)
+                continue
+            forgotten.append(task)
+        with self._lock:
+            for task in forgotten:
+                self._book.remove(task)
+        for task in forgotten:
+            log.info("cleared task %s", task.task_id)
+        if failed is not None:
+            kept, error = failed
+            raise ResourceExhausted(
+                f"no space left in the agent's state directory to record that task {kept.task_id} "
+                f"is cleared ({error.strerror}); it is kept: free space there and ask again"
+            ) from error
 
     # -- shutdown --------------------------------------------------------------------------
 

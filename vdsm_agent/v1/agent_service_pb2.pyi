@@ -23,6 +23,13 @@ class TaskResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_RESULT_FAILURE: _ClassVar[TaskResult]
     TASK_RESULT_CLEAN_SUCCESS: _ClassVar[TaskResult]
     TASK_RESULT_CLEAN_FAILURE: _ClassVar[TaskResult]
+
+class ClearOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CLEAR_OUTCOME_UNSPECIFIED: _ClassVar[ClearOutcome]
+    CLEAR_OUTCOME_CLEARED: _ClassVar[ClearOutcome]
+    CLEAR_OUTCOME_NOT_FOUND: _ClassVar[ClearOutcome]
+    CLEAR_OUTCOME_NOT_FINISHED: _ClassVar[ClearOutcome]
 TASK_STATE_UNSPECIFIED: TaskState
 TASK_STATE_INIT: TaskState
 TASK_STATE_RUNNING: TaskState
@@ -34,6 +41,10 @@ TASK_RESULT_SUCCESS: TaskResult
 TASK_RESULT_FAILURE: TaskResult
 TASK_RESULT_CLEAN_SUCCESS: TaskResult
 TASK_RESULT_CLEAN_FAILURE: TaskResult
+CLEAR_OUTCOME_UNSPECIFIED: ClearOutcome
+CLEAR_OUTCOME_CLEARED: ClearOutcome
+CLEAR_OUTCOME_NOT_FOUND: ClearOutcome
+CLEAR_OUTCOME_NOT_FINISHED: ClearOutcome
 
 class TaskStatus(_message.Message):
     __slots__ = ("task_id", "state", "result", "progress_percent", "message", "code")
@@ -194,3 +205,23 @@ class ClearTaskRequest(_message.Message):
 class ClearTaskResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ClearTasksRequest(_message.Message):
+    __slots__ = ("task_ids",)
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    task_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ClearTasksResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ClearTaskResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[ClearTaskResult, _Mapping]]] = ...) -> None: ...
+
+class ClearTaskResult(_message.Message):
+    __slots__ = ("task_id", "outcome")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    outcome: ClearOutcome
+    def __init__(self, task_id: _Optional[str] = ..., outcome: _Optional[_Union[ClearOutcome, str]] = ...) -> None: ...

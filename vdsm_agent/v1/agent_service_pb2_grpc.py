@@ -85,6 +85,11 @@ class AgentServiceStub:
                 request_serializer=vdsm__agent_dot_v1_dot_agent__service__pb2.ClearTaskRequest.SerializeToString,
                 response_deserializer=vdsm__agent_dot_v1_dot_agent__service__pb2.ClearTaskResponse.FromString,
                 _registered_method=True)
+        self.ClearTasks = channel.unary_unary(
+                '/vdsm_agent.v1.AgentService/ClearTasks',
+                request_serializer=vdsm__agent_dot_v1_dot_agent__service__pb2.ClearTasksRequest.SerializeToString,
+                response_deserializer=vdsm__agent_dot_v1_dot_agent__service__pb2.ClearTasksResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -196,6 +201,17 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClearTasks(self, request, context):
+        """ClearTask for many tasks in one call: the records that forget them are
+        made durable together (one fsync). Each task has its own outcome; the
+        call fails as a whole only for a request it cannot read (INVALID_ARGUMENT
+        naming `task_ids[i]`, nothing cleared) or a full state directory
+        (RESOURCE_EXHAUSTED: no task of the call is forgotten).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -248,6 +264,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ClearTask,
                     request_deserializer=vdsm__agent_dot_v1_dot_agent__service__pb2.ClearTaskRequest.FromString,
                     response_serializer=vdsm__agent_dot_v1_dot_agent__service__pb2.ClearTaskResponse.SerializeToString,
+            ),
+            'ClearTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClearTasks,
+                    request_deserializer=vdsm__agent_dot_v1_dot_agent__service__pb2.ClearTasksRequest.FromString,
+                    response_serializer=vdsm__agent_dot_v1_dot_agent__service__pb2.ClearTasksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -521,6 +542,33 @@ class AgentService:
             '/vdsm_agent.v1.AgentService/ClearTask',
             vdsm__agent_dot_v1_dot_agent__service__pb2.ClearTaskRequest.SerializeToString,
             vdsm__agent_dot_v1_dot_agent__service__pb2.ClearTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClearTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vdsm_agent.v1.AgentService/ClearTasks',
+            vdsm__agent_dot_v1_dot_agent__service__pb2.ClearTasksRequest.SerializeToString,
+            vdsm__agent_dot_v1_dot_agent__service__pb2.ClearTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

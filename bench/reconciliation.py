@@ -4,8 +4,9 @@ N AddDisk commands with 4 placeholders each, a quarter of them orphaned (no agen
 straight into a fresh database; one real agent process that knows none of them ("not found").
 Measured: one `Engine.reconcile()` (what ReconcileOrphans runs: the agent lookup and the single
 failing transaction), in-process so that its time and peak Python memory (tracemalloc) can be
-read, against plain set-based SQL over the DBAPI doing the same updates and deletes in one
-transaction on an identical copy of the database. At 10,000 and 100,000 commands; with --scale
+read, against plain set-based SQL over the DBAPI doing the same updates, deletes and history
+rows in one transaction on an identical copy of the database (tests/e2e/test_bench.py checks that
+both leave the same rows). At 10,000 and 100,000 commands; with --scale
 at 100,000 and 1,000,000 (one round; issue 16's target: <= 1.5 x the SQL at 1,000,000, the
 memory per failed id flat).
 """
@@ -33,10 +34,13 @@ from engine_service.adapters.orm import (
     utcnow,
 )
 from engine_service.bootstrap import EngineSettings, bootstrap
+from engine_service.domain.commands import CommandStatus, Outcome
+from engine_service.domain.history import ended_message
 from engine_service.service_layer.reconciliation import ORPHAN_REASON
 from harness.databases import fresh_postgres_database
 
 PLACEHOLDERS = 4
+ENDED = ended_message(Outcome(CommandStatus.FAILED, ORPHAN_REASON))  # the history's message
 
 
 def populate(url: str, n: int, agent_address: str) -> None:
@@ -258,12 +262,15 @@ PLAIN = (
     "UPDATE async_tasks SET cleanup = 'compensate' WHERE root_command_id IN (" + BATCH + ") "
     "AND cleanup = ''",
     "DELETE FROM entity_locks WHERE command_id IN (" + BATCH + ")",
+    # Each failed command's history says so (one `ended` event), as the engine's does.
+    "INSERT INTO command_events (command_id, time, kind, message) "
+    "SELECT command_id, {m}, 'ended', {m} FROM (" + BATCH + ") AS failed",
 )
 
 
 def plain_reconcile(url: str) -> int:
-    """The same updates and deletes as set-based SQL in one transaction; returns the failed
-    command ids' count (they are fetched, as the API returns them)."""
+    """The same updates, deletes and history rows as set-based SQL in one transaction; returns
+    the failed command ids' count (they are fetched, as the API returns them)."""
     parsed = make_url(url)
     now = utcnow()
     if parsed.get_backend_name() == "sqlite":
@@ -283,6 +290,7 @@ def plain_reconcile(url: str) -> int:
         (ORPHAN_REASON, stamp),
         (ORPHAN_REASON, stamp),
         (ORPHAN_REASON, stamp),
+        (stamp, ENDED, ORPHAN_REASON, stamp),
     ]
     try:
         cur = conn.cursor()

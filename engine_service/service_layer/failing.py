@@ -61,9 +61,11 @@ def fail_active_commands(
     The caller commits, then calls `counted`."""
     batch = repo.end_active_commands(selection, outcome, now)
     repo.add_batch_event(batch, EventKind.ENDED, history.ended_message(outcome), now)
-    types = repo.action_types_in(batch)
+    # One read of the batch gives both its types (for their hooks and the metrics) and ages.
+    types: dict[str, int] = {}
     ages: dict[str, list[float]] = {}
     for action_type, created_at in repo.created_times_in(batch):
+        types[action_type] = types.get(action_type, 0) + 1
         ages.setdefault(action_type, []).append(max((now - created_at).total_seconds(), 0.0))
     for action_type in types:
         CommandBase.type_named(action_type).fail_many(repo, batch.of_type(action_type))

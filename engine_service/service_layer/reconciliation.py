@@ -217,7 +217,7 @@ class Reconciler:
             batch = failed.batch
             report.removed_placeholders = failed.removed_placeholders
             # Bounded: a reply of 100,000 ids would pass gRPC's 4 MiB message limit.
-            report.failed_commands = uow.repo.count_in(batch)
+            report.failed_commands = failed.count
             report.failed_command_ids = uow.repo.command_ids_in(batch, limit=LISTED_IDS)
             report.failed_at = batch.ended_at if report.failed_commands else None
             crash_point("mid_reconcile")

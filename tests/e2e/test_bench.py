@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from harness.databases import postgres_unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,3 +68,48 @@ def test_the_quick_bench_measures_every_figure(tmp_path: Path) -> None:
     markdown = (tmp_path / "quick.md").read_text()
     assert "| benchmark |" in markdown and "| x limit |" in markdown
     assert "| window | adds |" in markdown
+
+
+RECONCILED_ROWS = (
+    "SELECT kind, message, count(*) FROM command_events GROUP BY kind, message",
+    "SELECT status, failure_reason IS NULL, count(*) FROM commands GROUP BY 1, 2",
+    "SELECT vdsm_task_id IS NULL, cleanup, count(*) FROM async_tasks GROUP BY 1, 2",
+    "SELECT count(*) FROM disks",
+    "SELECT count(*) FROM entity_locks",
+)
+
+
+@pytest.mark.parametrize(
+    "backend_name", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_the_reconciliation_baseline_does_the_engines_work(
+    backend_name: str, tmp_path: Path
+) -> None:
+    """Benchmark 3 compares the engine's reconciliation with plain SQL: both must leave the
+    same rows (statuses, placeholders, compensations, disks, locks, history), or the ratio
+    compares different work. Each on its own copy of one populated database."""
+    from contextlib import ExitStack
+
+    from sqlalchemy import create_engine, text
+
+    from bench.fixtures import Backend, start_agents
+    from bench.reconciliation import measure_engine, measure_plain, populate
+
+    problem = postgres_unavailable() if backend_name == "postgresql" else None
+    if problem is not None:
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"REQUIRE_POSTGRES=1 but {problem}")
+        pytest.skip(problem)
+    backend = Backend(backend_name, tmp_path)
+    with ExitStack() as stack:
+        (agent,) = start_agents(tmp_path, 1, tmp_path / "storage", stack)
+        rows = {}
+        for name, measure in (("engine", measure_engine), ("plain", measure_plain)):
+            url = stack.enter_context(backend.database(name))
+            populate(url, 200, agent.address)
+            assert measure(url)[2] == 50  # a quarter of the commands fail, both ways
+            db = create_engine(url)
+            with db.connect() as conn:
+                rows[name] = [sorted(map(tuple, conn.execute(text(q)))) for q in RECONCILED_ROWS]
+            db.dispose()
+        assert rows["engine"] == rows["plain"], backend.name

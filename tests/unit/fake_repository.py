@@ -455,9 +455,6 @@ class FakeRepository(FakeRetention, FakeHistory):
                 c.end(outcome, now)
         return batch
 
-    def action_types_in(self, batch: CommandBatch) -> dict[str, int]:
-        return dict(Counter(self.store.commands[c].action_type for c in self._in(batch)))
-
     def created_times_in(self, batch: CommandBatch) -> list[tuple[str, datetime]]:
         return [
             (self.store.commands[c].action_type, self.store.commands[c].created_at)
@@ -469,9 +466,6 @@ class FakeRepository(FakeRetention, FakeHistory):
         commands = [self.store.commands[c] for c in self._in(batch)]
         commands.sort(key=lambda c: (c.created_at, c.command_id))
         return [c.command_id for c in commands][:limit]
-
-    def count_in(self, batch: CommandBatch) -> int:
-        return len(self._in(batch))
 
     def commands_in(self, batch: CommandBatch) -> Iterator[CommandRecord]:
         return iter(copy.deepcopy([self.store.commands[c] for c in self._in(batch)]))

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, select
 
 from engine_service.adapters.orm import (
     COMMANDS,
@@ -101,14 +101,6 @@ class BatchQueries(Part):
         )
         return batch
 
-    def action_types_in(self, batch: CommandBatch) -> dict[str, int]:
-        query = (
-            select(COMMANDS.c.action_type, func.count())
-            .where(COMMANDS.c.command_id.in_(ids_of(batch)))
-            .group_by(COMMANDS.c.action_type)
-        )
-        return {t: int(n) for t, n in self.session.execute(query).all()}
-
     def created_times_in(self, batch: CommandBatch) -> list[tuple[str, datetime]]:
         """(action type, when accepted) of each command of the batch."""
         query = select(COMMANDS.c.action_type, COMMANDS.c.created_at).where(
@@ -120,10 +112,6 @@ class BatchQueries(Part):
         """The batch's ids, oldest command first; the first `limit` of them if given."""
         query = ids_of(batch).order_by(COMMANDS.c.created_at, COMMANDS.c.command_id)
         return list(self.session.scalars(query if limit is None else query.limit(limit)))
-
-    def count_in(self, batch: CommandBatch) -> int:
-        query = select(func.count()).select_from(ids_of(batch).subquery())
-        return int(self.session.scalar(query) or 0)
 
     def commands_in(self, batch: CommandBatch) -> Iterator[CommandRecord]:
         query = select(COMMANDS).where(COMMANDS.c.command_id.in_(ids_of(batch)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -23,10 +22,6 @@ from service_common.grpc_telemetry.series import (
     rpc_type,
     server_metrics,
 )
-
-# Handlers wrapped, by what the rest of the pipeline returned; bounded, so that a pipeline that
-# made a new handler per call (an interceptor that refuses with one) cannot grow it forever.
-_MAX_WRAPPED = 1024
 
 
 class _MetadataGetter:
@@ -135,8 +130,7 @@ class ServerTelemetry(grpc.ServerInterceptor):
     def __init__(self, tracer: trace.Tracer | None = None) -> None:
         self.metrics = server_metrics()
         self.tracer = tracer or TRACER
-        self._wrapped: dict[tuple[str, Any], grpc.RpcMethodHandler] = {}
-        self._lock = threading.Lock()
+        self._series: dict[tuple[str, str], Series] = {}
 
     def intercept_service(
         self,
@@ -146,19 +140,14 @@ class ServerTelemetry(grpc.ServerInterceptor):
         handler = continuation(details)
         if handler is None:
             return None
+        # Wrapped at each call: the handler may be the call's own (an interceptor after this
+        # one may make one per call, as the engine's auditing does). The series are looked up
+        # once per method.
         method: str = details.method
-        key = (method, handler)
-        wrapped = self._wrapped.get(key)
-        if wrapped is None:
-            wrapped = self._wrap(method, handler)
-            with self._lock:
-                if len(self._wrapped) < _MAX_WRAPPED:
-                    self._wrapped[key] = wrapped
-        return wrapped
-
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         kind = rpc_type(handler.request_streaming, handler.response_streaming)
-        series = Series(self.metrics, method, kind)
+        series = self._series.get((method, kind))
+        if series is None:
+            series = self._series.setdefault((method, kind), Series(self.metrics, method, kind))
         factory, behavior = {
             UNARY: (grpc.unary_unary_rpc_method_handler, handler.unary_unary),
             SERVER_STREAMING: (grpc.unary_stream_rpc_method_handler, handler.unary_stream),

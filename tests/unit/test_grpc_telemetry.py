@@ -176,12 +176,21 @@ def test_probes_are_counted_but_make_no_span(spans: InMemorySpanExporter) -> Non
     assert not spans.get_finished_spans()
 
 
-def test_each_methods_handler_is_wrapped_once_and_an_unknown_method_passes_through() -> None:
-    interceptor = ServerTelemetry()
-    handler = unary_handler(lambda request, context: request)
+def test_a_handler_made_per_call_is_counted_each_call_and_an_unknown_method_passes(
+    spans: InMemorySpanExporter,
+) -> None:
+    interceptor = ServerTelemetry(tracer_of(spans))
     rpc = method()
-    first = interceptor.intercept_service(lambda d: handler, details(rpc))
-    assert interceptor.intercept_service(lambda d: handler, details(rpc)) is first
+    for _ in range(3):  # as the engine's auditing interceptor makes one handler per call
+        handler = unary_handler(lambda request, context: request)
+
+        def continuation(d: Any, h: Any = handler) -> Any:
+            return h
+
+        wrapped: Any = interceptor.intercept_service(continuation, details(rpc))
+        wrapped.unary_unary(1, Context())
+    assert sample("grpc_server_handled_total", rpc, grpc_code="OK") == 3
+    assert len(spans.get_finished_spans()) == 3
     assert interceptor.intercept_service(lambda d: None, details(method())) is None
 
 

@@ -33,6 +33,7 @@ from engine_service.v1 import engine_service_pb2_grpc as pb_grpc
 from service_common.config import effective
 from service_common.grpc_server import GrpcServer, serve_metrics, stop_signal
 from service_common.logs import configure_logging
+from service_common.memory import cap_malloc_arenas
 from service_common.secure_default import plaintext_exposed
 from service_common.tls import server_credentials
 from service_common.tracing import configure_tracing
@@ -59,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args[:1] == ["migrate"]:  # the one subcommand: `engine-service migrate [...]`
         return migrate_main(args[1:])
     config = parse_args(args)
+    cap_malloc_arenas()  # before any thread: the RSS stays level (service_common/memory.py)
     configure_logging(config.log_format, config.log_level)
     configure_tracing("engine-service")
     crash_at = crash_point.check_configured()

@@ -24,7 +24,7 @@ from engine_service.domain.clock import utcnow
 from engine_service.domain.commands import CommandRecord, CommandStatus, Outcome
 from engine_service.domain.history import CommandEvent, EventKind
 from engine_service.domain.requests import ClientRequest, Conflict
-from engine_service.service_layer.commands.base import CommandBase, end_command, start_next_phase
+from engine_service.service_layer.commands.base import CommandBase, end_commands, start_next_phase
 from engine_service.service_layer.host_selection import HostPicker, HostSnapshot
 from engine_service.service_layer.idempotency import first_result, record_request
 from engine_service.service_layer.plans import Pending, Plan
@@ -235,37 +235,42 @@ class CommandLifecycle:
         """End these top-level commands, each exactly once, in ONE transaction (a poll ends
         every command it decided with one commit). Returns the ones this call ended. `events`
         of a command go into its history just before its end, if this call ends it."""
-        ended: list[tuple[str, CommandRecord, Outcome]] = []
+        ends: dict[str, tuple[CommandRecord, Outcome]] = {}
         advanced: list[str] = []  # commands whose next phase starts instead of their end
         try:
             with self.uow() as uow:
+                records = uow.repo.commands_for_update(list(outcomes))
+                before: list[CommandEvent] = []  # what led to an end, recorded before it
                 for root_id, outcome in outcomes.items():
-                    record = uow.repo.command(root_id)
+                    record = records.get(root_id)
                     if record is None:
                         if missing_is_error:
                             raise NotFound(f"command_id: no command {root_id}")
                         continue
+                    if record.status.terminal:
+                        continue  # it has ended: exactly once
                     in_phases = CommandBase.type_named(record.action_type).has_phases
-                    if outcome.succeeded and in_phases and not record.status.terminal:
+                    if outcome.succeeded and in_phases:
                         next_phase = self._next_phase(uow.repo, root_id)
                         if isinstance(next_phase, Outcome):
                             outcome = next_phase  # the next phase cannot start: it fails
                         elif next_phase:
                             advanced.append(root_id)
                             continue
-                    if not record.status.terminal:  # what led to the end, recorded before it
-                        uow.repo.add_events(e for e in events if e.command_id == root_id)
-                    if end_command(uow.repo, root_id, outcome, unresolved) is not None:
-                        ended.append((root_id, record, outcome))
-                if not ended and not advanced:
+                    before += (e for e in events if e.command_id == root_id)
+                    ends[root_id] = (record, outcome)
+                if not ends and not advanced:
                     return []  # nothing committed: the events go too
-                if ended:
+                if ends:
+                    uow.repo.add_events(before)
+                    end_commands(uow.repo, ends, unresolved)
                     crash_point("before_end_commit")
                 uow.commit()
         except BaseException:
             for root_id in advanced:
                 self._not_executing(root_id)
             raise
+        ended = [(root_id, record, outcome) for root_id, (record, outcome) in ends.items()]
         self._executing.ended(root_id for root_id, _, _ in ended)  # their unsent tasks stay so
         now = utcnow()
         for root_id, record, outcome in ended:

@@ -240,15 +240,23 @@ class FakeRepository(FakeRetention, FakeHistory):
             raise Conflict(f"template name {template.name!r} is taken")
         _put(self.store.templates, template.template_id, template)
 
-    def set_template_status(self, template_id: str, status: TemplateStatus) -> None:
-        if (found := self.store.templates.get(template_id)) is not None:
-            self.store.templates[template_id] = replace(found, status=status)
+    def set_template_status(self, template_ids: Iterable[str], status: TemplateStatus) -> None:
+        for template_id in template_ids:
+            if (found := self.store.templates.get(template_id)) is not None:
+                self.store.templates[template_id] = replace(found, status=status)
 
     def command(self, command_id: str) -> CommandRecord | None:
         return copy.deepcopy(self.store.commands.get(command_id))
 
     def command_for_update(self, command_id: str) -> CommandRecord | None:
         return self.command(command_id)
+
+    def commands_for_update(self, command_ids: Sequence[str]) -> dict[str, CommandRecord]:
+        return {
+            i: copy.deepcopy(c)
+            for i in sorted(set(command_ids))
+            if (c := self.store.commands.get(i)) is not None
+        }
 
     def _family(self, ids: set[str]) -> list[CommandRecord]:
         found = [c for c in self.store.commands.values() if {c.command_id, c.parent_id} & ids]
@@ -278,6 +286,13 @@ class FakeRepository(FakeRetention, FakeHistory):
             if child.parent_id == root_id:
                 child.end(outcome, now)  # only an ACTIVE child changes
         return True
+
+    def end_command_trees(self, root_ids: Sequence[str], outcome: Outcome, now: datetime) -> int:
+        return sum(
+            self.end_command_tree(i, outcome, now)
+            for i in root_ids
+            if (c := self.store.commands.get(i)) is not None and c.parent_id is None
+        )
 
     def _roots(self) -> list[CommandRecord]:
         return [c for c in self.store.commands.values() if c.parent_id is None]

@@ -6,6 +6,7 @@ The agent's wire messages are real protobuf ones; everything else is the in-memo
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -262,16 +263,17 @@ def test_a_task_to_compensate_reported_unreadably_is_neither_deleted_nor_forgott
 
 
 def failing_end(monkeypatch: pytest.MonkeyPatch, root_id: str, calls: list[int]) -> None:
-    """AddDisk.end_successfully raises for `root_id` (noting each call in `calls`)."""
-    end_successfully = AddDisk.end_successfully
+    """AddDisk.succeed_many raises when the commands it settles hold `root_id` (noting each
+    such call in `calls`)."""
+    succeed_many = AddDisk.succeed_many
 
-    def end(self: AddDisk, repo: Any) -> None:
-        if self.command_id == root_id:
+    def settle(repo: Any, commands: Sequence[AddDisk]) -> None:
+        if any(c.command_id == root_id for c in commands):
             calls.append(1)
             raise RuntimeError("the disk row is locked elsewhere")
-        end_successfully(self, repo)
+        succeed_many(repo, commands)
 
-    monkeypatch.setattr(AddDisk, "end_successfully", end)
+    monkeypatch.setattr(AddDisk, "succeed_many", settle)
 
 
 def test_a_command_whose_end_raises_stops_no_other_and_fails_after_backoff(
@@ -312,15 +314,15 @@ def test_a_command_that_cannot_even_end_failed_is_tried_again_at_the_capped_inte
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     w, host1, host2, (bad, *_) = two_hosts()
-    end_command_tree = FakeRepository.end_command_tree
+    end_command_trees = FakeRepository.end_command_trees
     broken = [True]
 
-    def end_tree(repo: FakeRepository, root_id: str, *args: Any) -> bool:
-        if root_id == bad and broken[0]:
+    def end_trees(repo: FakeRepository, root_ids: Sequence[str], *args: Any) -> int:
+        if bad in root_ids and broken[0]:
             raise RuntimeError("constraint violated")
-        return end_command_tree(repo, root_id, *args)
+        return end_command_trees(repo, root_ids, *args)
 
-    monkeypatch.setattr(FakeRepository, "end_command_tree", end_tree)
+    monkeypatch.setattr(FakeRepository, "end_command_trees", end_trees)
     manager = w.manager()
     record(manager, w, host1, host2)
     with caplog.at_level(logging.ERROR):

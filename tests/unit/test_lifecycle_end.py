@@ -3,6 +3,8 @@ with their parent, locks released and entities settled in the same commit; cance
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from engine_service.domain.commands import CommandStatus, Outcome
@@ -11,6 +13,7 @@ from engine_service.domain.tasks import TaskCleanup, new_id
 from engine_service.service_layer.commands.add_disk import AddDisk
 from engine_service.service_layer.commands.add_vm_template import AddVmTemplate
 from service_common.errors import FailedPrecondition, NotFound
+from tests.unit.fake_repository import FakeRepository
 from tests.unit.world import World
 
 SUCCEEDED = Outcome(CommandStatus.SUCCEEDED)
@@ -106,6 +109,49 @@ def test_finish_many_ends_every_decided_command_in_one_commit() -> None:
     ended = w.lifecycle.finish_many({first: SUCCEEDED, second: SUCCEEDED, new_id(): FAILED})
     assert ended == [first] and w.uow.commits == commits + 1
     assert w.command(second).status is CommandStatus.FAILED
+
+
+def test_a_batch_settles_each_command_by_its_own_outcome() -> None:
+    w, ok_disk = disk_world()
+    sd = next(iter(w.store.domains))
+    failed_disk = w.add_disk(sd, "doomed")
+    vm = w.vm(w.disk(sd, "a"), w.disk(sd, "b"))
+    template = w.add_template(vm, sd, "golden")
+    ended = w.lifecycle.finish_many({ok_disk: SUCCEEDED, failed_disk: FAILED, template: SUCCEEDED})
+    assert sorted(ended) == sorted([ok_disk, failed_disk, template])
+    assert [w.command(r).status for r in (ok_disk, failed_disk, template)] == [
+        CommandStatus.SUCCEEDED,
+        CommandStatus.FAILED,
+        CommandStatus.SUCCEEDED,
+    ]
+    assert w.command(failed_disk).failure_reason == FAILED.reason
+    assert [t.cleanup for t in w.tasks(ok_disk)] == [TaskCleanup.CLEAR]
+    assert [t.cleanup for t in w.tasks(failed_disk)] == [TaskCleanup.COMPENSATE]
+    assert {t.cleanup for t in w.tasks(template)} == {TaskCleanup.CLEAR}
+    assert w.command(failed_disk).target_id not in w.store.disks  # what it made is gone
+    assert {d.status for d in w.store.disks.values()} == {DiskStatus.OK}
+    assert [t.status for t in w.store.templates.values()] == [TemplateStatus.OK]
+    assert w.store.locks == {}
+
+
+def test_a_batch_of_one_type_is_settled_with_one_call_whatever_its_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    w, first = disk_world()
+    sd = next(iter(w.store.domains))
+    roots = [first] + [w.add_disk(sd, f"d{i}") for i in range(7)]
+    calls: dict[str, list[int]] = {"end_command_trees": [], "set_disk_status": []}
+    for name, sizes in calls.items():
+        method = getattr(FakeRepository, name)
+
+        def spy(repo: FakeRepository, ids: Any, *args: Any, _m: Any = method, _s: Any = sizes):
+            ids = list(ids)
+            _s.append(len(ids))
+            return _m(repo, ids, *args)
+
+        monkeypatch.setattr(FakeRepository, name, spy)
+    assert sorted(w.lifecycle.finish_many(dict.fromkeys(roots, SUCCEEDED))) == sorted(roots)
+    assert calls == {"end_command_trees": [8], "set_disk_status": [8]}
 
 
 def test_finish_many_with_nothing_to_end_does_not_commit() -> None:

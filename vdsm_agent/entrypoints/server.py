@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from service_common.config import effective
 from service_common.grpc_server import GrpcServer, serve_metrics, wait_for_stop_signal
 from service_common.logs import configure_logging
+from service_common.memory import cap_malloc_arenas
 from service_common.secure_default import plaintext_exposed
 from service_common.tls import server_credentials
 from service_common.tracing import configure_tracing
@@ -94,6 +95,7 @@ class AgentServer:
 
 def main(argv: Sequence[str] | None = None) -> None:
     config = parse_args(argv)
+    cap_malloc_arenas()  # before any thread: the RSS stays level (service_common/memory.py)
     configure_logging(config.log_format, config.log_level)
     configure_tracing("vdsm-agent")
     crash_at = crash_point.check_configured()

@@ -67,6 +67,18 @@ class CommandQueries(Part):
         found = self._objects(CommandRecord, query)
         return found[0] if found else None
 
+    def commands_for_update(self, command_ids: Sequence[str]) -> dict[str, CommandRecord]:
+        """These commands by id (the ones that exist), their rows locked until the transaction
+        ends, in the order of their ids (two transactions locking some of the same commands
+        take them in the same order)."""
+        query = (
+            select(COMMANDS)
+            .where(COMMANDS.c.command_id.in_(list(command_ids)))
+            .order_by(COMMANDS.c.command_id)
+            .with_for_update()
+        )
+        return {c.command_id: c for c in self._objects(CommandRecord, query)}
+
     def command_family(self, command_id: str) -> list[CommandRecord]:
         """The command and its children (oldest first), in one query."""
         return self._objects(CommandRecord, _COMMAND_FAMILY, command_id=command_id)
@@ -117,6 +129,21 @@ class CommandQueries(Part):
             COMMANDS.update().where(COMMANDS.c.parent_id == root_id, active).values(values)
         )
         return True
+
+    def end_command_trees(self, root_ids: Sequence[str], outcome: Outcome, now: datetime) -> int:
+        """end_command_tree for many commands at once, in two statements; returns how many of
+        them were ACTIVE and ended."""
+        values = {"status": outcome.status, "failure_reason": outcome.reason, "ended_at": now}
+        active = COMMANDS.c.status == CommandStatus.ACTIVE
+        ended = self.session.execute(
+            COMMANDS.update()
+            .where(COMMANDS.c.command_id.in_(list(root_ids)), _TOP_LEVEL, active)
+            .values(values)
+        ).rowcount  # type: ignore[attr-defined]
+        self.session.execute(
+            COMMANDS.update().where(COMMANDS.c.parent_id.in_(list(root_ids)), active).values(values)
+        )
+        return int(ended)
 
     def active_root_ids(self) -> list[str]:
         return list(

@@ -217,7 +217,9 @@ class InventoryQueries(Part):
         self.session.execute(TEMPLATE_DISKS.delete().where(TEMPLATE_DISKS.c.template_id.in_(ids)))
         self.session.execute(TEMPLATES.delete().where(TEMPLATES.c.template_id.in_(ids)))
 
-    def set_template_status(self, template_id: str, status: TemplateStatus) -> None:
+    def set_template_status(self, template_ids: Iterable[str], status: TemplateStatus) -> None:
         self.session.execute(
-            TEMPLATES.update().where(TEMPLATES.c.template_id == template_id).values(status=status)
+            TEMPLATES.update()
+            .where(TEMPLATES.c.template_id.in_(list(template_ids)))
+            .values(status=status)
         )

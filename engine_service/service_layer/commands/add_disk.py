@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from engine_service.adapters.repository import Repository
 from engine_service.domain.commands import CommandBatch
@@ -76,8 +77,9 @@ class AddDisk(CommandBase[AddDiskParams]):
             ]
         )
 
-    def end_successfully(self, repo: Repository) -> None:
-        repo.set_disk_status([self.params.disk_id], DiskStatus.OK)
+    @classmethod
+    def succeed_many(cls, repo: Repository, commands: Sequence[Self]) -> None:
+        repo.set_disk_status([c.params.disk_id for c in commands], DiskStatus.OK)
 
     @classmethod
     def fail_many(cls, repo: Repository, batch: CommandBatch) -> None:

@@ -4,6 +4,7 @@ its disks and their copies are deleted (compensation deletes the images)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -116,8 +117,11 @@ class AddVmFromTemplate(CommandBase[AddVmFromTemplateParams]):
         repo.add_vm(Vm(p.vm_id, p.name, tuple(self._copy_ids())))
         repo.set_disk_status(self._source_ids(), DiskStatus.LOCKED)
 
-    def end_successfully(self, repo: Repository) -> None:
-        repo.set_disk_status(self._copy_ids() + self._source_ids(), DiskStatus.OK)
+    @classmethod
+    def succeed_many(cls, repo: Repository, commands: Sequence[Self]) -> None:
+        repo.set_disk_status(
+            [d for c in commands for d in c._copy_ids() + c._source_ids()], DiskStatus.OK
+        )
 
     @classmethod
     def fail_many(cls, repo: Repository, batch: CommandBatch) -> None:

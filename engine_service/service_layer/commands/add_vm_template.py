@@ -4,6 +4,7 @@ and its row are deleted and the name is free again (docs/design.md §12)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -152,9 +153,12 @@ class AddVmTemplate(CommandBase[AddVmTemplateParams]):
         )
         repo.set_disk_status(self._source_ids(), DiskStatus.LOCKED)
 
-    def end_successfully(self, repo: Repository) -> None:
-        repo.set_template_status(self.params.template_id, TemplateStatus.OK)
-        repo.set_disk_status(self._copy_ids() + self._source_ids(), DiskStatus.OK)
+    @classmethod
+    def succeed_many(cls, repo: Repository, commands: Sequence[Self]) -> None:
+        repo.set_template_status([c.params.template_id for c in commands], TemplateStatus.OK)
+        repo.set_disk_status(
+            [d for c in commands for d in c._copy_ids() + c._source_ids()], DiskStatus.OK
+        )
 
     @classmethod
     def fail_many(cls, repo: Repository, batch: CommandBatch) -> None:

@@ -15,9 +15,10 @@ A command type is one module: a subclass of CommandBase with an `action_type` an
    framework ends the phase and commits their placeholders in ONE transaction
    (`start_next_phase`), then starts them. The default, no next phase, ends the command.
 6. `end_successfully(repo)` / `end_with_failure(repo)`: settle the entities, in the transaction
-   that makes the command terminal and releases its locks (see `end_command`). `fail_many`
+   that makes the command terminal and releases its locks (see `end_commands`). `fail_many`
    settles a whole batch of failed commands of one type with set-based statements; a type that
-   implements it gets `end_with_failure` for free.
+   implements it gets `end_with_failure` for free. `succeed_many` is its counterpart for the
+   commands of a type that succeeded in one commit (by default, `end_successfully` on each).
 
 After a restart a command is rebuilt from its record (`from_record`), so everything a hook
 needs must be in its params.
@@ -25,7 +26,7 @@ needs must be in its params.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
@@ -144,7 +145,18 @@ class CommandBase(Generic[P]):
         """Add the entities the command creates or uses, LOCKED."""
 
     def end_successfully(self, repo: Repository) -> None:
-        pass
+        """Settle this command's entities after its success. A type that implements
+        `succeed_many` needs nothing more: it is used for the one command."""
+        if type(self).succeed_many.__func__ is not CommandBase.succeed_many.__func__:  # type: ignore[attr-defined]
+            type(self).succeed_many(repo, [self])
+
+    @classmethod
+    def succeed_many(cls, repo: Repository, commands: Sequence[Self]) -> None:
+        """Settle the entities of many commands of this type that succeeded and end in one
+        transaction, with set-based repository calls. The default calls `end_successfully`
+        on each."""
+        for command in commands:
+            command.end_successfully(repo)
 
     def end_with_failure(self, repo: Repository) -> None:
         """Settle this command's entities after a failure or a cancel. A type that implements
@@ -241,29 +253,43 @@ def start_next_phase(
     return placeholders
 
 
-def end_command(
-    repo: Repository, root_id: str, outcome: Outcome, unresolved: Sequence[str] = ()
-) -> int | None:
-    """Make a top-level command terminal, exactly once: settle its entities, delete the
-    placeholders that never reached an agent, mark its other tasks for cleanup and release its
-    locks. `unresolved` placeholders may have reached an agent that did not answer: they are
-    kept as cleanup debt instead of being deleted. Returns the number of placeholders deleted,
-    or None if the command had already ended. The caller commits."""
+def end_commands(
+    repo: Repository,
+    ends: Mapping[str, tuple[CommandRecord, Outcome]],
+    unresolved: Sequence[str] = (),
+) -> None:
+    """Make these ACTIVE top-level commands (their records read with their rows locked)
+    terminal, each with its outcome, set-based: settle their entities (`succeed_many`,
+    `fail_many`: once per type and end), delete their placeholders that never reached an agent,
+    mark their other tasks for cleanup and release their locks. `unresolved` placeholders may
+    have reached an agent that did not answer: they are kept as cleanup debt instead of being
+    deleted. The caller commits. A handful of statements per outcome and type, whatever the
+    number of commands (a poll ends a batch of them in one commit)."""
     now = utcnow()
-    if not repo.end_command_tree(root_id, outcome, now):
-        return None
-    repo.add_events([history.ended(root_id, outcome, now)])
+    by_outcome: dict[Outcome, list[str]] = {}
+    for root_id, (_, outcome) in ends.items():
+        by_outcome.setdefault(outcome, []).append(root_id)
+    for outcome, ids in by_outcome.items():
+        if repo.end_command_trees(ids, outcome, now) != len(ids):
+            raise RuntimeError(f"commands {', '.join(ids)} were not all ACTIVE when ended")
+    repo.add_events(
+        [history.ended(root_id, outcome, now) for root_id, (_, outcome) in ends.items()]
+    )
     repo.mark_unresolved(unresolved)
-    record = repo.command(root_id)
-    assert record is not None
-    command = CommandBase.from_record(record)
-    if outcome.succeeded:
-        command.end_successfully(repo)
-        cleanup = TaskCleanup.CLEAR
-    else:
-        command.end_with_failure(repo)
-        cleanup = TaskCleanup.COMPENSATE
-    batch = CommandBatch.of([root_id])
-    removed = repo.settle_tasks_of(batch, cleanup)
-    repo.release_locks_of(batch)
-    return removed
+    succeeded: dict[str, list[CommandBase[Any]]] = {}
+    failed: dict[str, list[str]] = {}
+    for root_id, (record, outcome) in ends.items():
+        if outcome.succeeded:
+            succeeded.setdefault(record.action_type, []).append(CommandBase.from_record(record))
+        else:
+            failed.setdefault(record.action_type, []).append(root_id)
+    for action_type, commands in succeeded.items():
+        CommandBase.type_named(action_type).succeed_many(repo, commands)
+    for action_type, ids in failed.items():
+        CommandBase.type_named(action_type).fail_many(repo, CommandBatch.of(ids))
+    cleared = [c.command_id for commands in succeeded.values() for c in commands]
+    compensated = [root_id for root_ids in failed.values() for root_id in root_ids]
+    for settled, cleanup in ((cleared, TaskCleanup.CLEAR), (compensated, TaskCleanup.COMPENSATE)):
+        if settled:
+            repo.settle_tasks_of(CommandBatch.of(settled), cleanup)
+    repo.release_locks_of(CommandBatch.of(list(ends)))

@@ -13,8 +13,9 @@ any more. Either way the disk is OK again and no image is left behind."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Self
 
 from engine_service.adapters.repository import Repository
 from engine_service.domain.commands import CommandBatch
@@ -106,8 +107,9 @@ class MoveDisk(CommandBase[MoveDiskParams]):
     def create_locked_entities(self, repo: Repository) -> None:
         repo.set_disk_status([self.params.disk_id], DiskStatus.LOCKED)
 
-    def end_successfully(self, repo: Repository) -> None:
-        repo.set_disk_status([self.params.disk_id], DiskStatus.OK)
+    @classmethod
+    def succeed_many(cls, repo: Repository, commands: Sequence[Self]) -> None:
+        repo.set_disk_status([c.params.disk_id for c in commands], DiskStatus.OK)
 
     @classmethod
     def fail_many(cls, repo: Repository, batch: CommandBatch) -> None:

@@ -7,8 +7,9 @@ image nobody owns would be debris (docs/design.md §16)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Self
 
 from engine_service.adapters.repository import Repository
 from engine_service.domain.commands import CommandBatch
@@ -96,8 +97,9 @@ class RemoveDisk(CommandBase[RemoveDiskParams]):
     def create_locked_entities(self, repo: Repository) -> None:
         repo.set_disk_status([self.params.disk_id], DiskStatus.LOCKED)
 
-    def end_successfully(self, repo: Repository) -> None:
-        repo.delete_disks([self.params.disk_id])
+    @classmethod
+    def succeed_many(cls, repo: Repository, commands: Sequence[Self]) -> None:
+        repo.delete_disks([c.params.disk_id for c in commands])
 
     @classmethod
     def fail_many(cls, repo: Repository, batch: CommandBatch) -> None:

@@ -5,6 +5,7 @@ template and its disks, and compensation finishes deleting their images."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -97,12 +98,13 @@ class RemoveVmTemplate(CommandBase[RemoveVmTemplateParams]):
         ]
 
     def create_locked_entities(self, repo: Repository) -> None:
-        repo.set_template_status(self.params.template_id, TemplateStatus.LOCKED)
+        repo.set_template_status([self.params.template_id], TemplateStatus.LOCKED)
         repo.set_disk_status(self._disk_ids(), DiskStatus.LOCKED)
 
-    def end_successfully(self, repo: Repository) -> None:
-        repo.delete_templates([self.params.template_id])
-        repo.delete_disks(self._disk_ids())
+    @classmethod
+    def succeed_many(cls, repo: Repository, commands: Sequence[Self]) -> None:
+        repo.delete_templates([c.params.template_id for c in commands])  # first: they refer to
+        repo.delete_disks([d for c in commands for d in c._disk_ids()])  # their disks
 
     @classmethod
     def fail_many(cls, repo: Repository, batch: CommandBatch) -> None:

@@ -50,6 +50,13 @@ HOSTS = Gauge(
     "Hosts at the last poll, by status and by whether their agent answers",
     ["status", "answering"],
 )
+WRITE_UNIT_SECONDS = Histogram(
+    "engine_write_unit_seconds",
+    "Write transactions, from BEGIN to their end (on SQLite: how long each held the one"
+    " writer), by whose: client (an API call) or background (the poll cycle's work)",
+    ["kind"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, float("inf")),
+)
 COMMAND_SECONDS = Histogram(
     "engine_command_duration_seconds",
     "From acceptance to end, of top-level commands, by type and outcome",

@@ -7,10 +7,18 @@ the database broken inside the unit (a concurrent request took a name, a lock or
 first) leaves it as the domain's `Conflict`; the database failing (down, unreachable, its disk
 full) leaves it as `DatabaseUnavailable` or `DatabaseFull` (adapters/db_faults.py), errors the
 caller can act on (UNAVAILABLE, RESOURCE_EXHAUSTED) and never a command's own fault.
+
+A write unit's time, from its BEGIN to its end, is measured (`engine_write_unit_seconds`); on
+SQLite that is how long it held the one writer that every other write waits for. One that holds
+it longer than SLOW_WRITE_SECONDS is logged with where it was opened.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+import time
 from contextlib import suppress
 from types import TracebackType
 from typing import Protocol
@@ -18,11 +26,18 @@ from typing import Protocol
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine_service import observability as metrics
 from engine_service.adapters.db import READ_ONLY
 from engine_service.adapters.db_faults import database_fault
 from engine_service.adapters.repository import Repository
-from engine_service.adapters.writers import WriterGate
+from engine_service.adapters.writers import WriterGate, in_background
 from engine_service.domain.requests import Conflict
+
+log = logging.getLogger(__name__)
+
+# A write unit that takes longer than this, from its BEGIN to its end, is logged.
+SLOW_WRITE_SECONDS = 0.25
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class AbstractUnitOfWork(Protocol):
@@ -57,15 +72,38 @@ class UnitOfWork:
         # SQLite: write units take turns (adapters/writers.py); read-only ones never wait.
         self._writers = None if read_only else writers
         self._held: WriterGate | None = None  # the gate, while this unit holds it
+        self._began = 0.0  # when a write unit began (monotonic)
+        self._opener = ""  # where a write unit was opened: file:line (function)
 
     def __enter__(self) -> UnitOfWork:
         if self._writers is not None and self._writers.acquire():
             self._held = self._writers
+        if not self.read_only:
+            caller = sys._getframe(1)
+            code = caller.f_code
+            where = os.path.relpath(code.co_filename, _ROOT)
+            self._opener = f"{where}:{caller.f_lineno} ({code.co_name})"
+            self._began = time.monotonic()
         try:
             return self._begin()
         except BaseException:
             self._release()
             raise
+
+    def _timed(self) -> None:
+        """A write unit has ended: its time into the histogram; logged if slow."""
+        if self.read_only or not self._began:
+            return
+        seconds, self._began = time.monotonic() - self._began, 0.0
+        kind = "background" if in_background() else "client"
+        metrics.WRITE_UNIT_SECONDS.labels(kind).observe(seconds)
+        if seconds > SLOW_WRITE_SECONDS:
+            log.warning(
+                "a write transaction took %.0f ms (opened at %s, %s)",
+                seconds * 1e3,
+                self._opener,
+                kind,
+            )
 
     def _release(self) -> None:
         held, self._held = self._held, None
@@ -99,6 +137,7 @@ class UnitOfWork:
                 self.session.close()  # rolls back what was not committed
             finally:
                 self._release()
+                self._timed()
         except Exception as closing:
             if exc is None:  # else the unit's own error says more than the rollback's after it
                 fault = database_fault(closing)

@@ -140,8 +140,9 @@ def row_locked(url: str, table: str, where: str, params: tuple[Any, ...] = ()) -
         lock.release()
 
 
-def wait_blocked(url: str, statement: str, timeout: float = T) -> None:
-    """Until an engine session waits on a lock in a statement starting with `statement`."""
+def wait_blocked(url: str, statement: str, timeout: float = T, containing: str = "") -> None:
+    """Until an engine session waits on a lock in a statement starting with `statement` (and
+    holding `containing`)."""
 
     def blocked() -> bool:
         with psycopg.connect(url, autocommit=True) as connection:
@@ -149,7 +150,11 @@ def wait_blocked(url: str, statement: str, timeout: float = T) -> None:
                 "SELECT query FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                 "AND datname = current_database()"
             ).fetchall()
-        return any(str(q).lstrip().upper().startswith(statement.upper()) for (q,) in rows)
+        return any(
+            str(q).lstrip().upper().startswith(statement.upper())
+            and containing.upper() in str(q).upper()
+            for (q,) in rows
+        )
 
     wait_until(f"blocked in {statement}", blocked, timeout)
 
@@ -345,9 +350,10 @@ def test_kill_9_mid_poll_mid_reconcile_orphans_and_mid_an_end(
     restart()
     healed(dc, pid, served)
 
-    # The command's end: the copy done, the end's UPDATE held by the lock on the command.
+    # The command's end: the copy done, the end's read of the commands it ends, which locks
+    # their rows (SELECT ... FOR UPDATE), held by the lock on the command.
     served = servings(engine)
-    wait_blocked(url, "UPDATE commands")
+    wait_blocked(url, "SELECT commands.", containing="FOR UPDATE")
     own_postgres.kill9()
     end.release()
     own_postgres.start()

@@ -29,6 +29,7 @@ from engine_service.entrypoints.grpc_servicer import EngineServicer
 from engine_service.entrypoints.settings import Config
 from engine_service.service_layer.engine import Engine
 from service_common.grpc_server import GrpcServer
+from service_common.memory import freeze_startup_objects
 
 log = logging.getLogger("engine_service")
 
@@ -161,6 +162,8 @@ class Term:
             return False
         if console is not None:
             serve_console(console, self.config)
+        frozen = freeze_startup_objects()  # full collections then skip them (memory.py)
+        log.debug("%d objects made before serving left out of full collections", frozen)
         self.readiness.ready.set()
         self.server.set_ready(True)
         log.info("SERVING as the active engine; startup reconciliation: %s", report)

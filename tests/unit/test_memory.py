@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import platform
 
 import pytest
@@ -34,3 +35,13 @@ def test_a_c_library_that_is_not_glibc_is_left_alone(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     monkeypatch.setattr(memory.ctypes, "CDLL", _Musl)
     assert memory.cap_malloc_arenas() is False
+
+
+def test_what_exists_at_the_freeze_is_left_out_of_collections() -> None:
+    try:
+        kept: list[list[int]] = [[] for _ in range(100)]
+        frozen = memory.freeze_startup_objects()
+        assert frozen >= 100 and gc.get_freeze_count() == frozen
+        assert not any(o is kept[0] for g in range(3) for o in gc.get_objects(generation=g))
+    finally:
+        gc.unfreeze()

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from service_common.config import effective
 from service_common.grpc_server import GrpcServer, serve_metrics, wait_for_stop_signal
 from service_common.logs import configure_logging
-from service_common.memory import cap_malloc_arenas
+from service_common.memory import cap_malloc_arenas, freeze_startup_objects
 from service_common.secure_default import plaintext_exposed
 from service_common.tls import server_credentials
 from service_common.tracing import configure_tracing
@@ -104,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     log.info("effective configuration: %s", effective(config))
     server = AgentServer(config)
     serve_metrics(config.metrics_listen, log)
+    freeze_startup_objects()  # full collections then skip them (service_common/memory.py)
     server.start()
     wait_for_stop_signal(log)
     server.stop()

@@ -23,7 +23,7 @@ from engine_service.service_layer.commands.remove_vm_template import RemoveVmTem
 from engine_service.service_layer.fencing import Fenced, confirm_host_rebooted
 from engine_service.service_layer.idempotency import optional_request
 from engine_service.service_layer.inventory import Inventory, require_name, require_size
-from engine_service.service_layer.lifecycle import CommandLifecycle
+from engine_service.service_layer.lifecycle import CommandLifecycle, Submission
 from engine_service.service_layer.reconciliation import Reconciler, ReconcileReport
 from engine_service.service_layer.retention import Pruner
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
@@ -36,6 +36,7 @@ from engine_service.service_layer.views import (
     decode_token,
     encode_event_token,
     encode_token,
+    held_view,
     page_size,
 )
 from service_common.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -100,10 +101,10 @@ class Engine:
             storage_domain_id=storage_domain_id,
             size_bytes=size_bytes,
         )
-        command_id = self.lifecycle.submit(
+        submitted = self.lifecycle.submit(
             lambda: AddDisk.create(name, storage_domain_id, size_bytes), request, by=by
         )
-        return self._reply(command_id, lambda repo, target: repo.disk(target))
+        return self._reply(submitted, Disk, lambda repo, target: repo.disk(target))
 
     def add_vm_template(
         self,
@@ -123,19 +124,19 @@ class Engine:
             name=name,
             destination_storage_domain_id=destination,
         )
-        command_id = self.lifecycle.submit(
+        submitted = self.lifecycle.submit(
             lambda: AddVmTemplate.create(vm_id, name, destination), request, by=by
         )
         # No template: the command failed already and its template is gone.
-        return self._reply(command_id, lambda repo, target: repo.template(target))
+        return self._reply(submitted, Template, lambda repo, target: repo.template(target))
 
     def remove_disk(
         self, disk_id: str, request_id: str = "", by: str = ""
     ) -> tuple[Disk | None, CommandView]:
         disk_id = require_uuid("disk_id", disk_id)
         request = optional_request("RemoveDisk", request_id, disk_id=disk_id)
-        command_id = self.lifecycle.submit(lambda: RemoveDisk.create(disk_id), request, by=by)
-        return self._reply(command_id, lambda repo, target: repo.disk(target))
+        submitted = self.lifecycle.submit(lambda: RemoveDisk.create(disk_id), request, by=by)
+        return self._reply(submitted, Disk, lambda repo, target: repo.disk(target))
 
     def move_disk(
         self, disk_id: str, destination_storage_domain_id: str, request_id: str = "", by: str = ""
@@ -145,20 +146,20 @@ class Engine:
         request = optional_request(
             "MoveDisk", request_id, disk_id=disk_id, destination_storage_domain_id=destination
         )
-        command_id = self.lifecycle.submit(
+        submitted = self.lifecycle.submit(
             lambda: MoveDisk.create(disk_id, destination), request, by=by
         )
-        return self._reply(command_id, lambda repo, target: repo.disk(target))
+        return self._reply(submitted, Disk, lambda repo, target: repo.disk(target))
 
     def remove_vm_template(
         self, template_id: str, request_id: str = "", by: str = ""
     ) -> tuple[Template | None, CommandView]:
         template_id = require_uuid("template_id", template_id)
         request = optional_request("RemoveVmTemplate", request_id, template_id=template_id)
-        command_id = self.lifecycle.submit(
+        submitted = self.lifecycle.submit(
             lambda: RemoveVmTemplate.create(template_id), request, by=by
         )
-        return self._reply(command_id, lambda repo, target: repo.template(target))
+        return self._reply(submitted, Template, lambda repo, target: repo.template(target))
 
     def add_vm_from_template(
         self,
@@ -178,18 +179,22 @@ class Engine:
             name=name,
             destination_storage_domain_id=destination,
         )
-        command_id = self.lifecycle.submit(
+        submitted = self.lifecycle.submit(
             lambda: AddVmFromTemplate.create(template_id, name, destination), request, by=by
         )
-        return self._reply(command_id, lambda repo, target: repo.vm(target))
+        return self._reply(submitted, Vm, lambda repo, target: repo.vm(target))
 
     def _reply(
-        self, command_id: str, entity: Callable[[Repository, str], T | None]
+        self, submitted: Submission, kind: type[T], entity: Callable[[Repository, str], T | None]
     ) -> tuple[T | None, CommandView]:
         """A submitted command and its target entity (None if the command has ended and the
-        entity is gone), in one read."""
+        entity is gone): as the submission left them if it holds them (every start stored,
+        the entity one of `kind`), else read back in one read."""
+        held = submitted.held
+        if held is not None and isinstance(held.entity, kind):
+            return held.entity, held_view(held.records, held.tasks)
         with self.uow(read_only=True) as uow:
-            view = command_view(uow.repo, command_id)
+            view = command_view(uow.repo, submitted.command_id)
             found = entity(uow.repo, view.target_id) if view.target_id else None
         return found, view
 
@@ -230,7 +235,7 @@ class Engine:
                 "command can be retried"
             )
         old = CommandBase.from_record(record)
-        new_id = self.lifecycle.submit(old.again, request, retry_of=command_id, by=by)
+        new_id = self.lifecycle.submit(old.again, request, retry_of=command_id, by=by).command_id
         return self.command(new_id)
 
     def command_events(

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ from engine_service.domain.requests import ClientRequest, Conflict
 from engine_service.service_layer.commands.base import CommandBase, end_commands, start_next_phase
 from engine_service.service_layer.host_selection import HostPicker, HostSnapshot
 from engine_service.service_layer.idempotency import first_result, record_request
-from engine_service.service_layer.plans import Pending, Plan
+from engine_service.service_layer.plans import Held, Pending, Plan, Stored
 from engine_service.service_layer.sending import (
     STARTS_PER_HOST,
     Executing,
@@ -40,6 +41,15 @@ from service_common.errors import AlreadyExists, FailedPrecondition, NotFound
 from service_common.spans import annotate, spanned
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submitted command's id and, when every start was accepted and stored, the command
+    as its submission left it (`held`): the reply is built from it without a read."""
+
+    command_id: str
+    held: Held | None = None
 
 
 class CommandLifecycle:
@@ -94,11 +104,12 @@ class CommandLifecycle:
         request: ClientRequest | None,
         retry_of: str | None = None,
         by: str = "",
-    ) -> str:
+    ) -> Submission:
         """Validate, build the children and commit every placeholder in one transaction, then
-        execute. Returns the command id; a repeated request returns the first one's. A retry
-        names the command it runs again: both histories say so, in the same transaction. `by`
-        (who asked) goes into the history."""
+        execute. Returns the command id (a repeated request gets the first one's) and, if every
+        start was stored, the command as it left it. A retry names the command it runs again:
+        both histories say so, in the same transaction. `by` (who asked) goes into the
+        history."""
         for attempt in range(3):
             command = make_command()
             command.submitted_by = by
@@ -123,17 +134,17 @@ class CommandLifecycle:
                 self._not_executing(command.command_id)
                 existing = self._answered_meanwhile(request)
                 if existing is not None:
-                    return existing
+                    return Submission(existing)
                 raise
             except BaseException:
                 self._not_executing(command.command_id)
                 raise
             if isinstance(accepted, str):  # the request was answered before
                 self._not_executing(command.command_id)
-                return accepted
+                return Submission(accepted)
             crash_point("after_placeholders_commit")
-            self.execute(command.command_id, accepted)
-            return command.command_id
+            stored = self.execute(command.command_id, accepted)
+            return Submission(command.command_id, accepted.held(stored) if stored else None)
         raise FailedPrecondition("the request kept conflicting with concurrent ones; retry it")
 
     @spanned("command.placeholders")
@@ -171,6 +182,9 @@ class CommandLifecycle:
             {c.command_id: c for c in command.children},
             [Pending.of(t) for t in placeholders],
             HostSnapshot(picker.hosts),
+            command.records,
+            placeholders,
+            command.made,
         )
 
     def _answered_meanwhile(self, request: ClientRequest | None) -> str | None:
@@ -199,13 +213,13 @@ class CommandLifecycle:
             )
 
     @spanned("command.execute", arguments={"command.id": "root_id"})
-    def execute(self, root_id: str, plan: Plan | None = None) -> None:
+    def execute(self, root_id: str, plan: Plan | None = None) -> Stored | None:
         """Start the agent task of every placeholder of the command that has no agent id, and
-        store the agents' ids (sending.py). `submit` passes the `plan` it has just committed;
-        without one it is read back."""
+        store the agents' ids (sending.py); returns what was stored if that was all of them.
+        `submit` passes the `plan` it has just committed; without one it is read back."""
         self._executing.add(root_id)
         try:
-            self.sender.send(root_id, plan or self.read_plan(root_id))
+            return self.sender.send(root_id, plan or self.read_plan(root_id))
         finally:
             self._not_executing(root_id)
 

@@ -3,10 +3,13 @@ and the hosts they were assigned to."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from engine_service.domain.clock import utcnow
+from engine_service.domain.commands import CommandRecord
 from engine_service.domain.tasks import AsyncTask, TaskPlan, Verb
 from engine_service.service_layer.commands.base import CommandBase
 from engine_service.service_layer.host_selection import HostSnapshot
@@ -42,3 +45,45 @@ class Plan:
     children: dict[str, CommandBase[Any]]
     pending: list[Pending]
     hosts: HostSnapshot
+    # What the submission wrote, kept to answer its client without reading it back (`held`);
+    # empty for a plan read back from the database.
+    records: list[CommandRecord] = field(default_factory=list)
+    placeholders: list[AsyncTask] = field(default_factory=list)
+    entity: object | None = None
+
+    def held(self, stored: Stored) -> Held | None:
+        """The command as its submission left it, once `stored` says every start was accepted
+        and its agent id stored; None for a plan read back."""
+        if not self.records:
+            return None
+        tasks = [
+            dataclasses.replace(
+                t,
+                host_id=stored.hosts[t.task_id],
+                vdsm_task_id=stored.agent_ids[t.task_id],
+                submitted_at=stored.at,
+            )
+            for t in self.placeholders
+        ]
+        return Held(self.records, tasks, self.entity)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Every start of a plan accepted and its agent id stored, in the commit made at `at`."""
+
+    at: datetime
+    hosts: dict[str, str]  # task id -> the host it was started on
+    agent_ids: dict[str, str]  # task id -> the agent's task id
+
+
+@dataclass(frozen=True)
+class Held:
+    """A command as its submission left it: its records (the command first), its tasks with
+    their agents' ids and the entity it made, if the type says which. Nothing else can have
+    changed it by then: an end deletes a command's placeholders in the transaction that ends
+    it, so that storing every agent id on them shows it was still ACTIVE."""
+
+    records: list[CommandRecord]
+    tasks: list[AsyncTask]
+    entity: object | None

@@ -23,6 +23,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -35,7 +36,7 @@ from engine_service.domain.hosts import Host
 from engine_service.domain.tasks import TaskCleanup
 from engine_service.service_layer.commands.base import CommandBase
 from engine_service.service_layer.host_selection import host_for
-from engine_service.service_layer.plans import Pending, Plan
+from engine_service.service_layer.plans import Pending, Plan, Stored
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
 from service_common.errors import FailedPrecondition
 from service_common.spans import annotate, spanned
@@ -164,15 +165,16 @@ class Sender:
         self.retry_delay = retry_delay
         self.sleep = sleep
 
-    def send(self, root_id: str, plan: Plan) -> None:
-        """Start every placeholder of `plan`: the first alone, then the others at once."""
+    def send(self, root_id: str, plan: Plan) -> Stored | None:
+        """Start every placeholder of `plan`: the first alone, then the others at once.
+        Returns what was stored if every start was accepted and stored on its placeholder."""
         if not plan.pending:
-            return
+            return None
         first = self._where(plan.pending[:1], plan)
         if not isinstance(first, list):
             if first is not None:
                 self.fail(root_id, first, ())
-            return
+            return None
         starts, failure = first, None
         self._start(starts[0], plan)
         if starts[0].agent_id is not None:
@@ -184,7 +186,7 @@ class Sender:
                     starts += rest
                 else:
                     failure = rest
-        self._settle(root_id, starts, failure, len(plan.pending))
+        return self._settle(root_id, starts, failure, len(plan.pending))
 
     def _where(self, tasks: Sequence[Pending], plan: Plan) -> list[Start] | Outcome | None:
         """Each placeholder with the host it goes to (host_for); None if the command ended
@@ -268,12 +270,12 @@ class Sender:
 
     def _settle(
         self, root_id: str, starts: list[Start], failure: Outcome | None, total: int
-    ) -> None:
+    ) -> Stored | None:
         """Store the accepted starts' agent ids in one commit; then fail the command if a start
         failed (or no host was left for one), or raise what a start raised. `total`: how many
-        placeholders the plan had."""
+        placeholders the plan had. Returns what was stored if it was all of them."""
         accepted = [s for s in starts if s.agent_id is not None]
-        stored = self._store(root_id, accepted) if accepted else True
+        stored = self._store(root_id, accepted) if accepted else None
         refused = next((s for s in starts if s.refused), None)
         if failure is None and refused is not None:
             reason = (
@@ -291,17 +293,23 @@ class Sender:
             ]
             if not self.fail(root_id, failure, [s.task.task_id for s in unresolved]):
                 self._keep_debt(root_id, unresolved)  # it had ended: its end deleted them
-            return
+            return None
         error = next((s.error for s in starts if s.error is not None), None)
         if error is not None:
             raise error  # not the agent's answer: the sweeper settles what is left unsent
-        if stored and len(accepted) == total:
-            crash_point("after_vdsm_id_commit")  # every child's agent id is committed
+        if stored is None or len(accepted) != total:
+            return None
+        crash_point("after_vdsm_id_commit")  # every child's agent id is committed
+        return Stored(
+            stored,
+            {s.task.task_id: s.host.host_id for s in accepted},
+            {s.task.task_id: str(s.agent_id) for s in accepted},
+        )
 
-    def _store(self, root_id: str, accepted: list[Start]) -> bool:
-        """The agents' ids, in ONE commit; True if each went on its placeholder. A placeholder
-        that is gone (its command ended while it was being started) comes back as a task
-        accepted after the end: stopped, compensated and cleared like the command's others."""
+    def _store(self, root_id: str, accepted: list[Start]) -> datetime | None:
+        """The agents' ids, in ONE commit; the commit's time if each went on its placeholder.
+        A placeholder that is gone (its command ended while it was being started) comes back as
+        a task accepted after the end: stopped, compensated and cleared like the others."""
         with self.uow() as uow:
             now = utcnow()
             ids = {s.task.task_id: s.agent_id for s in accepted if s.agent_id is not None}
@@ -319,7 +327,7 @@ class Sender:
             uow.repo.add_tasks(late)
             uow.repo.add_events(events)
             uow.commit()
-        return len(stored) == len(accepted)
+        return now if len(stored) == len(accepted) else None
 
     def _keep_debt(self, root_id: str, unresolved: list[Start]) -> None:
         """Starts an agent may have accepted without answering, of a command that ended

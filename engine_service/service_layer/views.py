@@ -140,6 +140,20 @@ def command_views(
     return views
 
 
+def held_view(records: Sequence[CommandRecord], tasks: Sequence[AsyncTask]) -> CommandView:
+    """The view of a top-level command built from records this process holds (the command
+    first, then its children, oldest first, and the tasks of them all), as `command_view`
+    would read them back (in the same order)."""
+    row = records[0]
+    children = sorted(records[1:], key=lambda r: (r.created_at, r.command_id))
+    tasks = sorted(tasks, key=lambda t: (t.created_at, t.task_id))
+    view = _view(row, tasks)
+    view.children = [
+        _view(child, [t for t in tasks if t.command_id == child.command_id]) for child in children
+    ]
+    return view
+
+
 def page_size(value: int) -> int:
     if value < 0:
         raise InvalidArgument("page_size", f"must not be negative, not {value}")

@@ -91,7 +91,7 @@ def test_add_vm_template_of_a_disk_locked_by_another_command_names_the_holder() 
 
 def test_a_second_template_of_the_same_vm_is_refused_while_the_first_runs() -> None:
     w, vm_id, sd = world()
-    first = w.lifecycle.submit(lambda: AddVmTemplate.create(vm_id, "one", sd), None)
+    first = w.lifecycle.submit(lambda: AddVmTemplate.create(vm_id, "one", sd), None).command_id
     commits = w.uow.commits
     with pytest.raises(FailedPrecondition, match="is LOCKED, not OK"):
         w.lifecycle.submit(lambda: AddVmTemplate.create(vm_id, "two", sd), None)

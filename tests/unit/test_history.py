@@ -96,12 +96,12 @@ def test_the_history_says_who_asked_for_a_command_and_for_its_retry() -> None:
     sd = w.domain()
     root = w.lifecycle.submit(
         lambda: AddDisk.create("d", sd, 1), None, by="token ops from ipv4:10.0.0.1:1"
-    )
+    ).command_id
     assert events(w, root)[0].message.endswith("asked by token ops from ipv4:10.0.0.1:1")
     assert w.lifecycle.finish(root, Outcome(CommandStatus.FAILED, "x"))
     again = w.lifecycle.submit(
         lambda: AddDisk.create("d", sd, 1), None, retry_of=root, by="token ops"
-    )
+    ).command_id
     assert events(w, root)[-1].message == f"retried as command {again}, asked by token ops"
 
 

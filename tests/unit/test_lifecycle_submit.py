@@ -7,14 +7,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import grpc
 import pytest
 
+from engine_service.adapters.agent_client import AgentRejected
 from engine_service.domain.commands import CommandStatus
 from engine_service.domain.hosts import HostStatus
 from engine_service.domain.inventory import DiskStatus, EntityKind, Template, TemplateStatus
 from engine_service.domain.tasks import new_id
 from engine_service.service_layer.commands.add_disk import AddDisk
+from engine_service.service_layer.commands.add_vm_template import AddVmTemplate
+from engine_service.service_layer.commands.move_disk import MoveDisk
 from engine_service.service_layer.idempotency import optional_request
+from engine_service.service_layer.views import command_view, held_view
 from service_common.errors import AlreadyExists, FailedPrecondition, NotFound
 from tests.unit.fakes import Store
 from tests.unit.world import World
@@ -138,7 +143,7 @@ def test_a_conflict_is_retried_with_a_fresh_command_validated_again() -> None:
     sd = w.domain()
     w.uow.conflict_next_commit()
     made: list[AddDisk] = []
-    root = w.lifecycle.submit(counting(lambda: AddDisk.create("d", sd, 1), made), None)
+    root = w.lifecycle.submit(counting(lambda: AddDisk.create("d", sd, 1), made), None).command_id
     assert len(made) == 2 and root == made[1].command_id
     assert [c.command_id for c in w.store.commands.values() if c.parent_id is None] == [root]
     assert w.command(root).status is CommandStatus.ACTIVE
@@ -195,5 +200,45 @@ def test_a_duplicate_that_fails_on_what_the_first_request_committed_returns_its_
             w.store.requests[("AddDisk", REQUEST_ID)] = first
             raise AlreadyExists("name: taken")
 
-    assert w.lifecycle.submit(lambda: Racing.create("d", sd, 1), request) == "first-command"
+    submitted = w.lifecycle.submit(lambda: Racing.create("d", sd, 1), request)
+    assert submitted.command_id == "first-command" and submitted.held is None
     assert w.store.commands == {}
+
+
+# -- the reply: what the submission holds, or a read -------------------------------------------
+
+
+def test_a_submission_whose_starts_were_all_stored_holds_what_a_read_back_shows() -> None:
+    """The reply to AddVmTemplate needs no read: every start was accepted and stored, so the
+    command is as its submission left it, and what it holds equals what a read would show."""
+    w, vm, sd = world_with_vm(disks=3)
+    submitted = w.lifecycle.submit(lambda: AddVmTemplate.create(vm.vm_id, "golden", sd), None)
+    held = submitted.held
+    assert held is not None
+    assert held_view(held.records, held.tasks) == command_view(w.repo(), submitted.command_id)
+    assert isinstance(held.entity, Template) and held.entity == w.repo().template(
+        held.records[0].target_id
+    )
+    assert all(t.vdsm_task_id for t in held.tasks) and len(held.tasks) == 3
+
+
+def test_a_new_disk_is_held_and_a_moved_one_is_read_back() -> None:
+    w = World()
+    w.host()
+    src, dst = w.domain("src"), w.domain("dst")
+    added = w.lifecycle.submit(lambda: AddDisk.create("d", src, 4096), None)
+    assert added.held is not None and added.held.entity == w.repo().disk(
+        added.held.records[0].target_id
+    )
+    disk = w.disk(src)
+    moved = w.lifecycle.submit(lambda: MoveDisk.create(disk.disk_id, dst), None)
+    assert moved.held is not None and moved.held.entity is None  # the type makes no entity
+
+
+def test_a_submission_with_a_refused_start_holds_nothing_and_is_read_back() -> None:
+    w, vm, sd = world_with_vm(disks=2)
+    [host] = w.store.hosts.values()
+    w.agent(host).fail("start_task", AgentRejected(grpc.StatusCode.INVALID_ARGUMENT, "no"), 1)
+    submitted = w.lifecycle.submit(lambda: AddVmTemplate.create(vm.vm_id, "t", sd), None)
+    assert submitted.held is None
+    assert w.command(submitted.command_id).status is CommandStatus.FAILED

@@ -26,7 +26,7 @@ from tests.unit.world import World
 
 
 def submit(w: World, make: Any) -> str:
-    return w.lifecycle.submit(make, optional_request("X", ""))
+    return w.lifecycle.submit(make, optional_request("X", "")).command_id
 
 
 def moving() -> tuple[World, Any, Disk, str, str]:

@@ -165,7 +165,7 @@ def test_a_phase_after_the_first_is_sent_the_same_way() -> None:
     host = w.host()
     src, dst = w.domain("src"), w.domain("dst")
     disk = w.disk(src)
-    root = w.lifecycle.submit(lambda: MoveDisk.create(disk.disk_id, dst), None)
+    root = w.lifecycle.submit(lambda: MoveDisk.create(disk.disk_id, dst), None).command_id
     [copy] = w.tasks(root)
     w.finish_on_agent(copy)
     w.record_poll(host)

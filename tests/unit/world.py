@@ -112,13 +112,15 @@ class World:
         request = optional_request(
             "AddDisk", request_id, name=name, storage_domain_id=sd, size_bytes=size
         )
-        return self.lifecycle.submit(lambda: AddDisk.create(name, sd, size), request)
+        return self.lifecycle.submit(lambda: AddDisk.create(name, sd, size), request).command_id
 
     def add_template(self, vm: Vm, sd: str, name: str = "tpl", request_id: str = "") -> str:
         request = optional_request(
             "AddVmTemplate", request_id, vm_id=vm.vm_id, name=name, destination_storage_domain_id=sd
         )
-        return self.lifecycle.submit(lambda: AddVmTemplate.create(vm.vm_id, name, sd), request)
+        return self.lifecycle.submit(
+            lambda: AddVmTemplate.create(vm.vm_id, name, sd), request
+        ).command_id
 
     def commit_only(self, command: CommandBase[Any], host: Host, age: float = 1.0) -> str:
         """Steps 1 to 3 of a submit, committed `age` seconds ago, with nothing sent: what an

@@ -62,20 +62,11 @@ class AddDisk(CommandBase[AddDiskParams]):
     def entity_locks(self) -> list[tuple[EntityKind, str]]:
         return [(EntityKind.DISK, self.params.disk_id)]
 
-    def create_locked_entities(self, repo: Repository) -> None:
+    def create_locked_entities(self, repo: Repository) -> Disk:
         p = self.params
-        repo.add_disks(
-            [
-                Disk(
-                    p.disk_id,
-                    p.name,
-                    p.storage_domain_id,
-                    p.image_id,
-                    p.size_bytes,
-                    DiskStatus.LOCKED,
-                )
-            ]
-        )
+        disk = Disk(p.disk_id, p.name, p.storage_domain_id, p.image_id, p.size_bytes)
+        repo.add_disks([disk])
+        return disk
 
     @classmethod
     def succeed_many(cls, repo: Repository, commands: Sequence[Self]) -> None:

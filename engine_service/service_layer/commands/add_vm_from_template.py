@@ -108,14 +108,16 @@ class AddVmFromTemplate(CommandBase[AddVmFromTemplateParams]):
             (EntityKind.DISK, d) for d in self._source_ids()
         ]
 
-    def create_locked_entities(self, repo: Repository) -> None:
+    def create_locked_entities(self, repo: Repository) -> Vm:
         p = self.params
         # The copies first: the VM's disk list refers to them.
         repo.add_disks(
             locked_copies(self._disks, p.copies, p.name, p.destination_storage_domain_id)
         )
-        repo.add_vm(Vm(p.vm_id, p.name, tuple(self._copy_ids())))
+        vm = Vm(p.vm_id, p.name, tuple(self._copy_ids()))
+        repo.add_vm(vm)
         repo.set_disk_status(self._source_ids(), DiskStatus.LOCKED)
+        return vm
 
     @classmethod
     def succeed_many(cls, repo: Repository, commands: Sequence[Self]) -> None:

@@ -142,16 +142,18 @@ class AddVmTemplate(CommandBase[AddVmTemplateParams]):
             (EntityKind.DISK, d) for d in self._source_ids()
         ]
 
-    def create_locked_entities(self, repo: Repository) -> None:
+    def create_locked_entities(self, repo: Repository) -> Template:
         p = self.params
         # The copies first: the template's disk list refers to them.
         repo.add_disks(
             locked_copies(self._disks, p.copies, p.name, p.destination_storage_domain_id)
         )
-        repo.add_template(
-            Template(p.template_id, p.name, p.vm_id, TemplateStatus.LOCKED, tuple(self._copy_ids()))
+        template = Template(
+            p.template_id, p.name, p.vm_id, TemplateStatus.LOCKED, tuple(self._copy_ids())
         )
+        repo.add_template(template)
         repo.set_disk_status(self._source_ids(), DiskStatus.LOCKED)
+        return template
 
     @classmethod
     def succeed_many(cls, repo: Repository, commands: Sequence[Self]) -> None:

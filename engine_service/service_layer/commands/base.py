@@ -79,6 +79,10 @@ class CommandBase(Generic[P]):
         self.target_id = target_id
         self.children: list[CommandBase[Any]] = []
         self.submitted_by = ""  # who asked for it, for its history
+        # What insert_async_task_placeholders added: the records (this command's first) and
+        # the target entity it made (create_locked_entities), kept for the reply.
+        self.records: list[CommandRecord] = []
+        self.made: object | None = None
 
     def again(self) -> CommandBase[Any]:
         """A new command with the same parameters and new ids, for RetryCommand."""
@@ -141,8 +145,11 @@ class CommandBase(Generic[P]):
         """(entity kind, entity id) pairs to lock for the command's lifetime."""
         return []
 
-    def create_locked_entities(self, repo: Repository) -> None:
-        """Add the entities the command creates or uses, LOCKED."""
+    def create_locked_entities(self, repo: Repository) -> object | None:
+        """Add the entities the command creates or uses, LOCKED. Returns the target entity it
+        made, as the repository would read it back (the reply to its client is built from it
+        without a read), or None: the reply reads it."""
+        return None
 
     def end_successfully(self, repo: Repository) -> None:
         """Settle this command's entities after its success. A type that implements
@@ -196,7 +203,8 @@ class CommandBase(Generic[P]):
             ),
             now,
         )
-        self.create_locked_entities(repo)
+        self.made = self.create_locked_entities(repo)
+        self.records = records
         repo.add_tasks(placeholders)
         repo.add_events(
             history.accepted(

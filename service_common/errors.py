@@ -13,6 +13,11 @@ class InvalidArgument(ServiceError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.message = message
+
+    def within(self, prefix: str) -> InvalidArgument:
+        """The same error, its field named inside `prefix` (`starts[2].copy_image.`)."""
+        return InvalidArgument(f"{prefix}{self.field}", self.message)
 
 
 class NotFound(ServiceError):

@@ -37,6 +37,14 @@ STATUS_CODES: dict[type[Exception], grpc.StatusCode] = {
 MAX_RECEIVE_BYTES = 4 << 20
 
 
+def status_code_of(exc: Exception) -> grpc.StatusCode:
+    """The status a known error is answered with (its class's, or a base's); INTERNAL else."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS_CODES:
+            return STATUS_CODES[cls]
+    return grpc.StatusCode.INTERNAL
+
+
 def host_port(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():

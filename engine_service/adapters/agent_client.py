@@ -30,6 +30,29 @@ _STATES = {
 }
 _RESULTS = {number: result_from_wire_name(name) for name, number in pb.TaskResult.items()}
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+# A start RPC's name -> its field in a StartTasks call's TaskStart.
+_START_FIELDS = {
+    "CreateVolume": "create_volume",
+    "CopyImage": "copy_image",
+    "RemoveImage": "remove_image",
+}
+_START_REQUESTS: dict[str, Any] = {
+    "CreateVolume": pb.CreateVolumeRequest,
+    "CopyImage": pb.CopyImageRequest,
+    "RemoveImage": pb.RemoveImageRequest,
+}
+
+Start = tuple[str, str, dict[str, Any]]  # a task start: (verb, request id, arguments)
+
+
+def _start_request(verb: str, request_id: str, args: dict[str, Any]) -> Any:
+    """The request of the start RPC `verb` (CreateVolume, CopyImage, RemoveImage)."""
+    try:
+        make = _START_REQUESTS[verb]
+    except KeyError:
+        raise ValueError(f"unknown agent verb {verb!r}") from None
+    return make(request_id=request_id, **args)
 
 
 class AgentUnavailable(Exception):
@@ -124,6 +147,7 @@ class AgentClient:
         self.fence = fence
         self.channel = channel(address, tls)
         self.batch_clears = True  # until the agent says it has no ClearTasks
+        self.batch_starts = True  # until the agent says it has no StartTasks
         # A span per call, its context sent to the agent, and the standard client metrics.
         self.stub = pb_grpc.AgentServiceStub(instrument_channel(self.channel))
 
@@ -164,15 +188,44 @@ class AgentClient:
 
     def start_task(self, verb: str, request_id: str, args: dict[str, Any]) -> str:
         """CreateVolume, CopyImage or RemoveImage; returns the agent's task id."""
-        if verb == "CreateVolume":
-            request: Any = pb.CreateVolumeRequest(request_id=request_id, **args)
-        elif verb == "CopyImage":
-            request = pb.CopyImageRequest(request_id=request_id, **args)
-        elif verb == "RemoveImage":
-            request = pb.RemoveImageRequest(request_id=request_id, **args)
-        else:
-            raise ValueError(f"unknown agent verb {verb!r}")
-        return str(self._call(verb, request).task_id)
+        return str(self._call(verb, _start_request(verb, request_id, args)).task_id)
+
+    def start_tasks(self, starts: Sequence[Start]) -> list[str | AgentRejected | AgentUnavailable]:
+        """`start_task` for each (verb, request id, arguments), in one StartTasks call: each
+        start's agent task id, or why it was not taken, in the order asked. AgentUnavailable
+        (for the whole call) if the agent did not answer: some starts may have been taken, and
+        asking again with the same request ids is safe. An agent without StartTasks (older) is
+        asked with one start RPC per task, each answer read the same."""
+        if self.batch_starts:
+            request = pb.StartTasksRequest(
+                starts=[
+                    pb.TaskStart(**{_START_FIELDS[verb]: _start_request(verb, request_id, args)})
+                    for verb, request_id, args in starts
+                ]
+            )
+            try:
+                reply = self._call("StartTasks", request)
+            except AgentRejected as exc:
+                if exc.code is not grpc.StatusCode.UNIMPLEMENTED:
+                    raise
+                self.batch_starts = False
+            else:
+                return [self._start_result(r) for r in reply.results]
+        results: list[str | AgentRejected | AgentUnavailable] = []
+        for verb, request_id, args in starts:
+            try:
+                results.append(self.start_task(verb, request_id, args))
+            except AgentRejected as exc:
+                results.append(exc)
+        return results
+
+    def _start_result(self, result: Any) -> str | AgentRejected | AgentUnavailable:
+        if result.code == 0:
+            return str(result.task_id)
+        code = _STATUS_CODES.get(result.code, grpc.StatusCode.UNKNOWN)
+        if code in _UNREACHABLE:
+            return AgentUnavailable(f"agent at {self.address}: {result.message}")
+        return AgentRejected(code, result.message)
 
     def all_statuses(self, timeout: float | None = None) -> dict[str, AgentTaskStatus]:
         reply = self._call("GetAllTasksStatuses", pb.GetAllTasksStatusesRequest(), timeout)

@@ -28,14 +28,9 @@ from engine_service.domain.requests import ClientRequest, Conflict
 from engine_service.service_layer.commands.base import CommandBase, end_commands, start_next_phase
 from engine_service.service_layer.host_selection import HostPicker, HostSnapshot
 from engine_service.service_layer.idempotency import first_result, record_request
+from engine_service.service_layer.lanes import Lanes, ThreadLanes
 from engine_service.service_layer.plans import Held, Pending, Plan, Stored
-from engine_service.service_layer.sending import (
-    STARTS_PER_HOST,
-    Executing,
-    Lanes,
-    Sender,
-    ThreadLanes,
-)
+from engine_service.service_layer.sending import STARTS_PER_HOST, Executing, Sender
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
 from service_common.errors import AlreadyExists, FailedPrecondition, NotFound
 from service_common.spans import annotate, spanned
@@ -97,7 +92,7 @@ class CommandLifecycle:
 
     # -- submit ------------------------------------------------------------------------------
 
-    @spanned("command.submit", result="command.id")
+    @spanned("command.submit")
     def submit(
         self,
         make_command: Callable[[], CommandBase[Any]],
@@ -110,6 +105,17 @@ class CommandLifecycle:
         start was stored, the command as it left it. A retry names the command it runs again:
         both histories say so, in the same transaction. `by` (who asked) goes into the
         history."""
+        submitted = self._submit(make_command, request, retry_of, by)
+        annotate("command.id", submitted.command_id)
+        return submitted
+
+    def _submit(
+        self,
+        make_command: Callable[[], CommandBase[Any]],
+        request: ClientRequest | None,
+        retry_of: str | None,
+        by: str,
+    ) -> Submission:
         for attempt in range(3):
             command = make_command()
             command.submitted_by = by

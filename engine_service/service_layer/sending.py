@@ -2,11 +2,13 @@
 placeholders, under the placeholder's task id as the request id, and store the agents' task ids.
 
 The first placeholder is sent alone. Once its host has accepted it, the others are sent at once,
-at most `per_host` (STARTS_PER_HOST) in flight on each host, and every agent id is then stored
-in ONE commit. Sending the first alone keeps crash point `after_agent_accept` exact (one child
-accepted, no agent id stored, §6) and makes a host that refuses, or does not answer, cost one
-task and not the whole command's. A start that fails stops the ones not sent yet; the ones
-already accepted are stored all the same, so that the command's failure compensates them.
+each host's in StartTasks calls of at most STARTS_PER_CALL starts (one round trip, one fsync on
+the agent), at most `per_host` (STARTS_PER_HOST) calls in flight on each host, and every agent
+id is then stored in ONE commit. Sending the first alone keeps crash point `after_agent_accept`
+exact (one child accepted, no agent id stored, §6) and makes a host that refuses, or does not
+answer, cost one task and not the whole command's. A start that fails stops the calls not sent
+yet; the starts already accepted are stored all the same, so that the command's failure
+compensates them.
 
 Invariant I1 holds as before: only placeholders of a committed plan are sent (a placeholder
 moved off a host that went down is moved in its own commit first: host_selection.py).
@@ -14,14 +16,12 @@ moved off a host that went down is moved in its own commit first: host_selection
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import logging
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -36,6 +36,7 @@ from engine_service.domain.hosts import Host
 from engine_service.domain.tasks import TaskCleanup
 from engine_service.service_layer.commands.base import CommandBase
 from engine_service.service_layer.host_selection import host_for
+from engine_service.service_layer.lanes import Lanes
 from engine_service.service_layer.plans import Pending, Plan, Stored
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
 from service_common.errors import FailedPrecondition
@@ -43,13 +44,11 @@ from service_common.spans import annotate, spanned
 
 log = logging.getLogger("engine_service.service_layer.lifecycle")
 
-# At most this many starts of one command in flight on one host. A 4-disk template goes at
-# once; a VM of 64 disks does not queue 64 requests at one agent (which records each task,
-# with an fsync, before it answers).
+# At most this many calls starting one command's tasks in flight on one host, and at most
+# this many tasks in one of those calls (StartTasks). A 4-disk template's last three go in one
+# call; a VM of 64 disks goes in four calls of 16 at once, not 64 requests queued at one agent.
 STARTS_PER_HOST = 4
-
-# Runs lanes of work (each a callable) at once and returns when all are done.
-Lanes = Callable[[Sequence[Callable[[], None]]], None]
+STARTS_PER_CALL = 16
 
 
 @dataclass
@@ -103,40 +102,6 @@ class Executing:
     def has_ended(self, root_id: str) -> bool:
         with self._lock:
             return root_id in self._ended
-
-
-class ThreadLanes:
-    """Runs lanes at once: the first on the calling thread, the others on a pool of threads
-    (made on first use), each in a copy of the caller's context (its trace span). Once closed
-    (the engine stopped), lanes run one after the other on the calling thread."""
-
-    def __init__(self, workers: int = 32) -> None:
-        self.workers = workers
-        self._pool: ThreadPoolExecutor | None = None
-        self._closed = False
-        self._lock = threading.Lock()
-
-    def __call__(self, lanes: Sequence[Callable[[], None]]) -> None:
-        with self._lock:
-            if self._pool is None and not self._closed:
-                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="start")
-            pool = None if self._closed else self._pool
-            others = []
-            if pool is not None:
-                others = [pool.submit(contextvars.copy_context().run, lane) for lane in lanes[1:]]
-        try:
-            for lane in lanes if pool is None else lanes[:1]:
-                lane()
-        finally:
-            for other in others:
-                other.result()
-
-    def close(self) -> None:
-        """No new lanes on the pool; the ones running finish on their own."""
-        with self._lock:
-            self._closed = True
-            if self._pool is not None:
-                self._pool.shutdown(wait=False)
 
 
 class Sender:
@@ -203,28 +168,82 @@ class Sender:
         return starts
 
     def _start_all(self, root_id: str, starts: list[Start], plan: Plan) -> None:
-        """Start these at once, at most `per_host` in flight on each host. Once one fails,
-        or the command ends, the ones not sent yet are not sent."""
+        """Start these at once: each host's in calls of at most STARTS_PER_CALL (StartTasks:
+        one round trip and one fsync on the agent for all of a call), at most `per_host`
+        calls in flight on each host. Once one fails, or the command ends, the calls not sent
+        yet are not sent."""
         failed = threading.Event()
 
         def stopping() -> bool:
             return failed.is_set() or self.executing.has_ended(root_id)
 
-        def lane(queue: deque[Start]) -> None:
+        def lane(queue: deque[list[Start]]) -> None:
             while not stopping():
                 try:
-                    start = queue.popleft()
+                    batch = queue.popleft()
                 except IndexError:
                     return
-                self._start(start, plan, stopping)
-                if start.error is not None:
+                self._start_batch(batch, plan, stopping)
+                if any(start.error is not None for start in batch):
                     failed.set()
 
-        by_host: dict[str, deque[Start]] = defaultdict(deque)
+        by_host: dict[str, list[Start]] = defaultdict(list)
         for start in starts:
             by_host[start.host.host_id].append(start)
-        queues = by_host.values()
+        queues = [
+            deque(mine[i : i + STARTS_PER_CALL] for i in range(0, len(mine), STARTS_PER_CALL))
+            for mine in by_host.values()
+        ]
         self.lanes([partial(lane, q) for q in queues for _ in range(min(self.per_host, len(q)))])
+
+    def _start_batch(self, batch: list[Start], plan: Plan, stopping: Callable[[], bool]) -> None:
+        """Start a batch of one host's placeholders in one call, retrying the starts the agent
+        did not answer for with the same request ids (like `_call`), until the attempts run out
+        or `stopping`. Each start ends with its agent id or its error."""
+        host = batch[0].host
+        waiting = batch
+        for attempt in range(1, self.start_attempts + 1):
+            for start in waiting:
+                start.tried, start.error = True, None
+            answers: Sequence[str | Exception]
+            try:
+                answers = self._call_many(host, waiting, plan)
+            except Exception as exc:  # the whole call: unanswered, or refused as a whole
+                answers = [exc] * len(waiting)
+            for start, answer in zip(waiting, answers, strict=True):
+                if isinstance(answer, str):
+                    start.agent_id = answer
+                else:
+                    start.error = answer
+            if any(start.agent_id is not None for start in waiting):
+                plan.hosts.answered(host.host_id)
+            waiting = [s for s in waiting if isinstance(s.error, AgentUnavailable)]
+            if not waiting or attempt == self.start_attempts or stopping():
+                return
+            self.sleep(min(self.retry_delay * attempt, 2.0))
+
+    @spanned("agent.start_many")
+    def _call_many(
+        self, host: Host, batch: list[Start], plan: Plan
+    ) -> list[str | AgentRejected | AgentUnavailable]:
+        """One StartTasks call for a batch of starts on one host: each start's agent id, or
+        why the agent did not take it."""
+        annotate("host.name", host.name)
+        annotate("tasks", len(batch))
+        client = self.agents.get(host.address)
+        answers = client.start_tasks(
+            [plan.children[s.task.command_id].start_of(s.task.task_id) for s in batch]
+        )
+        for start, answer in zip(batch, answers, strict=True):
+            if isinstance(answer, str):
+                log.info(
+                    "host %s accepted task %s as %s",
+                    host.name,
+                    start.task.task_id,
+                    answer,
+                    extra={"task_id": start.task.task_id, "host": host.name},
+                )
+        return answers
 
     def _start(
         self, start: Start, plan: Plan, stopping: Callable[[], bool] = lambda: False

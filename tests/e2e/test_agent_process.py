@@ -513,6 +513,44 @@ def test_crash_point_mid_copy(agent_factory) -> None:
     assert not crashing.image_path(sd, req.dst_image_id).exists()
 
 
+def test_start_tasks_takes_each_start_as_its_own_rpc_would_and_keeps_them_across_kill_9(
+    agent_factory,
+) -> None:
+    agent = agent_factory("host1")
+    sd = make_domain(agent)
+    image = make_volume(agent, sd, 4096)
+    stub = agent.stub()
+    copy = copy_request(sd, image, sd)
+    volume = pb.CreateVolumeRequest(
+        request_id=new_id(), storage_domain_id=sd, image_id=new_id(), size_bytes=4096
+    )
+    missing = copy_request(sd, new_id(), sd)  # no such source: refused, the others taken
+    starts = [
+        pb.TaskStart(copy_image=copy),
+        pb.TaskStart(copy_image=missing),
+        pb.TaskStart(create_volume=volume),
+    ]
+    reply = stub.StartTasks(pb.StartTasksRequest(starts=starts), timeout=T)
+    taken, refused, made = reply.results
+    assert taken.code == 0 and made.code == 0 and taken.task_id and made.task_id
+    assert refused.code == grpc.StatusCode.NOT_FOUND.value[0] and not refused.task_id
+    assert "does not exist" in refused.message
+    again = stub.StartTasks(pb.StartTasksRequest(starts=[starts[0], starts[2]]), timeout=T)
+    assert [r.task_id for r in again.results] == [taken.task_id, made.task_id]  # idempotent
+    agent.kill()
+    agent.start()
+    info = stub.GetAllTasksInfo(pb.GetAllTasksInfoRequest(), timeout=T).tasks
+    assert {(t.task_id, t.request_id) for t in info} == {
+        (taken.task_id, copy.request_id),
+        (made.task_id, volume.request_id),
+    }
+    with pytest.raises(grpc.RpcError) as err:
+        bad = pb.TaskStart(copy_image=copy_request(sd, image, sd, dst_img="../x"))
+        stub.StartTasks(pb.StartTasksRequest(starts=[starts[2], bad]), timeout=T)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "starts[1].copy_image.dst_image_id" in str(err.value.details())
+
+
 def test_crash_point_after_task_persist_the_retry_returns_the_same_task(agent_factory) -> None:
     fast = agent_factory("host1")
     crashing = agent_factory("host2", crash_at="after_task_persist")
@@ -644,6 +682,7 @@ def test_a_client_knowing_only_the_address_lists_services_and_checks_health(
             "StopTask",
             "ClearTask",
             "ClearTasks",
+            "StartTasks",
         }
         status = pool.FindEnumTypeByName("vdsm_agent.v1.TaskResult")
         assert "TASK_RESULT_CLEAN_FAILURE" in status.values_by_name

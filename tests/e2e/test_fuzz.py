@@ -16,6 +16,8 @@ from typing import Any
 
 import grpc
 from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message as ProtoMessage
+from google.protobuf.message_factory import GetMessageClass
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -93,20 +95,47 @@ def value(field: FieldDescriptor, live: list[str], live_addresses: list[str]) ->
             st.integers(-(2**63), 2**63 - 1), st.integers(-2, 1 << 22)
         ),
         FieldDescriptor.TYPE_ENUM: st.integers(-3, 9),
-        # The only message fields requests have are instants (ListCommands' filters): valid
-        # ones, the edges of the calendar, and out-of-range seconds and nanos.
-        FieldDescriptor.TYPE_MESSAGE: st.builds(
+    }
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        single = message(field.message_type, live, live_addresses)
+    else:
+        single = kinds[field.type]
+    if field.is_repeated:
+        return st.lists(single, max_size=70)
+    return single
+
+
+def message(descriptor: Any, live: list[str], live_addresses: list[str]) -> Any:
+    """A message field's values: instants (ListCommands' filters) valid, at the edges of the
+    calendar and out of range; any other message (StartTasks' starts) built from its own
+    fields the same way, any of them set or not (a oneof keeps the last one set)."""
+    if descriptor.full_name == Timestamp.DESCRIPTOR.full_name:
+        return st.builds(
             Timestamp,
             seconds=st.one_of(
                 st.integers(0, 2**32), st.integers(-(2**63), 2**63 - 1), st.just(253402300800)
             ),
             nanos=st.one_of(st.integers(0, 999_999_999), st.integers(-2, 2**31 - 1)),
-        ),
+        )
+    fields = {
+        f.name: st.one_of(st.none(), value(f, live, live_addresses)) for f in descriptor.fields
     }
-    single = kinds[field.type]
-    if field.is_repeated:
-        return st.lists(single, max_size=70)
-    return single
+    made = GetMessageClass(descriptor)
+    return st.fixed_dictionaries(fields).map(
+        lambda chosen: fill(made(), {k: v for k, v in chosen.items() if v is not None})
+    )
+
+
+def fill(request: Any, fields: dict[str, Any]) -> Any:
+    """`request` with each of `fields` set (a list extended, a message copied)."""
+    for name, v in fields.items():
+        if isinstance(v, list):
+            getattr(request, name).extend(v)
+        elif isinstance(v, ProtoMessage):
+            getattr(request, name).CopyFrom(v)
+        else:
+            setattr(request, name, v)
+    return request
 
 
 def requests_for(method: Any, live: list[str], live_addresses: list[str]) -> Any:
@@ -120,15 +149,7 @@ def requests_for(method: Any, live: list[str], live_addresses: list[str]) -> Any
 
 
 def call(stub: Any, method: Any, module: Any, fields: dict[str, Any]) -> grpc.StatusCode:
-    request = getattr(module, method.input_type.name)()
-    for name, v in fields.items():
-        target = getattr(request, name) if isinstance(v, list) else None
-        if target is not None:
-            target.extend(v)
-        elif isinstance(v, Timestamp):
-            getattr(request, name).CopyFrom(v)
-        else:
-            setattr(request, name, v)
+    request = fill(getattr(module, method.input_type.name)(), fields)
     rpc = getattr(stub, method.name)
     try:
         if method.server_streaming:

@@ -473,9 +473,12 @@ def test_a_read_only_unit_reads_beside_a_writer_and_cannot_commit(db_url: str) -
     db.dispose()
 
 
-def slowed_starts(monkeypatch: pytest.MonkeyPatch, refuse: int = 0) -> list[tuple[float, float]]:
-    """Every start of an agent task takes 0.3 s more (the `refuse`-th is then refused);
-    returns when each call began and ended, in the order they ended."""
+def slowed_starts(
+    monkeypatch: pytest.MonkeyPatch, refuse: int = 0
+) -> list[tuple[float, float, int]]:
+    """Every call starting agent tasks (a start alone or a StartTasks call) takes 0.3 s more,
+    and the `refuse`-th start (counted across calls) is refused instead of being sent; returns
+    when each call began and ended and how many starts it had, in the order they ended."""
     import itertools
     import time
 
@@ -483,21 +486,33 @@ def slowed_starts(monkeypatch: pytest.MonkeyPatch, refuse: int = 0) -> list[tupl
 
     from engine_service.adapters.agent_client import AgentRejected
 
-    calls: list[tuple[float, float]] = []
-    start = AgentClient.start_task
+    calls: list[tuple[float, float, int]] = []
+    start_one, start_many = AgentClient.start_task, AgentClient.start_tasks
     numbers = itertools.count(1)
+    no_room = AgentRejected(grpc.StatusCode.RESOURCE_EXHAUSTED, "no room")
 
-    def slow(self: AgentClient, verb: str, request_id: str, args: dict[str, Any]) -> str:
+    def one(self: AgentClient, verb: str, request_id: str, args: dict[str, Any]) -> str:
         began, number = time.monotonic(), next(numbers)  # next() is atomic
         time.sleep(0.3)
         try:
             if number == refuse:
-                raise AgentRejected(grpc.StatusCode.RESOURCE_EXHAUSTED, "no room")
-            return start(self, verb, request_id, args)
+                raise no_room
+            return start_one(self, verb, request_id, args)
         finally:
-            calls.append((began, time.monotonic()))
+            calls.append((began, time.monotonic(), 1))
 
-    monkeypatch.setattr(AgentClient, "start_task", slow)
+    def many(self: AgentClient, starts: list[Any]) -> list[Any]:
+        began, numbered = time.monotonic(), [next(numbers) for _ in starts]
+        time.sleep(0.3)
+        try:
+            sent = [s for s, n in zip(starts, numbered, strict=True) if n != refuse]
+            answers = iter(start_many(self, sent))
+            return [no_room if n == refuse else next(answers) for n in numbered]
+        finally:
+            calls.append((began, time.monotonic(), len(starts)))
+
+    monkeypatch.setattr(AgentClient, "start_task", one)
+    monkeypatch.setattr(AgentClient, "start_tasks", many)
     return calls
 
 
@@ -509,8 +524,9 @@ def test_a_commands_tasks_after_the_first_are_started_at_once(
     _, view = engine.add_vm_template(vm, "at-once", dst)
     monkeypatch.undo()
     first, *others = sorted(calls)
-    assert len(others) == 3 and all(began >= first[1] for began, _ in others)  # first alone
-    assert max(began for began, _ in others) < min(ended for _, ended in others)  # then at once
+    assert first[2] == 1 and all(began >= first[1] for began, _, _ in others)  # first alone
+    assert sorted(n for _, _, n in others) == [1, 2]  # then one call per host
+    assert max(began for began, _, _ in others) < min(ended for _, ended, _ in others)  # at once
     assert len(view.tasks) == 4 and all(t.vdsm_task_id for t in view.tasks)
     settle(engine)
     assert engine.command(view.command_id).status is CommandStatus.SUCCEEDED
@@ -524,7 +540,7 @@ def test_a_start_refused_among_concurrent_ones_fails_the_command_and_leaves_noth
     client = engine.agents.get(agent.address)
     before = {i.vdsm_task_id for i in client.all_info()}
     files = {p for p in agent.storage_root.rglob("*") if p.is_file()}
-    slowed_starts(monkeypatch, refuse=3)  # the second of the three sent at once is refused
+    slowed_starts(monkeypatch, refuse=3)  # the second of the three sent in one call is refused
     _, view = engine.add_vm_template(vm, "refused", dst)
     monkeypatch.undo()
     assert view.status is CommandStatus.FAILED and "no room" in view.failure_reason

@@ -32,6 +32,7 @@ from vdsm_agent.entrypoints.settings import parse_args as agent_args
 
 ENGINE_RPC = "/engine_service.v1.EngineService/AddVmTemplate"
 AGENT_RPC = "/vdsm_agent.v1.AgentService/CopyImage"
+BATCH_RPC = "/vdsm_agent.v1.AgentService/StartTasks"
 
 
 class Recording(SimpleSpanProcessor):
@@ -168,13 +169,14 @@ def test_one_template_is_one_trace_from_enginectl_to_each_agent(
     placeholders = one(found.children(submit, "command.placeholders"))
     assert attributes(placeholders)["command.tasks"] == 2
     execute = one(found.children(submit, "command.execute"))
-    starts = found.children(execute, "agent.start")
-    assert len(starts) == 2  # one per copy
-    for start in starts:
-        call = one(found.children(start, AGENT_RPC, SpanKind.CLIENT))
-        agent_side = one(found.children(call, AGENT_RPC, SpanKind.SERVER))  # the agent's
+    first = one(found.children(execute, "agent.start"))  # the first copy, alone
+    rest = one(found.children(execute, "agent.start_many"))  # the others, one call per host
+    assert attributes(rest)["tasks"] == 1
+    for start, rpc in ((first, AGENT_RPC), (rest, BATCH_RPC)):
+        call = one(found.children(start, rpc, SpanKind.CLIENT))
+        agent_side = one(found.children(call, rpc, SpanKind.SERVER))  # the agent's
         assert trace_id(agent_side) == trace_id(client)
-    assert {attributes(s)["host.name"] for s in starts} == {"host1", "host2"}
+    assert {attributes(s)["host.name"] for s in (first, rest)} == {"host1", "host2"}
 
     end = one([s for s in found.named("command.end") if attributes(s)["command.ended"]])
     assert list(attributes(end)["command.ended"]) == [command_id]

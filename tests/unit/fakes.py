@@ -143,16 +143,41 @@ class FakeAgentClient:
         self.statuses[vdsm_task_id] = ReportedStatus(vdsm_task_id, state, result, progress, message)
 
     def start_task(self, verb: str, request_id: str, args: dict[str, Any]) -> str:
-        self._enter("start_task", verb, request_id, dict(args))
+        self._check_sent_after_commit([request_id])
+        return self._take(verb, request_id, args)
+
+    def _check_sent_after_commit(self, request_ids: Sequence[str]) -> None:
         if self.pool.committed is not None:
-            assert request_id in self.pool.committed(), (
-                f"invariant I1: task {request_id} sent before its placeholder was committed"
-            )
+            committed = self.pool.committed()
+            for request_id in request_ids:
+                assert request_id in committed, (
+                    f"invariant I1: task {request_id} sent before its placeholder was committed"
+                )
+
+    def _take(self, verb: str, request_id: str, args: dict[str, Any]) -> str:
+        """A start reaching the agent (alone, or in a StartTasks call)."""
+        self._enter("start_task", verb, request_id, dict(args))
         if self.on_start is not None:
             self.on_start(request_id)
         if request_id in self.by_request:
             return self.by_request[request_id]
         return self.add_task(request_id, verb, written_image(verb, args))
+
+    def start_tasks(
+        self, starts: Sequence[tuple[str, str, dict[str, Any]]]
+    ) -> list[str | AgentRejected | AgentUnavailable]:
+        """StartTasks: each start taken as `start_task` takes it (and recorded as one, so that
+        `fail("start_task", ...)` refuses a start of a batch); a start made UNAVAILABLE fails the
+        whole call after the ones before it were taken, as a reply lost on the way would."""
+        self._enter("start_tasks", *(request_id for _, request_id, _ in starts))
+        self._check_sent_after_commit([request_id for _, request_id, _ in starts])
+        results: list[str | AgentRejected | AgentUnavailable] = []
+        for verb, request_id, args in starts:
+            try:
+                results.append(self._take(verb, request_id, args))
+            except AgentRejected as exc:
+                results.append(exc)
+        return results
 
     def all_statuses(self, timeout: float | None = None) -> dict[str, ReportedStatus]:
         self._enter("all_statuses")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import Enum, IntEnum
+from enum import Enum, IntEnum, StrEnum
 from typing import Any, NamedTuple
 
 from service_common.errors import AlreadyExists, FailedPrecondition, NotFound
@@ -387,3 +387,11 @@ class TaskBook:
                 f"image {ref.image_id} is in use by unfinished task {task.task_id} "
                 f"({task.verb.value}); stop it first"
             )
+
+
+class Cleared(StrEnum):
+    """What `clear_many` did with one task."""
+
+    CLEARED = "cleared"
+    NOT_FOUND = "not found"  # never accepted, or cleared before
+    NOT_FINISHED = "not finished"  # kept: stop it and wait for it to finish

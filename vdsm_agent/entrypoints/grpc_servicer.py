@@ -6,10 +6,17 @@ import logging
 
 import grpc
 
-from service_common.grpc_server import error_mapper
+from service_common.errors import InvalidArgument, ServiceError
+from service_common.grpc_server import error_mapper, status_code_of
+from service_common.ids import require_uuid
 from vdsm_agent import observability as metrics
-from vdsm_agent.domain.tasks import Task
-from vdsm_agent.service_layer.task_manager import Cleared, TaskManager
+from vdsm_agent.domain.tasks import Task, TaskSpec
+from vdsm_agent.service_layer.admission import (
+    copy_image_spec,
+    create_volume_spec,
+    remove_image_spec,
+)
+from vdsm_agent.service_layer.task_manager import MAX_STARTS, Cleared, TaskManager
 from vdsm_agent.v1 import agent_service_pb2 as pb
 from vdsm_agent.v1 import agent_service_pb2_grpc as pb_grpc
 from vdsm_agent.wire import RESULT_TO_PB, STATE_TO_PB
@@ -23,6 +30,56 @@ CLEARED_TO_PB = {
     Cleared.NOT_FOUND: pb.CLEAR_OUTCOME_NOT_FOUND,
     Cleared.NOT_FINISHED: pb.CLEAR_OUTCOME_NOT_FINISHED,
 }
+
+
+def task_start(i: int, start: pb.TaskStart) -> tuple[str, TaskSpec]:
+    """Start `i` of a StartTasks call as (request id, spec); InvalidArgument naming its field
+    (`starts[i].copy_image.dst_image_id`) if it cannot be read."""
+    verb = start.WhichOneof("start")
+    if verb is None:
+        raise InvalidArgument(
+            f"starts[{i}]", "names no task: set create_volume, copy_image or remove_image"
+        )
+    try:
+        request_id = require_uuid("request_id", getattr(start, verb).request_id)
+        if verb == "create_volume":
+            v = start.create_volume
+            spec: TaskSpec = create_volume_spec(
+                v.storage_domain_id, v.image_id, v.size_bytes, v.fill_pattern
+            )
+        elif verb == "copy_image":
+            c = start.copy_image
+            spec = copy_image_spec(
+                c.src_storage_domain_id, c.src_image_id, c.dst_storage_domain_id, c.dst_image_id
+            )
+        else:
+            r = start.remove_image
+            spec = remove_image_spec(r.storage_domain_id, r.image_id)
+        return request_id, spec
+    except InvalidArgument as exc:
+        raise exc.within(f"starts[{i}].{verb}.") from None
+
+
+def task_starts(request: pb.StartTasksRequest) -> list[tuple[str, TaskSpec]]:
+    """The starts of a StartTasks call, each read and checked before any is taken."""
+    if len(request.starts) > MAX_STARTS:
+        raise InvalidArgument("starts", f"{len(request.starts)} starts, at most {MAX_STARTS}")
+    starts = [task_start(i, s) for i, s in enumerate(request.starts)]
+    seen: set[str] = set()
+    for i, (request_id, _) in enumerate(starts):
+        if request_id in seen:
+            verb = request.starts[i].WhichOneof("start")
+            raise InvalidArgument(
+                f"starts[{i}].{verb}.request_id", f"{request_id} is repeated in the call"
+            )
+        seen.add(request_id)
+    return starts
+
+
+def start_result(outcome: Task | ServiceError) -> pb.TaskStartResult:
+    if isinstance(outcome, Task):
+        return pb.TaskStartResult(task_id=outcome.task_id)
+    return pb.TaskStartResult(code=status_code_of(outcome).value[0], message=str(outcome))
 
 
 def task_status(task: Task) -> pb.TaskStatus:
@@ -147,3 +204,10 @@ class AgentServicer(pb_grpc.AgentServiceServicer):
                 for task_id, outcome in self.tasks.clear_many(list(request.task_ids))
             ]
         )
+
+    @rpc
+    def StartTasks(
+        self, request: pb.StartTasksRequest, context: grpc.ServicerContext
+    ) -> pb.StartTasksResponse:
+        results = self.tasks.start_many(task_starts(request))
+        return pb.StartTasksResponse(results=[start_result(r) for r in results])

@@ -5,6 +5,8 @@ unfinished task holds an image a removal would take away).
 
 from __future__ import annotations
 
+import logging
+
 from service_common.errors import AlreadyExists, NotFound, ResourceExhausted
 from service_common.ids import require_uuid
 from vdsm_agent.domain.tasks import (
@@ -12,10 +14,13 @@ from vdsm_agent.domain.tasks import (
     CreateVolumeSpec,
     ImageRef,
     RemoveImageSpec,
+    Task,
     TaskBook,
     TaskSpec,
 )
 from vdsm_agent.service_layer.ports import Storage
+
+log = logging.getLogger("vdsm_agent.service_layer.task_manager")  # where starts are logged
 
 
 def create_volume_spec(
@@ -98,3 +103,19 @@ def check_can_remove(storage: Storage, book: TaskBook, target: ImageRef) -> None
     storage.require_domain(target.storage_domain_id)
     storage.image_exists(target)  # resolves the path: InvalidArgument if it leads outside
     book.check_not_in_use(target)
+
+
+def no_room_to_record(task: Task, exc: OSError) -> ResourceExhausted:
+    """What a start answers when the state directory has no room for its task's record:
+    RESOURCE_EXHAUSTED naming the cause. Nothing was accepted, so the caller may free space and
+    ask again with the same request id."""
+    log.error(
+        "refused %s for request %s: no space left in the state directory for its task record: %s",
+        task.verb.value,
+        task.request_id,
+        exc,
+    )
+    return ResourceExhausted(
+        f"no space left in the agent's state directory to record the {task.verb.value} task "
+        f"({exc.strerror}); nothing was started: free space there and ask again"
+    )

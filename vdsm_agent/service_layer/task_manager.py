@@ -22,10 +22,15 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-from service_common.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from service_common.errors import (
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    ServiceError,
+    Unavailable,
+)
 from service_common.ids import require_uuid
 from service_common.vdsm_tasks import TaskState
 from vdsm_agent import observability as metrics
@@ -36,6 +41,7 @@ from vdsm_agent.domain.tasks import (
     MAX_VOLUME_BYTES,
     SHUT_DOWN_BEFORE_START,
     STOPPED_BEFORE_START,
+    Cleared,
     ImageRef,
     RemoveImageSpec,
     StopAction,
@@ -47,43 +53,21 @@ from vdsm_agent.service_layer.admission import (
     check_can_start,
     copy_image_spec,
     create_volume_spec,
+    no_room_to_record,
     remove_image_spec,
 )
 from vdsm_agent.service_layer.ports import Durable, Storage, TaskRecords
 from vdsm_agent.service_layer.recovery import recover
 from vdsm_agent.service_layer.task_runner import TaskRunner
 
-__all__ = ["MAX_FILL_PATTERN_BYTES", "MAX_VOLUME_BYTES", "TaskManager"]
+__all__ = ["MAX_FILL_PATTERN_BYTES", "MAX_STARTS", "MAX_VOLUME_BYTES", "Cleared", "TaskManager"]
 
 log = logging.getLogger(__name__)
 
 StorageT = TypeVar("StorageT", bound=Storage)
 
 MAX_CLEARS = 1000  # task ids in one ClearTasks call
-
-
-class Cleared(StrEnum):
-    """What `clear_many` did with one task."""
-
-    CLEARED = "cleared"
-    NOT_FOUND = "not found"  # never accepted, or cleared before
-    NOT_FINISHED = "not finished"  # kept: stop it and wait for it to finish
-
-
-def no_room_to_record(task: Task, exc: OSError) -> ResourceExhausted:
-    """What a start answers when the state directory has no room for its task's record:
-    RESOURCE_EXHAUSTED naming the cause. Nothing was accepted, so the caller may free space and
-    ask again with the same request id."""
-    log.error(
-        "refused %s for request %s: no space left in the state directory for its task record: %s",
-        task.verb.value,
-        task.request_id,
-        exc,
-    )
-    return ResourceExhausted(
-        f"no space left in the agent's state directory to record the {task.verb.value} task "
-        f"({exc.strerror}); nothing was started: free space there and ask again"
-    )
+MAX_STARTS = 64  # starts in one StartTasks call
 
 
 class TaskManager(Generic[StorageT]):
@@ -196,6 +180,68 @@ class TaskManager(Generic[StorageT]):
             being_recorded.wait()
         self._record_acceptance(task, recorded)
         crash_point("after_task_persist")
+        return self._confirm(task)
+
+    def start_many(self, starts: Sequence[tuple[str, TaskSpec]]) -> list[Task | ServiceError]:
+        """A start of each (request id, spec), as its own start RPC would take it, the records
+        of the new tasks made durable together (one fsync): each start's task, or the error its
+        own RPC would have raised, in the order asked. Unavailable for the whole call if the
+        agent is shutting down. The caller checked the request ids (none repeated)."""
+        if len(starts) > MAX_STARTS:
+            raise InvalidArgument("starts", f"{len(starts)} starts, at most {MAX_STARTS} a call")
+        results: list[Task | ServiceError | None] = [None] * len(starts)
+        recording: list[tuple[int, Task, Durable]] = []
+        alone: list[int] = []  # the same request being recorded by another call: taken alone
+        with self._lock:
+            if self._closing:
+                raise Unavailable("the agent is shutting down and accepts no new task")
+            for i, (request_id, spec) in enumerate(starts):
+                try:
+                    existing = self._book.same_request(request_id, spec)
+                    if existing is None:
+                        check_can_start(self.storage, self._book, spec)
+                except ServiceError as exc:
+                    results[i] = exc
+                    continue
+                if existing is not None:
+                    if existing.task_id in self._recording:
+                        alone.append(i)
+                    else:
+                        results[i] = dataclasses.replace(existing)
+                    continue
+                # Held as pending at once: a later start of the call is checked against it.
+                task = Task(task_id=str(uuid.uuid4()), request_id=request_id, spec=spec)
+                self._book.add(task, pending=True)
+                self._recording[task.task_id] = threading.Event()
+                recording.append((i, task, self.store.submit(task)))
+        durable: list[tuple[int, Task]] = []
+        failure: BaseException | None = None
+        for i, task, recorded in recording:
+            try:
+                self._record_acceptance(task, recorded)
+            except ResourceExhausted as exc:
+                results[i] = exc
+                continue
+            except BaseException as exc:  # raised once every other task is settled
+                failure = failure or exc
+                continue
+            durable.append((i, task))
+        if durable:
+            crash_point("after_task_persist")
+        for i, task in durable:
+            results[i] = self._confirm(task)
+        if failure is not None:
+            raise failure
+        for i in alone:
+            try:
+                results[i] = self._accept(*starts[i])
+            except ServiceError as exc:
+                results[i] = exc
+        return [r for r in results if r is not None]
+
+    def _confirm(self, task: Task) -> Task:
+        """A new task's record is durable: it is accepted, shown and handed to a worker.
+        Returns a snapshot of it."""
         with self._lock:
             self._book.confirm(task)
             self._recording.pop(task.task_id).set()
@@ -209,11 +255,12 @@ class TaskManager(Generic[StorageT]):
             self._runner.finish(task, SHUT_DOWN_BEFORE_START)
         else:
             self._start(task)
+        spec = task.spec
         log.info(
             "accepted %s task %s for request %s, %s image %s in storage domain %s",
             task.verb.value,
             task.task_id,
-            request_id,
+            task.request_id,
             "removing" if isinstance(spec, RemoveImageSpec) else "writing",
             spec.target.image_id,
             spec.target.storage_domain_id,

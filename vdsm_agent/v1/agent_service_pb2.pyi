@@ -225,3 +225,35 @@ class ClearTaskResult(_message.Message):
     task_id: str
     outcome: ClearOutcome
     def __init__(self, task_id: _Optional[str] = ..., outcome: _Optional[_Union[ClearOutcome, str]] = ...) -> None: ...
+
+class TaskStart(_message.Message):
+    __slots__ = ("create_volume", "copy_image", "remove_image")
+    CREATE_VOLUME_FIELD_NUMBER: _ClassVar[int]
+    COPY_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    create_volume: CreateVolumeRequest
+    copy_image: CopyImageRequest
+    remove_image: RemoveImageRequest
+    def __init__(self, create_volume: _Optional[_Union[CreateVolumeRequest, _Mapping]] = ..., copy_image: _Optional[_Union[CopyImageRequest, _Mapping]] = ..., remove_image: _Optional[_Union[RemoveImageRequest, _Mapping]] = ...) -> None: ...
+
+class StartTasksRequest(_message.Message):
+    __slots__ = ("starts",)
+    STARTS_FIELD_NUMBER: _ClassVar[int]
+    starts: _containers.RepeatedCompositeFieldContainer[TaskStart]
+    def __init__(self, starts: _Optional[_Iterable[_Union[TaskStart, _Mapping]]] = ...) -> None: ...
+
+class StartTasksResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[TaskStartResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[TaskStartResult, _Mapping]]] = ...) -> None: ...
+
+class TaskStartResult(_message.Message):
+    __slots__ = ("task_id", "code", "message")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    code: int
+    message: str
+    def __init__(self, task_id: _Optional[str] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...

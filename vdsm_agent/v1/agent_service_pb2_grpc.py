@@ -90,6 +90,11 @@ class AgentServiceStub:
                 request_serializer=vdsm__agent_dot_v1_dot_agent__service__pb2.ClearTasksRequest.SerializeToString,
                 response_deserializer=vdsm__agent_dot_v1_dot_agent__service__pb2.ClearTasksResponse.FromString,
                 _registered_method=True)
+        self.StartTasks = channel.unary_unary(
+                '/vdsm_agent.v1.AgentService/StartTasks',
+                request_serializer=vdsm__agent_dot_v1_dot_agent__service__pb2.StartTasksRequest.SerializeToString,
+                response_deserializer=vdsm__agent_dot_v1_dot_agent__service__pb2.StartTasksResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -212,6 +217,24 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartTasks(self, request, context):
+        """CreateVolume, CopyImage and RemoveImage for several tasks in one call
+        (at most 64): each start is taken exactly as its own RPC would take it,
+        idempotent by its request id, and the records of the tasks accepted are
+        made durable together (one fsync) before the call returns. Each start has
+        its own result, in the order asked: its task id, or the status its own
+        RPC would have failed with (NOT_FOUND, ALREADY_EXISTS,
+        FAILED_PRECONDITION, RESOURCE_EXHAUSTED). The call fails as a whole, with
+        nothing started, only for a request it cannot read (INVALID_ARGUMENT
+        naming the field, e.g. `starts[2].copy_image.dst_image_id`; a start that
+        names no verb; a request id repeated in the call) or an agent shutting
+        down (UNAVAILABLE). A call that fails otherwise may have accepted some of
+        its starts: asking again with the same request ids returns them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -269,6 +292,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ClearTasks,
                     request_deserializer=vdsm__agent_dot_v1_dot_agent__service__pb2.ClearTasksRequest.FromString,
                     response_serializer=vdsm__agent_dot_v1_dot_agent__service__pb2.ClearTasksResponse.SerializeToString,
+            ),
+            'StartTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartTasks,
+                    request_deserializer=vdsm__agent_dot_v1_dot_agent__service__pb2.StartTasksRequest.FromString,
+                    response_serializer=vdsm__agent_dot_v1_dot_agent__service__pb2.StartTasksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -569,6 +597,33 @@ class AgentService:
             '/vdsm_agent.v1.AgentService/ClearTasks',
             vdsm__agent_dot_v1_dot_agent__service__pb2.ClearTasksRequest.SerializeToString,
             vdsm__agent_dot_v1_dot_agent__service__pb2.ClearTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vdsm_agent.v1.AgentService/StartTasks',
+            vdsm__agent_dot_v1_dot_agent__service__pb2.StartTasksRequest.SerializeToString,
+            vdsm__agent_dot_v1_dot_agent__service__pb2.StartTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -120,10 +120,15 @@ class CommandBase(Generic[P]):
     def execute(self, agent: TaskStarter, task_id: str) -> str:
         """Step 4, for a child with a task: ask its host's agent to start the task, with the
         engine's task id as the request id. Returns the agent's task id."""
+        return agent.start_task(*self.start_of(task_id))
+
+    def start_of(self, task_id: str) -> tuple[str, str, dict[str, Any]]:
+        """What starting this child's task asks of its agent: (verb, request id, arguments),
+        the request id being the engine's task id (several go in one call: sending.py)."""
         plan = self.task_plan()
         if plan is None:
             raise TypeError(f"{self.action_type} has no task to execute")
-        return agent.start_task(plan.verb.value, task_id, dict(plan.args))
+        return plan.verb.value, task_id, dict(plan.args)
 
     def next_phase(
         self, repo: Repository, children: list[CommandBase[Any]]

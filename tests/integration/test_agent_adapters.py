@@ -175,3 +175,26 @@ def test_remove_image_removes_it_and_its_stray_partials_then_syncs_the_directory
     with pytest.raises(InvalidArgument, match="image_id"):
         root.remove_image(evil)
     assert outside.read_bytes() == b"not yours"
+
+
+def test_the_partial_files_of_an_image_are_the_ones_its_glob_names(root: StorageRoot) -> None:
+    """`partial_files` (removals look for stray work in progress with it) finds exactly what
+    `<image_id>.*.partial` globs, among images, other images' partials and near misses."""
+    sd = domain(root)
+    image, other = ImageRef(sd, new_id()), ImageRef(sd, new_id())
+    directory = root.images_dir(sd)
+    names = [
+        image.image_id,
+        f"{image.image_id}.{new_id()}.partial",
+        f"{image.image_id}.{new_id()}.partial",
+        f"{image.image_id}.partial",
+        f"{image.image_id}.x.partial.tmp",
+        f"{other.image_id}.{new_id()}.partial",
+        f"x{image.image_id}.{new_id()}.partial",
+        other.image_id,
+    ]
+    for name in names:
+        (directory / name).write_bytes(b"")
+    found = storage_module.partial_files(directory, image.image_id)
+    assert sorted(found) == sorted(directory.glob(f"{image.image_id}.*.partial"))
+    assert len(found) == 2

@@ -60,6 +60,23 @@ def write_all(write: Callable[[memoryview], int | None], data: bytes | memoryvie
         view = view[written:]
 
 
+def partial_files(directory: Path, image_id: str) -> list[Path]:
+    """The work-in-progress files of an image in a domain's directory: `<image_id>.<task_id>.
+    partial`, whatever the task (the names `<image_id>.*.partial` would glob). One pass over
+    the directory holding nothing but the matches: `Path.glob` first lists every entry of it
+    (a DirEntry each, 2.4 MB per removal at 22,000 images, as under the load benchmark) and
+    tries a regular expression on each."""
+    prefix, suffix = f"{image_id}.", ".partial"
+    with os.scandir(directory) as entries:
+        return [
+            Path(entry.path)
+            for entry in entries
+            if entry.name.startswith(prefix)
+            and entry.name.endswith(suffix)
+            and len(entry.name) >= len(prefix) + len(suffix)
+        ]
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -146,7 +163,7 @@ class StorageRoot:
         (the caller makes sure no unfinished task writes it)."""
         self.require_domain(ref.storage_domain_id)
         path = self.image_path(ref)
-        debris = list(path.parent.glob(f"{ref.image_id}.*.partial"))
+        debris = partial_files(path.parent, ref.image_id)
         if not path.exists() and not debris:
             raise NotFound(
                 f"image {ref.image_id} does not exist in storage domain {ref.storage_domain_id}"
@@ -167,7 +184,7 @@ class StorageRoot:
             existed = True
         except FileNotFoundError:
             existed = False
-        for stale in path.parent.glob(f"{ref.image_id}.*.partial"):
+        for stale in partial_files(path.parent, ref.image_id):
             stale.unlink(missing_ok=True)
         fsync_dir(path.parent)
         return existed

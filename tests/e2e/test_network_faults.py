@@ -342,8 +342,14 @@ def test_a_partition_during_a_submission_heals_and_the_submission_completes_once
     )
     submit.start()
     time.sleep(1.5)
-    assert submit.is_alive() and not answer  # in flight: the engine is still at the first copy
     held = agent_requests(host1)
+    # Where the request reaches the agent, it may take a moment longer on a loaded machine (the
+    # placeholders committed, the first start sent): waited for, up to 10 s.
+    deadline = time.monotonic() + 10
+    while agent_has_it and not held and time.monotonic() < deadline:
+        time.sleep(0.1)
+        held = agent_requests(host1)
+    assert submit.is_alive() and not answer  # in flight: the engine is still at the first copy
     assert bool(held) is agent_has_it, held
     failed_calls = copy_image_errors(metrics)
 

@@ -37,12 +37,15 @@ STATUS_CODES: dict[type[Exception], grpc.StatusCode] = {
 MAX_RECEIVE_BYTES = 4 << 20
 
 
-def status_code_of(exc: Exception) -> grpc.StatusCode:
-    """The status a known error is answered with (its class's, or a base's); INTERNAL else."""
+def status_code_of(
+    exc: Exception, statuses: Mapping[type[Exception], grpc.StatusCode] = STATUS_CODES
+) -> grpc.StatusCode | None:
+    """The status a known error is answered with (its class's, or a base's); None for an
+    error `statuses` does not know."""
     for cls in type(exc).__mro__:
-        if cls in STATUS_CODES:
-            return STATUS_CODES[cls]
-    return grpc.StatusCode.INTERNAL
+        if cls in statuses:
+            return statuses[cls]
+    return None
 
 
 def host_port(address: str) -> tuple[str, int]:
@@ -65,10 +68,7 @@ def error_mapper(
     Every call is timed into `rpc_seconds{method, code}`."""
 
     def status_of(exc: Exception) -> grpc.StatusCode | None:
-        for cls in type(exc).__mro__:
-            if cls in statuses:
-                return statuses[cls]
-        return None
+        return status_code_of(exc, statuses)
 
     def decorate(method: Handler) -> Handler:
         @functools.wraps(method)

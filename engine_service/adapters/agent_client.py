@@ -5,7 +5,7 @@ answered no (not worth retrying)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -31,16 +31,11 @@ _STATES = {
 _RESULTS = {number: result_from_wire_name(name) for name, number in pb.TaskResult.items()}
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 _STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
-# A start RPC's name -> its field in a StartTasks call's TaskStart.
-_START_FIELDS = {
-    "CreateVolume": "create_volume",
-    "CopyImage": "copy_image",
-    "RemoveImage": "remove_image",
-}
-_START_REQUESTS: dict[str, Any] = {
-    "CreateVolume": pb.CreateVolumeRequest,
-    "CopyImage": pb.CopyImageRequest,
-    "RemoveImage": pb.RemoveImageRequest,
+# A start RPC's name -> its field in a StartTasks call's TaskStart, and its request message.
+_STARTS: dict[str, tuple[str, Any]] = {
+    "CreateVolume": ("create_volume", pb.CreateVolumeRequest),
+    "CopyImage": ("copy_image", pb.CopyImageRequest),
+    "RemoveImage": ("remove_image", pb.RemoveImageRequest),
 }
 
 Start = tuple[str, str, dict[str, Any]]  # a task start: (verb, request id, arguments)
@@ -49,7 +44,7 @@ Start = tuple[str, str, dict[str, Any]]  # a task start: (verb, request id, argu
 def _start_request(verb: str, request_id: str, args: dict[str, Any]) -> Any:
     """The request of the start RPC `verb` (CreateVolume, CopyImage, RemoveImage)."""
     try:
-        make = _START_REQUESTS[verb]
+        make = _STARTS[verb][1]
     except KeyError:
         raise ValueError(f"unknown agent verb {verb!r}") from None
     return make(request_id=request_id, **args)
@@ -146,8 +141,7 @@ class AgentClient:
         self.timeout = timeout
         self.fence = fence
         self.channel = channel(address, tls)
-        self.batch_clears = True  # until the agent says it has no ClearTasks
-        self.batch_starts = True  # until the agent says it has no StartTasks
+        self.unbatched: set[str] = set()  # batch RPCs the agent said it has not (older)
         # A span per call, its context sent to the agent, and the standard client metrics.
         self.stub = pb_grpc.AgentServiceStub(instrument_channel(self.channel))
 
@@ -196,21 +190,17 @@ class AgentClient:
         (for the whole call) if the agent did not answer: some starts may have been taken, and
         asking again with the same request ids is safe. An agent without StartTasks (older) is
         asked with one start RPC per task, each answer read the same."""
-        if self.batch_starts:
-            request = pb.StartTasksRequest(
+        reply = self._batched(
+            "StartTasks",
+            lambda: pb.StartTasksRequest(
                 starts=[
-                    pb.TaskStart(**{_START_FIELDS[verb]: _start_request(verb, request_id, args)})
+                    pb.TaskStart(**{_STARTS[verb][0]: _start_request(verb, request_id, args)})
                     for verb, request_id, args in starts
                 ]
-            )
-            try:
-                reply = self._call("StartTasks", request)
-            except AgentRejected as exc:
-                if exc.code is not grpc.StatusCode.UNIMPLEMENTED:
-                    raise
-                self.batch_starts = False
-            else:
-                return [self._start_result(r) for r in reply.results]
+            ),
+        )
+        if reply is not None:
+            return [self._start_result(r) for r in reply.results]
         results: list[str | AgentRejected | AgentUnavailable] = []
         for verb, request_id, args in starts:
             try:
@@ -218,6 +208,20 @@ class AgentClient:
             except AgentRejected as exc:
                 results.append(exc)
         return results
+
+    def _batched(self, method: str, request: Callable[[], Any]) -> Any | None:
+        """The reply of the batch RPC `method` (StartTasks, ClearTasks), or None if the agent
+        has not got it (an older one answers UNIMPLEMENTED, remembered: not asked again). The
+        caller then asks one task at a time."""
+        if method in self.unbatched:
+            return None
+        try:
+            return self._call(method, request())
+        except AgentRejected as exc:
+            if exc.code is not grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            self.unbatched.add(method)
+            return None
 
     def _start_result(self, result: Any) -> str | AgentRejected | AgentUnavailable:
         if result.code == 0:
@@ -247,18 +251,11 @@ class AgentClient:
     def clear_tasks(self, vdsm_task_ids: Sequence[str]) -> dict[str, Cleared]:
         """ClearTask for each, in one call: what the agent did with each task. An agent without
         ClearTasks (older) is asked with one ClearTask per task, each answer read the same."""
-        if self.batch_clears:
-            request = pb.ClearTasksRequest(task_ids=list(vdsm_task_ids))
-            try:
-                reply = self._call("ClearTasks", request)
-            except AgentRejected as exc:
-                if exc.code is not grpc.StatusCode.UNIMPLEMENTED:
-                    raise
-                self.batch_clears = False
-            else:
-                return {
-                    r.task_id: _CLEARED.get(r.outcome, Cleared.NOT_FINISHED) for r in reply.results
-                }
+        reply = self._batched(
+            "ClearTasks", lambda: pb.ClearTasksRequest(task_ids=list(vdsm_task_ids))
+        )
+        if reply is not None:
+            return {r.task_id: _CLEARED.get(r.outcome, Cleared.NOT_FINISHED) for r in reply.results}
         cleared = {}
         for vdsm_task_id in vdsm_task_ids:
             try:

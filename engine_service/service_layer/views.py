@@ -131,27 +131,29 @@ def command_views(
             views.append(_view(row, [t for t in tasks if t.command_id == row.command_id]))
             continue
         mine = [t for t in tasks if t.root_command_id == row.command_id]
-        view = _view(row, mine)
-        view.children = [
-            _view(child, [t for t in mine if t.command_id == child.command_id])
-            for child in children.get(row.command_id, ())
-        ]
-        views.append(view)
+        views.append(_family_view(row, children.get(row.command_id, ()), mine))
     return views
+
+
+def _family_view(
+    row: CommandRecord, children: Sequence[CommandRecord], tasks: Sequence[AsyncTask]
+) -> CommandView:
+    """A top-level command's view with its children's, each with its own of `tasks`."""
+    view = _view(row, tasks)
+    view.children = [
+        _view(child, [t for t in tasks if t.command_id == child.command_id]) for child in children
+    ]
+    return view
 
 
 def held_view(records: Sequence[CommandRecord], tasks: Sequence[AsyncTask]) -> CommandView:
     """The view of a top-level command built from records this process holds (the command
     first, then its children, oldest first, and the tasks of them all), as `command_view`
     would read them back (in the same order)."""
-    row = records[0]
     children = sorted(records[1:], key=lambda r: (r.created_at, r.command_id))
-    tasks = sorted(tasks, key=lambda t: (t.created_at, t.task_id))
-    view = _view(row, tasks)
-    view.children = [
-        _view(child, [t for t in tasks if t.command_id == child.command_id]) for child in children
-    ]
-    return view
+    return _family_view(
+        records[0], children, sorted(tasks, key=lambda t: (t.created_at, t.task_id))
+    )
 
 
 def page_size(value: int) -> int:

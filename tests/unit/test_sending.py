@@ -103,14 +103,21 @@ def test_crash_points_keep_their_meaning(monkeypatch: pytest.MonkeyPatch) -> Non
     assert seen == [("after_agent_accept", 1, 1, 0), ("after_vdsm_id_commit", 4, 2, 4)]
 
 
-def test_a_refusal_in_a_call_fails_the_command_and_its_accepted_starts_are_compensated() -> None:
-    w = World()
+def template_with_third_start_refused(w: World) -> tuple[str, FakeAgentClient]:
+    """A template of 4 disks on one host whose third start is refused, failing the command:
+    (its id, the host's agent)."""
     agent = w.agent(w.host())
     fail_start(agent, 3, AgentRejected(grpc.StatusCode.RESOURCE_EXHAUSTED, "full"))
     sd = w.domain()
     root = w.add_template(w.vm(*(w.disk(sd, f"d{i}") for i in range(4))), sd)
     command = w.command(root)
     assert command.status is CommandStatus.FAILED and "RESOURCE_EXHAUSTED" in command.failure_reason
+    return root, agent
+
+
+def test_a_refusal_in_a_call_fails_the_command_and_its_accepted_starts_are_compensated() -> None:
+    w = World()
+    root, agent = template_with_third_start_refused(w)
     assert len(agent.called("start_task")) == 4  # the second call had three starts
     tasks = w.tasks(root)  # the three accepted, to compensate; the refused one deleted
     assert {t.vdsm_task_id for t in tasks} == set(agent.by_request.values())
@@ -122,12 +129,7 @@ def test_a_refusal_in_a_call_fails_the_command_and_its_accepted_starts_are_compe
 def test_a_refusal_stops_the_calls_not_sent(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sending, "STARTS_PER_CALL", 1)
     w = World(starts_per_host=1)
-    agent = w.agent(w.host())
-    fail_start(agent, 3, AgentRejected(grpc.StatusCode.RESOURCE_EXHAUSTED, "full"))
-    sd = w.domain()
-    root = w.add_template(w.vm(*(w.disk(sd, f"d{i}") for i in range(4))), sd)
-    command = w.command(root)
-    assert command.status is CommandStatus.FAILED and "RESOURCE_EXHAUSTED" in command.failure_reason
+    root, agent = template_with_third_start_refused(w)
     assert len(agent.called("start_task")) == 3  # the fourth was never sent
     tasks = w.tasks(root)  # the two accepted, to compensate; the refused and unsent deleted
     assert {t.vdsm_task_id for t in tasks} == set(agent.by_request.values())

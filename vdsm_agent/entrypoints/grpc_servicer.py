@@ -79,7 +79,8 @@ def task_starts(request: pb.StartTasksRequest) -> list[tuple[str, TaskSpec]]:
 def start_result(outcome: Task | ServiceError) -> pb.TaskStartResult:
     if isinstance(outcome, Task):
         return pb.TaskStartResult(task_id=outcome.task_id)
-    return pb.TaskStartResult(code=status_code_of(outcome).value[0], message=str(outcome))
+    code = status_code_of(outcome) or grpc.StatusCode.INTERNAL
+    return pb.TaskStartResult(code=code.value[0], message=str(outcome))
 
 
 def task_status(task: Task) -> pb.TaskStatus:

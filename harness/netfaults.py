@@ -20,7 +20,10 @@ TCP port PORT are cut:
   never sees the request. This is "engine -> agent only" when PORT is the agent's.
 - `"from"`: those sent FROM the port (`--sport PORT`): the server's SYN-ACKs and replies. The
   server receives and acts on a request, its answer is lost: the caller cannot tell a request
-  that never arrived from one whose reply did not.
+  that never arrived from one whose reply did not. In drop mode the server's bare ACKs still
+  pass: were they lost too, the caller's TCP would stop sending anything new after its first
+  retransmission timeout (a fraction of a second), and whether a request made later during
+  the cut reached the server would depend on timing (a poll sent just before it, say).
 - `"both"`: both of the above, a full partition of that port.
 
 `mode` says what happens to a cut packet: `"drop"` loses it silently (a caller hangs until its
@@ -74,6 +77,10 @@ CHAIN = "DC_FAULTS"
 LOOPBACK = "127.0.0.1"
 # The relay's source address inside the namespace: exempt from every partition.
 HARNESS_SOURCE = "127.0.0.2"
+# A bare ACK: at most an IPv4 header (20 bytes) and a TCP header with every option (60), ACK its
+# only flag. A data segment that small ends a write and carries PUSH; one without PUSH is part of
+# a write split at the MSS (about 64 KiB on loopback), far larger.
+BARE_ACK = ("-m", "length", "--length", "0:80")
 
 Mode = Literal["drop", "reject"]
 Direction = Literal["to", "from", "both"]
@@ -280,7 +287,11 @@ class DataCenterNamespace:
         if direction in ("to", "both"):
             rules.append(("-p", "tcp", "--dport", str(port), "!", "-s", HARNESS_SOURCE, *target))
         if direction in ("from", "both"):
-            rules.append(("-p", "tcp", "--sport", str(port), "!", "-d", HARNESS_SOURCE, *target))
+            replies = ("-p", "tcp", "--sport", str(port), "!", "-d", HARNESS_SOURCE)
+            if direction == "from" and mode == "drop":
+                # The server's bare ACKs pass (no flag but ACK, no room for data): see above.
+                rules.append((*replies, "--tcp-flags", "ALL", "ACK", *BARE_ACK, "-j", "RETURN"))
+            rules.append((*replies, *target))
         made = Partition(self, port, mode, direction, tuple(rules))
         added: list[tuple[str, ...]] = []
         try:

@@ -238,6 +238,7 @@ def test_a_partition_cuts_one_port_inside_the_namespace_until_healed(
                 assert ns.probe(agent.port) == "connected", (mode, direction)
         # Replies only: the SYN arrives, the SYN-ACK does not.
         cut = ns.partition(agent.port, "drop", "from")
+        assert len(ns.rules()) == 2  # the bare ACKs pass, the rest is dropped
         assert ns.probe(agent.port, timeout=0.5) == "timeout"
         ns.heal()
         # What the engine's calls meet: a dropped port holds a call until its deadline, a

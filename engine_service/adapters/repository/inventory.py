@@ -42,6 +42,18 @@ _VM_DISKS_AND_LOCKS = (
     .order_by(VM_DISKS.c.position)
 )
 _DISK_COLUMNS = [c.name for c in DISKS.columns]
+# The submission's statements, built once: a statement built per call costs more to build and
+# to key for the compiled cache than to run (about 170 against 50 µs for a small UPDATE).
+_DOMAIN_BY_ID = select(STORAGE_DOMAINS).where(
+    STORAGE_DOMAINS.c.storage_domain_id == bindparam("storage_domain_id")
+)
+_TEMPLATE_BY_ID = select(TEMPLATES).where(TEMPLATES.c.template_id == bindparam("template_id"))
+_TEMPLATE_BY_NAME = select(TEMPLATES).where(TEMPLATES.c.name == bindparam("name"))
+_SET_DISK_STATUS = (
+    DISKS.update()
+    .where(DISKS.c.disk_id.in_(bindparam("disk_ids", expanding=True)))
+    .values(status=bindparam("status"))
+)
 
 
 class InventoryQueries(Part):
@@ -50,10 +62,7 @@ class InventoryQueries(Part):
     # -- storage domains -------------------------------------------------------------------
 
     def storage_domain(self, storage_domain_id: str) -> StorageDomain | None:
-        query = select(STORAGE_DOMAINS).where(
-            STORAGE_DOMAINS.c.storage_domain_id == storage_domain_id
-        )
-        found = self._objects(StorageDomain, query)
+        found = self._objects(StorageDomain, _DOMAIN_BY_ID, storage_domain_id=storage_domain_id)
         return found[0] if found else None
 
     def storage_domain_by_name(self, name: str) -> StorageDomain | None:
@@ -100,8 +109,8 @@ class InventoryQueries(Part):
         self._insert(DISKS, [dict(vars(d)) for d in disks])
 
     def set_disk_status(self, disk_ids: Iterable[str], status: DiskStatus) -> None:
-        self.session.execute(
-            DISKS.update().where(DISKS.c.disk_id.in_(list(disk_ids))).values(status=status)
+        self.session.connection().execute(
+            _SET_DISK_STATUS, {"disk_ids": list(disk_ids), "status": status}
         )
 
     def disk_users(self, disk_id: str) -> tuple[list[str], list[str]]:
@@ -169,20 +178,22 @@ class InventoryQueries(Part):
     # -- templates -------------------------------------------------------------------------
 
     def template(self, template_id: str) -> Template | None:
-        found = self._templates(select(TEMPLATES).where(TEMPLATES.c.template_id == template_id))
+        found = self._templates(_TEMPLATE_BY_ID, {"template_id": template_id})
         return found[0] if found else None
 
     def template_by_name(self, name: str) -> Template | None:
-        found = self._templates(select(TEMPLATES).where(TEMPLATES.c.name == name))
+        found = self._templates(_TEMPLATE_BY_NAME, {"name": name})
         return found[0] if found else None
 
     def template_page(self, after: tuple[datetime, str] | None, limit: int) -> list[Template]:
         order = (TEMPLATES.c.created_at, TEMPLATES.c.template_id)
         return self._templates(keyset_page(select(TEMPLATES), order, after, limit))
 
-    def _templates(self, query: Select[Any]) -> list[Template]:
+    def _templates(
+        self, query: Select[Any], params: dict[str, Any] | None = None
+    ) -> list[Template]:
         """Templates with their disk ids in order: one query for the rows, one for the disks."""
-        rows = self.session.execute(query).all()
+        rows = self.session.connection().execute(query, params or {}).all()
         disks = self._template_disk_ids([r.template_id for r in rows])
         return [
             Template(r.template_id, r.name, r.vm_id, r.status, disks[r.template_id], r.created_at)

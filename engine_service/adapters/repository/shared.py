@@ -36,10 +36,14 @@ class Part:
     session: Session
 
     def _objects(self, factory: Callable[..., T], query: Select[Any], **params: Any) -> list[T]:
-        """Rows of a Core query as domain objects whose fields are named like the columns."""
-        return [factory(**row._mapping) for row in self.session.execute(query, params)]
+        """Rows of a Core query as domain objects whose fields are named like the columns.
+        Run on the unit's connection: a Core statement needs none of the session's ORM
+        steps, which cost about a third of a small statement's time."""
+        rows = self.session.connection().execute(query, params)
+        return [factory(**row._mapping) for row in rows]
 
     def _insert(self, table: Table, values: Sequence[dict[str, Any]]) -> None:
-        """One executemany; nothing joins the session (cheaper than ORM add + flush)."""
+        """One executemany on the unit's connection; nothing joins the session (cheaper than
+        ORM add + flush)."""
         if values:
-            self.session.execute(table.insert(), list(values))
+            self.session.connection().execute(table.insert(), list(values))

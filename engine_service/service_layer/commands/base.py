@@ -27,7 +27,7 @@ needs must be in its params.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
@@ -51,11 +51,32 @@ class Params:
     """A command type's parameters: stored as JSON with its record, read back after a restart."""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as plain values: what `dataclasses.asdict` gives, without its deep copies
+        (the values are immutable), at a fraction of its cost (13 calls per template)."""
+        return {name: _plain(getattr(self, name)) for name in _field_names(type(self))}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
         return cls(**data)
+
+
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+def _plain(value: Any) -> Any:
+    """A value with the dataclasses in it (alone or in a tuple) as dicts."""
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
+    return value
 
 
 P = TypeVar("P", bound=Params)

@@ -72,3 +72,29 @@ def test_the_default_level_is_info(capsys: pytest.CaptureFixture[str]) -> None:
     log.debug("hidden")
     log.info("shown")
     assert [line.rsplit(": ", 1)[1] for line in capsys.readouterr().err.splitlines()] == ["shown"]
+
+
+def test_the_time_of_a_line_is_what_the_standard_formatter_writes_across_seconds() -> None:
+    """The formatters format a second once and reuse it: every record still gets its own time,
+    to the millisecond, in and across seconds (text: local time as logging writes it; JSON:
+    UTC with a Z)."""
+    import time
+
+    from service_common.logs import JsonFormatter, TextFormatter
+
+    text, plain, as_json = TextFormatter(), logging.Formatter(), JsonFormatter()
+    for created in (
+        1_700_000_000.0,
+        1_700_000_000.123,
+        1_700_000_000.999,
+        1_700_000_001.0005,
+        1_700_000_001.5,
+        1_700_000_000.25,
+        1_800_000_000.042,
+    ):
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert text.formatTime(record) == plain.formatTime(record), created
+        expected = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        expected += f".{int(record.msecs):03d}Z"
+        assert json.loads(as_json.format(record))["ts"] == expected, created

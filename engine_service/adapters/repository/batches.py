@@ -81,7 +81,7 @@ class BatchQueries(Part):
         """End with `outcome`, in one statement each for parents and children, every ACTIVE
         top-level command that `selection` selects. Returns them as a batch."""
         values = {"status": outcome.status, "failure_reason": outcome.reason, "ended_at": now}
-        self.session.execute(
+        self.db.execute(
             COMMANDS.update()
             .where(
                 _TOP_LEVEL,
@@ -91,7 +91,7 @@ class BatchQueries(Part):
             .values(values)
         )
         batch = CommandBatch.ended_together(outcome, now)
-        self.session.execute(
+        self.db.execute(
             COMMANDS.update()
             .where(
                 COMMANDS.c.parent_id.in_(ids_of(batch)),
@@ -106,29 +106,27 @@ class BatchQueries(Part):
         query = select(COMMANDS.c.action_type, COMMANDS.c.created_at).where(
             COMMANDS.c.command_id.in_(ids_of(batch))
         )
-        return [(t, at) for t, at in self.session.execute(query).all()]
+        return [(t, at) for t, at in self.db.execute(query).all()]
 
     def command_ids_in(self, batch: CommandBatch, limit: int | None = None) -> list[str]:
         """The batch's ids, oldest command first; the first `limit` of them if given."""
         query = ids_of(batch).order_by(COMMANDS.c.created_at, COMMANDS.c.command_id)
-        return list(self.session.scalars(query if limit is None else query.limit(limit)))
+        return list(self.db.scalars(query if limit is None else query.limit(limit)))
 
     def commands_in(self, batch: CommandBatch) -> Iterator[CommandRecord]:
         query = select(COMMANDS).where(COMMANDS.c.command_id.in_(ids_of(batch)))
-        for row in self.session.execute(query.execution_options(yield_per=500)):
+        for row in self.db.execute(query.execution_options(yield_per=500)):
             yield CommandRecord(**row._mapping)
 
     def delete_disks_written_by(self, batch: CommandBatch) -> None:
         """The disks whose images the commands' tasks write: what the commands created."""
         images = select(TASKS.c.image_id).where(TASKS.c.root_command_id.in_(ids_of(batch)))
-        self.session.execute(DISKS.delete().where(DISKS.c.image_id.in_(images)))
+        self.db.execute(DISKS.delete().where(DISKS.c.image_id.in_(images)))
 
     def delete_templates_made_by(self, batch: CommandBatch) -> None:
         targets = select(COMMANDS.c.target_id).where(COMMANDS.c.command_id.in_(ids_of(batch)))
-        self.session.execute(
-            TEMPLATE_DISKS.delete().where(TEMPLATE_DISKS.c.template_id.in_(targets))
-        )
-        self.session.execute(TEMPLATES.delete().where(TEMPLATES.c.template_id.in_(targets)))
+        self.db.execute(TEMPLATE_DISKS.delete().where(TEMPLATE_DISKS.c.template_id.in_(targets)))
+        self.db.execute(TEMPLATES.delete().where(TEMPLATES.c.template_id.in_(targets)))
 
     def _locked_by(self, kind: EntityKind, batch: CommandBatch) -> Select[Any]:
         return select(LOCKS.c.entity_id).where(
@@ -137,28 +135,26 @@ class BatchQueries(Part):
 
     def delete_disks_locked_by(self, batch: CommandBatch) -> None:
         """The disks the commands hold (removals: they go whatever the end)."""
-        self.session.execute(
+        self.db.execute(
             DISKS.delete().where(DISKS.c.disk_id.in_(self._locked_by(EntityKind.DISK, batch)))
         )
 
     def delete_templates_locked_by(self, batch: CommandBatch) -> None:
         locked = self._locked_by(EntityKind.TEMPLATE, batch)
-        self.session.execute(
-            TEMPLATE_DISKS.delete().where(TEMPLATE_DISKS.c.template_id.in_(locked))
-        )
-        self.session.execute(TEMPLATES.delete().where(TEMPLATES.c.template_id.in_(locked)))
+        self.db.execute(TEMPLATE_DISKS.delete().where(TEMPLATE_DISKS.c.template_id.in_(locked)))
+        self.db.execute(TEMPLATES.delete().where(TEMPLATES.c.template_id.in_(locked)))
 
     def delete_vms_made_by(self, batch: CommandBatch) -> None:
         targets = select(COMMANDS.c.target_id).where(COMMANDS.c.command_id.in_(ids_of(batch)))
-        self.session.execute(VM_DISKS.delete().where(VM_DISKS.c.vm_id.in_(targets)))
-        self.session.execute(VMS.delete().where(VMS.c.vm_id.in_(targets)))
+        self.db.execute(VM_DISKS.delete().where(VM_DISKS.c.vm_id.in_(targets)))
+        self.db.execute(VMS.delete().where(VMS.c.vm_id.in_(targets)))
 
     def unlock_disks_locked_by(self, batch: CommandBatch) -> None:
         """Disks the commands held locked are usable again."""
         locked = select(LOCKS.c.entity_id).where(
             LOCKS.c.entity_type == EntityKind.DISK.value, LOCKS.c.command_id.in_(ids_of(batch))
         )
-        self.session.execute(
+        self.db.execute(
             DISKS.update().where(DISKS.c.disk_id.in_(locked)).values(status=DiskStatus.OK)
         )
 
@@ -170,7 +166,7 @@ class BatchQueries(Part):
         compensation finishes the removal); mark every other task with what is left to do.
         Returns the placeholders deleted."""
         roots = TASKS.c.root_command_id.in_(ids_of(batch))
-        removed = self.session.execute(
+        removed = self.db.execute(
             TASKS.delete().where(
                 roots,
                 TASKS.c.vdsm_task_id.is_(None),
@@ -178,11 +174,11 @@ class BatchQueries(Part):
                 TASKS.c.host_id.not_in(list(keep_hosts)),
                 TASKS.c.verb != Verb.REMOVE_IMAGE.value,
             )
-        ).rowcount  # type: ignore[attr-defined]
-        self.session.execute(
+        ).rowcount
+        self.db.execute(
             TASKS.update().where(roots, TASKS.c.cleanup == TaskCleanup.NONE).values(cleanup=cleanup)
         )
         return int(removed)
 
     def release_locks_of(self, batch: CommandBatch) -> None:
-        self.session.execute(LOCKS.delete().where(LOCKS.c.command_id.in_(ids_of(batch))))
+        self.db.execute(LOCKS.delete().where(LOCKS.c.command_id.in_(ids_of(batch))))

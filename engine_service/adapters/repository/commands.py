@@ -120,12 +120,12 @@ class CommandQueries(Part):
         and a reconciliation race. False if the command was not ACTIVE."""
         values = {"status": outcome.status, "failure_reason": outcome.reason, "ended_at": now}
         active = COMMANDS.c.status == CommandStatus.ACTIVE
-        ended = self.session.execute(
+        ended = self.db.execute(
             COMMANDS.update().where(COMMANDS.c.command_id == root_id, active).values(values)
         )
-        if ended.rowcount != 1:  # type: ignore[attr-defined]
+        if ended.rowcount != 1:
             return False
-        self.session.execute(
+        self.db.execute(
             COMMANDS.update().where(COMMANDS.c.parent_id == root_id, active).values(values)
         )
         return True
@@ -135,19 +135,19 @@ class CommandQueries(Part):
         them were ACTIVE and ended."""
         values = {"status": outcome.status, "failure_reason": outcome.reason, "ended_at": now}
         active = COMMANDS.c.status == CommandStatus.ACTIVE
-        ended = self.session.execute(
+        ended = self.db.execute(
             COMMANDS.update()
             .where(COMMANDS.c.command_id.in_(list(root_ids)), _TOP_LEVEL, active)
             .values(values)
-        ).rowcount  # type: ignore[attr-defined]
-        self.session.execute(
+        ).rowcount
+        self.db.execute(
             COMMANDS.update().where(COMMANDS.c.parent_id.in_(list(root_ids)), active).values(values)
         )
         return int(ended)
 
     def active_root_ids(self) -> list[str]:
         return list(
-            self.session.scalars(
+            self.db.scalars(
                 select(COMMANDS.c.command_id).where(
                     _TOP_LEVEL, COMMANDS.c.status == CommandStatus.ACTIVE
                 )
@@ -156,7 +156,7 @@ class CommandQueries(Part):
 
     def count_active_roots(self) -> int:
         query = select(func.count()).where(_TOP_LEVEL, COMMANDS.c.status == CommandStatus.ACTIVE)
-        return int(self.session.scalar(query.select_from(COMMANDS)) or 0)
+        return int(self.db.scalar(query.select_from(COMMANDS)) or 0)
 
     def active_roots_by_type(self) -> dict[str, int]:
         query = (
@@ -164,14 +164,14 @@ class CommandQueries(Part):
             .where(_TOP_LEVEL, COMMANDS.c.status == CommandStatus.ACTIVE)
             .group_by(COMMANDS.c.action_type)
         )
-        return {t: int(n) for t, n in self.session.execute(query).all()}
+        return {t: int(n) for t, n in self.db.execute(query).all()}
 
     def oldest_active_root_created_at(self) -> datetime | None:
         """When the oldest ACTIVE top-level command was accepted (ix_commands_listing)."""
         query = select(func.min(COMMANDS.c.created_at)).where(
             _TOP_LEVEL, COMMANDS.c.status == CommandStatus.ACTIVE
         )
-        return self.session.scalar(query)
+        return self.db.scalar(query)
 
     # -- locks and client requests ---------------------------------------------------------
 

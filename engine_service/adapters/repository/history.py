@@ -47,7 +47,7 @@ class HistoryQueries(Part):
             literal(kind, EVENTS.c.kind.type),
             literal(message, EVENTS.c.message.type),
         )
-        self.session.execute(
+        self.db.execute(
             EVENTS.insert().from_select(["command_id", "time", "kind", "message"], source)
         )
 
@@ -77,7 +77,7 @@ class HistoryQueries(Part):
             TASKS.c.task_id,
             TASKS.c.host_id,
         ).where(where)
-        self.session.execute(EVENTS.insert().from_select(list(_COLUMNS), source))
+        self.db.execute(EVENTS.insert().from_select(list(_COLUMNS), source))
 
     def events_of(self, command_id: str, after_event_id: int, limit: int) -> list[CommandEvent]:
         """A command's events in the order they happened, after `after_event_id`."""

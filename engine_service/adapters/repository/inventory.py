@@ -109,21 +109,19 @@ class InventoryQueries(Part):
         self._insert(DISKS, [dict(vars(d)) for d in disks])
 
     def set_disk_status(self, disk_ids: Iterable[str], status: DiskStatus) -> None:
-        self.session.connection().execute(
-            _SET_DISK_STATUS, {"disk_ids": list(disk_ids), "status": status}
-        )
+        self.db.execute(_SET_DISK_STATUS, {"disk_ids": list(disk_ids), "status": status})
 
     def disk_users(self, disk_id: str) -> tuple[list[str], list[str]]:
         """The VMs and the templates whose disk lists name the disk."""
-        vms = self.session.scalars(select(VM_DISKS.c.vm_id).where(VM_DISKS.c.disk_id == disk_id))
-        templates = self.session.scalars(
+        vms = self.db.scalars(select(VM_DISKS.c.vm_id).where(VM_DISKS.c.disk_id == disk_id))
+        templates = self.db.scalars(
             select(TEMPLATE_DISKS.c.template_id).where(TEMPLATE_DISKS.c.disk_id == disk_id)
         )
         return list(vms), list(templates)
 
     def lock_holder(self, kind: EntityKind, entity_id: str) -> str | None:
         """The command holding the entity's lock, if one does."""
-        holder = self.session.scalar(
+        holder = self.db.scalar(
             select(LOCKS.c.command_id).where(
                 LOCKS.c.entity_type == kind.value, LOCKS.c.entity_id == entity_id
             )
@@ -132,19 +130,19 @@ class InventoryQueries(Part):
 
     def move_disk(self, disk_id: str, storage_domain_id: str, image_id: str) -> None:
         """The disk is now the image `image_id` in `storage_domain_id` (its verified copy)."""
-        self.session.execute(
+        self.db.execute(
             DISKS.update()
             .where(DISKS.c.disk_id == disk_id)
             .values(storage_domain_id=storage_domain_id, image_id=image_id)
         )
 
     def delete_disks(self, disk_ids: Iterable[str]) -> None:
-        self.session.execute(DISKS.delete().where(DISKS.c.disk_id.in_(list(disk_ids))))
+        self.db.execute(DISKS.delete().where(DISKS.c.disk_id.in_(list(disk_ids))))
 
     # -- VMs -------------------------------------------------------------------------------
 
     def vm(self, vm_id: str) -> Vm | None:
-        rows = self.session.execute(
+        rows = self.db.execute(
             select(VMS, VM_DISKS.c.disk_id)
             .outerjoin(VM_DISKS, VM_DISKS.c.vm_id == VMS.c.vm_id)
             .where(VMS.c.vm_id == vm_id)
@@ -166,7 +164,7 @@ class InventoryQueries(Part):
     def vm_disks_and_locks(self, vm_id: str) -> list[tuple[Disk, str | None]] | None:
         """The VM's disks in order, each with the command holding its lock (or None), in one
         query; None if there is no such VM."""
-        rows = self.session.execute(_VM_DISKS_AND_LOCKS, {"vm_id": vm_id}).all()
+        rows = self.db.execute(_VM_DISKS_AND_LOCKS, {"vm_id": vm_id}).all()
         if not rows:
             return None
         return [
@@ -193,7 +191,7 @@ class InventoryQueries(Part):
         self, query: Select[Any], params: dict[str, Any] | None = None
     ) -> list[Template]:
         """Templates with their disk ids in order: one query for the rows, one for the disks."""
-        rows = self.session.connection().execute(query, params or {}).all()
+        rows = self.db.execute(query, params or {}).all()
         disks = self._template_disk_ids([r.template_id for r in rows])
         return [
             Template(r.template_id, r.name, r.vm_id, r.status, disks[r.template_id], r.created_at)
@@ -203,7 +201,7 @@ class InventoryQueries(Part):
     def _template_disk_ids(self, template_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
         found: dict[str, list[str]] = {t: [] for t in template_ids}
         if template_ids:
-            for template_id, disk_id in self.session.execute(
+            for template_id, disk_id in self.db.execute(
                 select(TEMPLATE_DISKS.c.template_id, TEMPLATE_DISKS.c.disk_id)
                 .where(TEMPLATE_DISKS.c.template_id.in_(list(template_ids)))
                 .order_by(TEMPLATE_DISKS.c.template_id, TEMPLATE_DISKS.c.position)
@@ -225,11 +223,11 @@ class InventoryQueries(Part):
 
     def delete_templates(self, template_ids: Iterable[str]) -> None:
         ids = list(template_ids)
-        self.session.execute(TEMPLATE_DISKS.delete().where(TEMPLATE_DISKS.c.template_id.in_(ids)))
-        self.session.execute(TEMPLATES.delete().where(TEMPLATES.c.template_id.in_(ids)))
+        self.db.execute(TEMPLATE_DISKS.delete().where(TEMPLATE_DISKS.c.template_id.in_(ids)))
+        self.db.execute(TEMPLATES.delete().where(TEMPLATES.c.template_id.in_(ids)))
 
     def set_template_status(self, template_ids: Iterable[str], status: TemplateStatus) -> None:
-        self.session.execute(
+        self.db.execute(
             TEMPLATES.update()
             .where(TEMPLATES.c.template_id.in_(list(template_ids)))
             .values(status=status)

@@ -59,7 +59,7 @@ class RetentionQueries(Part):
         """Whether a pass would delete anything: two indexed reads, so that an idle pass never
         opens a writing transaction (on SQLite, the single writer's lock)."""
         return any(
-            self.session.execute(query.limit(1)).first() is not None
+            self.db.execute(query.limit(1)).first() is not None
             for query in (_prunable_commands(cutoff), _stray_requests(cutoff))
         )
 
@@ -68,22 +68,22 @@ class RetentionQueries(Part):
         and have no task row left (a command whose cleanup is still owed keeps everything),
         with their children, locks and client request ids. Returns what was deleted, by
         kind: `commands` (top-level), `child_commands`, `client_requests`."""
-        ids = list(self.session.scalars(_prunable_commands(cutoff).limit(limit)))
+        ids = list(self.db.scalars(_prunable_commands(cutoff).limit(limit)))
         if not ids:
             return {"commands": 0, "child_commands": 0, "client_requests": 0}
         children = select(COMMANDS.c.command_id).where(COMMANDS.c.parent_id.in_(ids))
-        requests = self.session.execute(
+        requests = self.db.execute(
             CLIENT_REQUESTS.delete().where(CLIENT_REQUESTS.c.result_id.in_(ids))
         )
         # Their histories go with them.
-        self.session.execute(EVENTS.delete().where(EVENTS.c.command_id.in_(ids)))
+        self.db.execute(EVENTS.delete().where(EVENTS.c.command_id.in_(ids)))
         # Locks are released when a command ends; none should be left, but one would block
         # the deletes below.
-        self.session.execute(
+        self.db.execute(
             LOCKS.delete().where(LOCKS.c.command_id.in_(ids) | LOCKS.c.command_id.in_(children))
         )
-        kids = self.session.execute(COMMANDS.delete().where(COMMANDS.c.parent_id.in_(ids)))
-        roots = self.session.execute(COMMANDS.delete().where(COMMANDS.c.command_id.in_(ids)))
+        kids = self.db.execute(COMMANDS.delete().where(COMMANDS.c.parent_id.in_(ids)))
+        roots = self.db.execute(COMMANDS.delete().where(COMMANDS.c.command_id.in_(ids)))
         return {
             "commands": _deleted(roots),
             "child_commands": _deleted(kids),
@@ -95,4 +95,4 @@ class RetentionQueries(Part):
         ACTIVE command (AddHost's, AddVm's, those of ended commands); returns how many."""
         doomed = _stray_requests(cutoff).limit(limit)
         key = tuple_(CLIENT_REQUESTS.c.rpc, CLIENT_REQUESTS.c.request_id)
-        return _deleted(self.session.execute(CLIENT_REQUESTS.delete().where(key.in_(doomed))))
+        return _deleted(self.db.execute(CLIENT_REQUESTS.delete().where(key.in_(doomed))))

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, Table
+from sqlalchemy import Connection, Select, Table
 from sqlalchemy.orm import Session
 
 T = TypeVar("T")
@@ -35,15 +35,19 @@ class Part:
 
     session: Session
 
+    @property
+    def db(self) -> Connection:
+        """The unit's connection, in its transaction: the repository's statements are Core
+        statements and run here, skipping the session's ORM steps (about a third of a small
+        statement's time)."""
+        return self.session.connection()
+
     def _objects(self, factory: Callable[..., T], query: Select[Any], **params: Any) -> list[T]:
-        """Rows of a Core query as domain objects whose fields are named like the columns.
-        Run on the unit's connection: a Core statement needs none of the session's ORM
-        steps, which cost about a third of a small statement's time."""
-        rows = self.session.connection().execute(query, params)
+        """Rows of a Core query as domain objects whose fields are named like the columns."""
+        rows = self.db.execute(query, params)
         return [factory(**row._mapping) for row in rows]
 
     def _insert(self, table: Table, values: Sequence[dict[str, Any]]) -> None:
-        """One executemany on the unit's connection; nothing joins the session (cheaper than
-        ORM add + flush)."""
+        """One executemany; nothing joins the session (cheaper than ORM add + flush)."""
         if values:
-            self.session.connection().execute(table.insert(), list(values))
+            self.db.execute(table.insert(), list(values))

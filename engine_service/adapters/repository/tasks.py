@@ -49,9 +49,7 @@ class TaskQueries(Part):
         self._insert(TASKS, [dict(vars(t)) for t in tasks])
 
     def move_task(self, task_id: str, host_id: str) -> None:
-        self.session.execute(
-            TASKS.update().where(TASKS.c.task_id == task_id).values(host_id=host_id)
-        )
+        self.db.execute(TASKS.update().where(TASKS.c.task_id == task_id).values(host_id=host_id))
 
     def active_tasks(
         self, host_ids: Sequence[str] | None = None, decidable_only: bool = False
@@ -86,7 +84,7 @@ class TaskQueries(Part):
 
     def set_vdsm_task_id(self, task_id: str, vdsm_task_id: str, now: datetime) -> bool:
         """Store the agent's id on a placeholder; False if the placeholder is gone."""
-        result = self.session.connection().execute(
+        result = self.db.execute(
             _STORE_AGENT_ID, {"placeholder": task_id, "agent_id": vdsm_task_id, "at": now}
         )
         return bool(result.rowcount == 1)
@@ -97,7 +95,7 @@ class TaskQueries(Part):
         if not agent_ids:
             return set()
         values = [{"placeholder": t, "agent_id": a, "at": now} for t, a in agent_ids.items()]
-        result = self.session.connection().execute(_STORE_AGENT_ID, values)
+        result = self.db.execute(_STORE_AGENT_ID, values)
         if result.rowcount == len(values):
             return set(agent_ids)
         return self.known_among("task_id", list(agent_ids))
@@ -113,7 +111,7 @@ class TaskQueries(Part):
         """Placeholders that may or may not have reached an agent that did not answer: kept
         as debt to compensate, looked up by request id when the host answers again."""
         if task_ids:
-            self.session.execute(
+            self.db.execute(
                 TASKS.update()
                 .where(TASKS.c.task_id.in_(list(task_ids)))
                 .values(cleanup=TaskCleanup.COMPENSATE)
@@ -121,7 +119,7 @@ class TaskQueries(Part):
 
     def delete_tasks(self, task_ids: Sequence[str]) -> None:
         for chunk in chunks(task_ids):
-            self.session.execute(TASKS.delete().where(TASKS.c.task_id.in_(chunk)))
+            self.db.execute(TASKS.delete().where(TASKS.c.task_id.in_(chunk)))
 
     def known_among(
         self, column: Literal["task_id", "vdsm_task_id"], ids: Sequence[str]
@@ -130,7 +128,7 @@ class TaskQueries(Part):
         col = TASKS.c[column]
         found: set[str] = set()
         for chunk in chunks(ids):
-            found.update(self.session.scalars(select(col).where(col.in_(chunk))))
+            found.update(self.db.scalars(select(col).where(col.in_(chunk))))
         return found
 
     def placeholders_among(self, task_ids: Sequence[str]) -> set[str]:
@@ -140,5 +138,5 @@ class TaskQueries(Part):
             query = select(TASKS.c.task_id).where(
                 TASKS.c.task_id.in_(chunk), TASKS.c.vdsm_task_id.is_(None)
             )
-            found.update(self.session.scalars(query))
+            found.update(self.db.scalars(query))
         return found

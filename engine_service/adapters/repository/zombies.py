@@ -25,9 +25,7 @@ class ZombieQueries(Part):
         table, found = ZOMBIE_SIGHTINGS, {}
         for chunk in chunks(list(host_ids)):
             query = select(table.c.host_id, table.c.vdsm_task_id, table.c.first_seen_at)
-            for host_id, agent_id, at in self.session.execute(
-                query.where(table.c.host_id.in_(chunk))
-            ):
+            for host_id, agent_id, at in self.db.execute(query.where(table.c.host_id.in_(chunk))):
                 found[(host_id, agent_id)] = at
         return found
 
@@ -45,8 +43,8 @@ class ZombieQueries(Part):
         """Forget these (host id, agent task id) sightings, in one executemany."""
         values = [{"host": host_id, "agent_id": agent_id} for host_id, agent_id in keys]
         if values:
-            self.session.connection().execute(_FORGET, values)
+            self.db.execute(_FORGET, values)
 
     def forget_sightings_of_host(self, host_id: str) -> None:
         """Every sighting on a host (when it is removed)."""
-        self.session.execute(ZOMBIE_SIGHTINGS.delete().where(ZOMBIE_SIGHTINGS.c.host_id == host_id))
+        self.db.execute(ZOMBIE_SIGHTINGS.delete().where(ZOMBIE_SIGHTINGS.c.host_id == host_id))

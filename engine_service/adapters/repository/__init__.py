@@ -8,6 +8,7 @@ deletes its placeholders and locks with one statement each.
 
 from __future__ import annotations
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from engine_service.adapters.repository.batches import BatchQueries
@@ -34,6 +35,7 @@ class Repository(
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self._connection: Connection | None = None
 
 
 __all__ = ["Repository"]

@@ -40,6 +40,9 @@ from service_common.tracing import configure_tracing
 
 log = logging.getLogger("engine_service")
 
+# Threads for the unary calls; each open WatchCommand stream has one more (--max-watchers).
+UNARY_WORKERS = 16
+
 __all__ = [  # parse_args, Config and ENV_PREFIX: the settings, for the tests and tools
     "ENV_PREFIX",
     "SERVICE_NAME",
@@ -78,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         config.listen,
         [SERVICE_NAME],
         credentials=credentials,
+        # A WatchCommand stream holds a thread for as long as it is open: the watchers get
+        # threads of their own, so that open streams never take the unary calls' threads.
+        max_workers=UNARY_WORKERS + config.max_watchers,
         # Readiness first: a call refused as UNAVAILABLE is neither checked nor logged as done.
         interceptors=[readiness, TokenInterceptor(config.tokens)],
     )

@@ -327,3 +327,24 @@ def test_watch_streams_are_limited(make_dc) -> None:
     )
     assert next(again).command.command_id == reply.command.command_id
     again.cancel()
+
+
+def test_open_watch_streams_never_take_the_unary_calls_threads(make_dc) -> None:
+    """A WatchCommand stream holds a server thread while it is open. With the default limit of
+    64 streams, more streams than the 16 threads of the unary calls are open at once (each has
+    sent its first reply), and a unary call is still answered at once."""
+    dc, vm, src, dst = make_dc(throttle=1 << 20)
+    reply = dc.start_template(vm, "watched", dst)
+    request = pb.WatchCommandRequest(command_id=reply.command.command_id)
+    streams = [dc.stub.WatchCommand(request, timeout=60) for _ in range(24)]
+    try:
+        for stream in streams:  # every one is being served, on a thread of its own
+            assert next(stream).command.status == pb.COMMAND_STATUS_ACTIVE
+        command = dc.stub.GetCommand(
+            pb.GetCommandRequest(command_id=reply.command.command_id), timeout=5
+        )
+        assert command.command.status == pb.COMMAND_STATUS_ACTIVE
+        assert dc.stub.ListHosts(pb.ListHostsRequest(), timeout=5).hosts
+    finally:
+        for stream in streams:
+            stream.cancel()

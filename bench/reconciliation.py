@@ -7,9 +7,9 @@ failing transaction), in-process so that its time and peak Python memory (tracem
 read, against plain set-based SQL over the DBAPI doing the same updates, deletes and history
 rows in one transaction on an identical copy of the database (tests/e2e/test_bench.py checks that
 both leave the same rows). Each is timed untraced and its memory read in a second, traced run
-on another copy: the tracer slows Python's allocations, the engine's and not the SQL's. At 10,000 and 100,000 commands; with --scale
-at 100,000 and 1,000,000 (one round; issue 16's target: <= 1.5 x the SQL at 1,000,000, the
-memory per failed id flat).
+on another copy: the tracer slows Python's allocations, the engine's and not the SQL's. At
+10,000 and 100,000 commands; with --scale at 100,000 and 1,000,000 (one round; issue 16's
+target: <= 1.5 x the SQL at 1,000,000, the memory per failed id flat).
 """
 
 from __future__ import annotations

@@ -36,11 +36,13 @@ were due, how long they took), to see whether they come in bursts.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +187,67 @@ def summarize(
     return rows
 
 
+# What the services log when something may hold the others up: a write unit of the engine
+# that held the database's writer over 250 ms, and an agent's compaction of its task journal.
+SLOW_UNIT = re.compile(r"a write transaction took (\d+) ms \(opened at (.+), (client|background)\)")
+COMPACTED = re.compile(r"compacted the task journal .*: (\d+) -> (\d+) bytes, .* in (\d+) ms")
+
+
+def logged(
+    lines: Iterable[str], pattern: re.Pattern[str], since: float
+) -> list[tuple[float, re.Match[str]]]:
+    """(seconds after `since`, match) of the lines of a service's text log that match `pattern`
+    (their time, local as the text format writes it, read back to the millisecond)."""
+    found = []
+    for line in lines:
+        match = pattern.search(line)
+        if match is None:
+            continue
+        try:
+            at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        except ValueError:
+            continue
+        if at >= since:
+            found.append((at - since, match))
+    return found
+
+
+def stalls(
+    windows: list[dict[str, Any]],
+    engine: EngineProcess,
+    agents: list[AgentProcess],
+    began_wall: float,
+    window: float,
+) -> None:
+    """Each window gets the engine's write units over 250 ms and the agents' journal
+    compactions that happened in it (`slow_units`, `compactions`, and their counts)."""
+
+    def lines(process: EngineProcess | AgentProcess) -> list[str]:
+        return process.log_path.read_text(errors="replace").splitlines()
+
+    units = logged(lines(engine), SLOW_UNIT, began_wall)
+    compactions = [
+        (at, i, m)
+        for i, a in enumerate(agents)
+        for at, m in logged(lines(a), COMPACTED, began_wall)
+    ]
+    for w in windows:
+        low, high = (w["window"] - 1) * window, w["window"] * window
+        w["slow_units"] = [
+            {"at_s": round(at, 3), "ms": int(m[1]), "opened_at": m[2], "kind": m[3]}
+            for at, m in units
+            if low <= at < high
+        ]
+        w["compactions"] = [
+            {"at_s": round(at, 3), "agent": i, "bytes_before": int(m[1]), "ms": int(m[3])}
+            for at, i, m in compactions
+            if low <= at < high
+        ]
+        w["slow_unit_count"] = len(w["slow_units"])
+        w["slowest_unit_ms"] = max((u["ms"] for u in w["slow_units"]), default=0)
+        w["compaction_count"] = len(w["compactions"])
+
+
 def run(backend: Backend, settings: LoadSettings, say: Callable[[str], None]) -> list[Figure]:
     t0 = time.monotonic()
     with ExitStack() as stack:
@@ -232,12 +295,13 @@ def run(backend: Backend, settings: LoadSettings, say: Callable[[str], None]) ->
             f"{settings.window:.0f} s (after {time.monotonic() - drained:.1f} s for the janitor "
             "to remove what the maximum made)"
         )
-        began = time.monotonic()
+        began, began_wall = time.monotonic(), time.time()
         gauges = Gauges(engine, agents, url)
         thread, reads = sample_windows(gauges, workload, began, settings.window, count)
         samples = open_loop(workload, rate, count * settings.window, began)
         thread.join()
         windows = summarize(samples, reads, list(workload.removals), began, settings.window)
+        stalls(windows, engine, agents, began_wall, settings.window)
         for w in windows:
             say(
                 f"  {backend.name} window {w['window']:>2}: {w['adds']} adds "
@@ -246,7 +310,8 @@ def run(backend: Backend, settings: LoadSettings, say: Callable[[str], None]) ->
                 f"db {w['db_mb']:.2f} MB; task records {w['task_records']:.0f} "
                 f"({w['finished_uncleared']:.0f} finished, {w['state_files']:.0f} files, "
                 f"{w['state_mb']:.2f} MB); "
-                f"backlog {w['backlog']}"
+                f"backlog {w['backlog']}; write units over 250 ms {w['slow_unit_count']} "
+                f"(longest {w['slowest_unit_ms']} ms), journal compactions {w['compaction_count']}"
             )
         counts = dict(workload.counts)
     details = {
@@ -362,6 +427,9 @@ def windows_table(figures: list[Figure]) -> str:
         ("state files", "state_files", "{:.0f}"),
         ("state MB", "state_mb", "{:.2f}"),
         ("janitor backlog", "backlog", "{:.0f}"),
+        ("write units > 250 ms", "slow_unit_count", "{:.0f}"),
+        ("longest, ms", "slowest_unit_ms", "{:.0f}"),
+        ("journal compactions", "compaction_count", "{:.0f}"),
     )
     out = []
     for f in figures:
@@ -376,7 +444,7 @@ def windows_table(figures: list[Figure]) -> str:
             "|" + "---|" * len(columns),
         ]
         out += [
-            "| " + " | ".join(fmt.format(w[key]) for _, key, fmt in columns) + " |"
+            "| " + " | ".join(fmt.format(w.get(key, 0)) for _, key, fmt in columns) + " |"
             for w in d["windows"]
         ]
     return "\n".join(out)

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,11 +111,21 @@ class Journal:
         if self._compactable and self._size > 2 * self._live_bytes + self.compact_slack:
             live = dict(self._live)
             _apply(live, group.entries)
+            began, before = time.monotonic(), self._size
             try:
                 self._replace(live)
-                return
             except OSError as exc:
                 log.warning("could not compact the task journal %s: %s", self.path, exc)
+            else:
+                log.info(
+                    "compacted the task journal %s: %d -> %d bytes, %d task(s), in %.0f ms",
+                    self.path,
+                    before,
+                    self._size,
+                    len(live),
+                    (time.monotonic() - began) * 1e3,
+                )
+                return
         data = b"".join(line for _, line, _ in group.entries)
         if self._torn:
             data = b"\n" + data  # what a failed append left becomes a line of its own

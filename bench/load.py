@@ -36,7 +36,11 @@ were due, how long they took), to see whether they come in bursts.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -248,6 +252,69 @@ def stalls(
         w["compaction_count"] = len(w["compactions"])
 
 
+class StallDumps:
+    """While the open loop runs: when the oldest unanswered add has waited over `after`
+    seconds, the stacks of every thread of the engine, the agents and this process (py-spy
+    dump), to see what holds the requests; at most one set every `every` seconds and `most` in
+    all. Nothing when py-spy is not installed (the bench extras)."""
+
+    def __init__(
+        self,
+        pids: dict[str, int],
+        inflight: dict[int, float],
+        began: float,
+        after: float = 0.5,
+        every: float = 20.0,
+        most: int = 8,
+    ) -> None:
+        self.pids = pids
+        self.inflight = inflight
+        self.began = began
+        self.after, self.every, self.most = after, every, most
+        self.dumps: list[dict[str, Any]] = []
+        self.spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="stall-dumps", daemon=True)
+
+    def start(self) -> StallDumps:
+        if Path(self.spy).exists():
+            self._thread.start()
+        return self
+
+    def stop(self) -> list[dict[str, Any]]:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(60)
+        return self.dumps
+
+    def _watch(self) -> None:
+        last = -self.every
+        while not self._stop.wait(0.05) and len(self.dumps) < self.most:
+            dues = list(self.inflight.values())
+            now = time.monotonic()
+            if not dues or now - min(dues) < self.after or now - last < self.every:
+                continue
+            last = now
+            stacks = {}
+            for name, pid in self.pids.items():
+                done = subprocess.run(
+                    [self.spy, "dump", "--pid", str(pid)],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    check=False,
+                )
+                stacks[name] = done.stdout or done.stderr
+            self.dumps.append(
+                {
+                    "at_s": round(now - self.began, 3),
+                    "oldest_waiting_ms": round((now - min(dues)) * 1e3, 1),
+                    "waiting": len(dues),
+                    "stacks": stacks,
+                }
+            )
+
+
 def run(backend: Backend, settings: LoadSettings, say: Callable[[str], None]) -> list[Figure]:
     t0 = time.monotonic()
     with ExitStack() as stack:
@@ -298,7 +365,12 @@ def run(backend: Backend, settings: LoadSettings, say: Callable[[str], None]) ->
         began, began_wall = time.monotonic(), time.time()
         gauges = Gauges(engine, agents, url)
         thread, reads = sample_windows(gauges, workload, began, settings.window, count)
-        samples = open_loop(workload, rate, count * settings.window, began)
+        inflight: dict[int, float] = {}
+        pids = {"engine": engine.proc.pid, "load generator": os.getpid()} if engine.proc else {}
+        pids.update({f"agent {i}": a.proc.pid for i, a in enumerate(agents) if a.proc})
+        dumps = StallDumps(pids, inflight, began).start()
+        samples = open_loop(workload, rate, count * settings.window, began, inflight=inflight)
+        stall_dumps = dumps.stop()
         thread.join()
         windows = summarize(samples, reads, list(workload.removals), began, settings.window)
         stalls(windows, engine, agents, began_wall, settings.window)
@@ -313,6 +385,11 @@ def run(backend: Backend, settings: LoadSettings, say: Callable[[str], None]) ->
                 f"backlog {w['backlog']}; write units over 250 ms {w['slow_unit_count']} "
                 f"(longest {w['slowest_unit_ms']} ms), journal compactions {w['compaction_count']}"
             )
+        if Path(dumps.spy).exists():
+            say(
+                f"  {backend.name}: {len(stall_dumps)} set(s) of stacks taken while an add waited "
+                f"over {dumps.after * 1e3:.0f} ms (py-spy dump; in the JSON, load.stall_dumps)"
+            )
         counts = dict(workload.counts)
     details = {
         "settings": asdict(settings),
@@ -320,6 +397,7 @@ def run(backend: Backend, settings: LoadSettings, say: Callable[[str], None]) ->
         "rate_per_s": rate,
         "counts": counts,
         "windows": windows,
+        "stall_dumps": stall_dumps,
     }
     achieved = sum(s.ok for s in samples) / (count * settings.window)
     return figures(backend.name, settings, maximum, rate, achieved, windows, details)

@@ -259,16 +259,27 @@ def closed_loop(workload: Workload, clients: int, seconds: float) -> tuple[float
 
 
 def open_loop(
-    workload: Workload, rate: float, seconds: float, began: float, workers: int = 64
+    workload: Workload,
+    rate: float,
+    seconds: float,
+    began: float,
+    workers: int = 64,
+    inflight: dict[int, float] | None = None,
 ) -> list[Sample]:
     """Adds due at `rate` per second from `began` (monotonic) for `seconds`, whatever the
     engine's pace: each one's latency runs from when it was due (a late start counts), so a
-    stall shows in every request it delays."""
+    stall shows in every request it delays. `inflight`, if given, holds each add not yet
+    answered (its number -> when it was due) for a watcher to read."""
     samples: list[Sample] = []
     lock = threading.Lock()
+    waiting = inflight if inflight is not None else {}
 
     def one(number: int, due: float) -> None:
-        kind, ok = workload.add(number)
+        waiting[number] = due
+        try:
+            kind, ok = workload.add(number)
+        finally:
+            waiting.pop(number, None)
         sample = Sample(due - began, time.monotonic() - due, kind, ok)
         with lock:
             samples.append(sample)

@@ -522,7 +522,7 @@ def windows_table(figures: list[Figure]) -> str:
             "|" + "---|" * len(columns),
         ]
         out += [
-            "| " + " | ".join(fmt.format(w.get(key, 0)) for _, key, fmt in columns) + " |"
+            "| " + " | ".join(fmt.format(w[key]) for _, key, fmt in columns) + " |"
             for w in d["windows"]
         ]
     return "\n".join(out)

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 # A write unit that takes longer than this, from its BEGIN to its end, is logged.
 SLOW_WRITE_SECONDS = 0.25
+# Its log line (bench/load.py reads it back): milliseconds, where it was opened, client or
+# background.
+SLOW_WRITE_MESSAGE = "a write transaction took %.0f ms (opened at %s, %s)"
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -99,7 +102,7 @@ class UnitOfWork:
         metrics.WRITE_UNIT_SECONDS.labels(kind).observe(seconds)
         if seconds > SLOW_WRITE_SECONDS:
             log.warning(
-                "a write transaction took %.0f ms (opened at %s, %s)",
+                SLOW_WRITE_MESSAGE,
                 seconds * 1e3,
                 self._opener,
                 kind,

@@ -1,6 +1,7 @@
 """The load benchmark reads the services' own log lines back (bench/load.py): the engine's
 write units that held the writer over 250 ms and the agents' journal compactions, each placed
-in its window by its time. Lines made here by the services' formatter, with their messages."""
+in its window by its time. Lines made here by the services' formatter from the messages the
+services log (their constants), so a change of either message breaks this test."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import logging
 import time
 
 from bench.load import COMPACTED, SLOW_UNIT, logged
+from engine_service.service_layer.unit_of_work import SLOW_WRITE_MESSAGE
 from service_common.logs import TextFormatter
+from vdsm_agent.adapters.journal import COMPACTED_MESSAGE
 
 
 def line(created: float, name: str, level: int, msg: str, *args: object) -> str:
@@ -24,7 +27,7 @@ def test_slow_write_units_and_compactions_are_read_back_with_their_time() -> Non
             began - 5,
             "engine_service",
             logging.WARNING,
-            "a write transaction took %.0f ms (opened at %s, %s)",
+            SLOW_WRITE_MESSAGE,
             900.0,
             "x.py:1 (f)",
             "client",
@@ -33,7 +36,7 @@ def test_slow_write_units_and_compactions_are_read_back_with_their_time() -> Non
             began + 12.5,
             "engine_service",
             logging.WARNING,
-            "a write transaction took %.0f ms (opened at %s, %s)",
+            SLOW_WRITE_MESSAGE,
             2460.4,
             "engine_service/service_layer/lifecycle.py:162 (_insert_placeholders)",
             "client",
@@ -42,7 +45,7 @@ def test_slow_write_units_and_compactions_are_read_back_with_their_time() -> Non
             began + 61.25,
             "engine_service",
             logging.WARNING,
-            "a write transaction took %.0f ms (opened at %s, %s)",
+            SLOW_WRITE_MESSAGE,
             310.0,
             "a.py:9 (g)",
             "background",
@@ -63,7 +66,7 @@ def test_slow_write_units_and_compactions_are_read_back_with_their_time() -> Non
         began + 3.25,
         "vdsm_agent.adapters.journal",
         logging.INFO,
-        "compacted the task journal %s: %d -> %d bytes, %d task(s), in %.0f ms",
+        COMPACTED_MESSAGE,
         "/var/lib/vdsm/tasks/journal",
         4_300_000,
         61_000,

@@ -31,6 +31,9 @@ from vdsm_agent.adapters.storage import fsync_dir, write_all
 log = logging.getLogger(__name__)
 
 COMPACT_SLACK = 4 << 20
+# The log line of a compaction (bench/load.py reads it back): path, bytes before and after,
+# tasks kept, milliseconds.
+COMPACTED_MESSAGE = "compacted the task journal %s: %d -> %d bytes, %d task(s), in %.0f ms"
 
 
 @dataclass
@@ -118,7 +121,7 @@ class Journal:
                 log.warning("could not compact the task journal %s: %s", self.path, exc)
             else:
                 log.info(
-                    "compacted the task journal %s: %d -> %d bytes, %d task(s), in %.0f ms",
+                    COMPACTED_MESSAGE,
                     self.path,
                     before,
                     self._size,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from engine_service import observability as metrics
 from engine_service.adapters.agent_client import AgentPool
 from engine_service.adapters.db import (
     Database,
@@ -13,6 +14,7 @@ from engine_service.adapters.db import (
     require_head,
     session_factory,
 )
+from engine_service.adapters.group_commit import GroupCommit
 from engine_service.adapters.lease import Fence
 from engine_service.adapters.writers import WriterGate
 from engine_service.service_layer import commands  # noqa: F401  (registers command types)
@@ -63,12 +65,15 @@ def bootstrap(
     else:
         require_head(db)
     sessions = session_factory(db)
-    writers = WriterGate() if db.dialect.name == "sqlite" else None
+    writers = groups = None
+    if db.dialect.name == "sqlite":
+        writers = WriterGate()
+        groups = GroupCommit(writers, db.connect, on_commit=metrics.WRITE_GROUP_UNITS.observe)
 
     def uow(read_only: bool = False) -> UnitOfWork:
         if fence is not None:
             fence.check()
-        return UnitOfWork(sessions, read_only, writers)
+        return UnitOfWork(sessions, read_only, writers, groups)
 
     agents = agents or AgentPool(settings.agent_timeout, settings.agent_tls, fence)
     lifecycle = CommandLifecycle(uow, agents)

@@ -50,6 +50,12 @@ HOSTS = Gauge(
     "Hosts at the last poll, by status and by whether their agent answers",
     ["status", "answering"],
 )
+WRITE_GROUP_UNITS = Histogram(
+    "engine_write_group_units",
+    "SQLite: client write units whose parts one COMMIT made durable (group commit:"
+    " adapters/group_commit.py)",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, float("inf")),
+)
 WRITE_UNIT_SECONDS = Histogram(
     "engine_write_unit_seconds",
     "Write transactions, from BEGIN to their end (on SQLite: how long each held the one"

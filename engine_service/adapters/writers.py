@@ -85,14 +85,33 @@ class WriterGate:
         """Hand the gate to the thread that has waited longest in the queue whose turn it is
         (the other one's, if both have threads waiting)."""
         with self._mutex:
-            waiting = [i for i, q in enumerate(self._queues) if q]
-            if not waiting:
+            index = self._next()
+            if index is None:
                 self._owner = None
                 return
-            index = waiting[0] if len(waiting) == 1 else 1 - self._last
-            self._last = index
-            self._owner, turn = self._queues[index].popleft()
-            turn.set()
+            self._hand(index)
+
+    def hand_to_client(self) -> bool:
+        """Hand the gate over if the next turn is a client's (a thread in the clients' queue,
+        and the background queue's turn not due); else keep it and return False. The group
+        commit (group_commit.py) lets the next client unit into its open transaction so."""
+        with self._mutex:
+            if self._next() != 0:
+                return False
+            self._hand(0)
+            return True
+
+    def _next(self) -> int | None:
+        """The queue whose thread gets the gate next, or None if no thread waits."""
+        waiting = [i for i, q in enumerate(self._queues) if q]
+        if not waiting:
+            return None
+        return waiting[0] if len(waiting) == 1 else 1 - self._last
+
+    def _hand(self, index: int) -> None:
+        self._last = index
+        self._owner, turn = self._queues[index].popleft()
+        turn.set()
 
     @property
     def queued(self) -> int:

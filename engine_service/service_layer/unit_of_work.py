@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine_service import observability as metrics
 from engine_service.adapters.db import READ_ONLY
 from engine_service.adapters.db_faults import database_fault
+from engine_service.adapters.group_commit import GroupCommit, Member
 from engine_service.adapters.repository import Repository
 from engine_service.adapters.writers import WriterGate, in_background
 from engine_service.domain.requests import Conflict
@@ -69,12 +70,17 @@ class UnitOfWork:
         sessions: sessionmaker[Session],
         read_only: bool = False,
         writers: WriterGate | None = None,
+        groups: GroupCommit | None = None,
     ) -> None:
         self._sessions = sessions
         self.read_only = read_only
         # SQLite: write units take turns (adapters/writers.py); read-only ones never wait.
         self._writers = None if read_only else writers
         self._held: WriterGate | None = None  # the gate, while this unit holds it
+        # SQLite: a client's write unit holding the gate runs in the open group's transaction
+        # and shares its COMMIT (adapters/group_commit.py); the engine's own units run alone.
+        self._groups = None if read_only or groups is None or groups.gate is not writers else groups
+        self._grouped: GroupCommit | None = None  # the group, while this unit takes part
         self._began = 0.0  # when a write unit began (monotonic)
         self._opener = ""  # where a write unit was opened: file:line (function)
 
@@ -108,20 +114,31 @@ class UnitOfWork:
                 kind,
             )
 
-    def _release(self) -> None:
+    def _release(self, member: Member | None = None, failure: BaseException | None = None) -> None:
         held, self._held = self._held, None
-        if held is not None:
+        grouped, self._grouped = self._grouped, None
+        if grouped is not None:
+            grouped.end_turn(member, failure)  # hands the group on or commits it; then the gate
+        elif held is not None:
             held.release()
 
     def _begin(self) -> UnitOfWork:
-        self.session = self._sessions()
         try:
+            if self._held is not None and self._groups is not None and not in_background():
+                self._grouped = self._groups
+                connection = self._groups.join()
+                self.session = self._sessions(
+                    bind=connection, join_transaction_mode="rollback_only"
+                )
+            else:
+                self.session = self._sessions()
             self.session.begin()
             if self.read_only:
                 self.session.connection(execution_options={READ_ONLY: True})
         except Exception as exc:
             with suppress(Exception):
                 self.session.close()
+            self._release(failure=exc)
             fault = database_fault(exc)
             if fault is not None:
                 raise fault from exc
@@ -136,10 +153,14 @@ class UnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         try:
+            failure: BaseException | None = exc
             try:
-                self.session.close()  # rolls back what was not committed
+                self.session.close()  # rolls back what was not committed (to its savepoint)
+            except BaseException as closing:
+                failure = failure or closing
+                raise
             finally:
-                self._release()
+                self._release(failure=failure)
                 self._timed()
         except Exception as closing:
             if exc is None:  # else the unit's own error says more than the rollback's after it
@@ -154,9 +175,17 @@ class UnitOfWork:
             raise fault from exc
 
     def commit(self) -> None:
+        """Durable once it returns. In a group, the unit's part is released into the group's
+        transaction and this waits for the COMMIT that holds it (another unit may make it)."""
         if self.read_only:
             raise RuntimeError("a read-only unit of work cannot commit")
         self.session.commit()
+        if self._grouped is not None:
+            self.session.close()
+            member = Member()
+            self._release(member)
+            self._timed()
+            member.wait()
 
 
 class UnitOfWorkFactory(Protocol):

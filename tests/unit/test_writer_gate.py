@@ -98,6 +98,39 @@ def test_the_clients_and_the_engines_own_work_take_turns() -> None:
     assert not in_background()
 
 
+def test_the_gate_goes_on_to_a_waiting_client_only_when_its_turn_is_a_clients() -> None:
+    """What the group commit asks (adapters/group_commit.py): hand the open transaction to the
+    next client, or keep the gate (to commit) when no client waits or the poll's turn is due."""
+    gate = WriterGate()
+    assert gate.acquire()
+    assert gate.hand_to_client() is False  # nobody waits: the holder keeps the gate
+    order: list[str] = []
+
+    def writer(name: str, own_work: bool) -> None:
+        if own_work:
+            with background():
+                assert gate.acquire() is True
+        else:
+            assert gate.acquire() is True
+        order.append(name)
+        if name == "client1":
+            assert gate.hand_to_client() is False  # the poll's turn is due: keep, commit
+        gate.release()
+
+    client = threading.Thread(target=writer, args=("client1", False))
+    client.start()
+    _until(partial(_queued, gate, 1))
+    poll = threading.Thread(target=writer, args=("poll1", True))
+    poll.start()
+    _until(partial(_queued, gate, 2))
+    gate._last = 1  # the poll had the last turn: the client's is next
+    assert gate.hand_to_client() is True  # client1 owns it now; the caller must not release
+    client.join(5)
+    poll.join(5)
+    assert order == ["client1", "poll1"]
+    assert gate.queued == 0 and gate.acquire() is True
+
+
 def test_a_thread_that_holds_the_gate_is_not_stopped_by_it_again() -> None:
     gate = WriterGate()
     assert gate.acquire() is True

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from engine_service import observability as metrics
+from engine_service.adapters import writers
 from engine_service.domain.clock import utcnow
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
 
@@ -95,7 +96,10 @@ class Pruner:
         delay = min(self.first_delay, self.interval)
         while not self._stop.wait(delay):
             try:
-                self.prune_once()
+                # the engine's own work: takes turns with the clients' units and never joins
+                # their group commit (adapters/writers.py, adapters/group_commit.py)
+                with writers.background():
+                    self.prune_once()
             except Exception:
                 log.exception("retention pass failed; trying again in %.0f s", self.interval)
             delay = self.interval

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 from prometheus_client import REGISTRY
 
+from engine_service.adapters.writers import in_background
 from engine_service.domain.commands import CommandRecord, CommandStatus
 from engine_service.domain.inventory import EntityKind, EntityLock
 from engine_service.domain.requests import StoredRequest
@@ -139,6 +140,23 @@ def test_stopping_ends_a_pass_between_two_transactions() -> None:
     w.uow.on_commit.append(p.stop)  # told to stop while its first transaction commits
     report = p.prune_once()
     assert report.transactions == 1 and len(w.store.commands) == 700
+
+
+def test_the_pruners_passes_are_the_engines_own_work_not_a_clients() -> None:
+    """Its write units take turns with the clients' and never join their group commit
+    (adapters/writers.py, adapters/group_commit.py): a long pass never holds a client's answer."""
+    w = World()
+    command(w, 31)
+    p = Pruner(w.uow, RETENTION, first_delay=0, clock=lambda: NOW)
+    seen: list[bool] = []
+
+    def committing() -> None:
+        seen.append(in_background())
+        p._stop.set()
+
+    w.uow.on_commit.append(committing)
+    p._run()  # the thread's loop, here in the test's thread: one pass, then told to stop
+    assert seen == [True] and not in_background()
 
 
 def test_nothing_to_prune_commits_nothing() -> None:

@@ -1,7 +1,7 @@
 """`make bench`: every benchmark of bench/README.md in one run, each figure beside a baseline
 measured in the same run, as a ratio; results also in bench/results/latest.json and .md.
 
-    python -m bench [--only submission,peers,reconciliation,polling,copying,idle,load]
+    python -m bench [--only submission,peers,group_commit,reconciliation,polling,copying,idle,load]
                     [--backends sqlite,postgresql] [--quick] [--scale] [--load-seconds S]
                     [--out DIR]
 
@@ -26,11 +26,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import copying, idle, load, polling, reconciliation, scale, submission
+from bench import copying, group_commit, idle, load, polling, reconciliation, scale, submission
 from bench.fixtures import backends, start_agents
 from bench.stats import Figure, render_markdown, render_text
 
-ALL = ("submission", "peers", "reconciliation", "polling", "copying", "idle", "load")
+ALL = (
+    "submission",
+    "peers",
+    "group_commit",
+    "reconciliation",
+    "polling",
+    "copying",
+    "idle",
+    "load",
+)
 RESULTS = Path(__file__).with_name("results")
 
 
@@ -133,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 figures += [f for f in found if f.benchmark in (*only, "limit")]
                 notes += more
+            lap()
+        if "group_commit" in only and any(b.name == "sqlite" for b in chosen):
+            say("group commit (sqlite): write units, grouped vs each its own COMMIT")
+            for backend in chosen:
+                figures += group_commit.run(backend, ns.quick, say)
             lap()
         if "reconciliation" in only:
             for backend in chosen:

@@ -41,9 +41,18 @@ def test_the_quick_bench_measures_every_figure(tmp_path: Path) -> None:
             continue
         assert f["value"] > 0 and (f["baseline"] is None or f["baseline"] > 0), f
         assert f["ratio"] is not None or f["benchmark"] == "limit", f
-    assert {"submission", "reconciliation", "polling", "copying", "limit", "idle", "load"} <= set(
-        by_bench
-    )
+    assert {
+        "submission",
+        "group_commit",
+        "reconciliation",
+        "polling",
+        "copying",
+        "limit",
+        "idle",
+        "load",
+    } <= set(by_bench)
+    (units, _) = by_bench["group_commit"]
+    assert units["details"]["units_per_commit"] >= 1 and units["baseline"] > 0
     targets = {f["metric"] for f in figures if f["target"]}
     assert "p50 latency, concurrency 1" in targets
     assert "p99 vs p50 latency, concurrency 1" in targets

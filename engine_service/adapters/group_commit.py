@@ -12,6 +12,10 @@ only after the commit that holds its rows, and a command's placeholders are stil
 before any of its agent calls (invariant I1): nothing a unit promises changes, only how many
 fsyncs the promises cost.
 
+A unit sees the rows of the units before it in its group, not yet committed (a name taken, a
+request id already answered), so every unit of a group, whether it committed or not, returns only
+once the group has ended: an answer read from others' rows goes out only once they are durable,
+and if the group failed, the unit fails with it (UNAVAILABLE) whatever it was going to answer.
 A unit that fails (a rule broken, a name taken) rolls back to its savepoint and the others' work
 stays. A failure of the database itself (its disk full, an I/O error; SQLite may then have rolled
 the whole transaction back) fails the group: every unit of it whose part was released is told
@@ -96,7 +100,8 @@ class _Group:
     transaction: Transaction
     began: float
     turns: int = 0  # units that took part, committed or not
-    members: list[Member] = field(default_factory=list)  # those whose part was released
+    kept: int = 0  # units whose part was released into the transaction
+    members: list[Member] = field(default_factory=list)  # every unit's, waiting for the end
     savepoint: bool = False  # the unit taking its turn runs in a SAVEPOINT (not the first)
 
 
@@ -144,17 +149,21 @@ class GroupCommit:
         group.savepoint = True
         return group.connection
 
-    def end_turn(self, member: Member | None, failure: BaseException | None = None) -> None:
-        """The gate holder's unit has ended: `member` if its part was released (it then waits
-        on it), `failure` if the unit failed. Hands the open group to the next client waiting
-        at the gate, or commits it (failing it instead if the database failed); the gate is
-        given back either way."""
+    def end_turn(
+        self, member: Member | None, kept: bool, failure: BaseException | None = None
+    ) -> None:
+        """The gate holder's unit has ended: `kept` if its part was released into the
+        transaction, `failure` if the unit failed. Its `member` waits for the group's end
+        either way: what the unit read there (others' rows, not yet committed) may have decided
+        its answer, which must not go out before those rows are durable. Hands the open group
+        to the next client waiting at the gate, or commits it (failing it instead if the
+        database failed); the gate is given back either way."""
         group = self._group
         handed = False
         try:
             if group is None:
                 if member is not None:
-                    member.resolve(RuntimeError("no open group to commit"))
+                    member.resolve(None if not kept else RuntimeError("no open group to commit"))
                 return
             group.turns += 1
             if member is not None:
@@ -163,11 +172,12 @@ class GroupCommit:
                 self._close(group, failure or RuntimeError("the transaction was rolled back"))
                 return
             try:
-                kept = self._end_part(group, member is not None)
+                self._end_part(group, kept)
             except Exception as exc:  # its savepoint's end failed: the transaction is unsure
                 self._close(group, exc)
                 return
-            if not kept and not group.members:
+            group.kept += kept
+            if not group.kept:
                 self._close(group, None)  # the first unit kept nothing: nothing to commit
             elif (
                 group.turns < self.max_members
@@ -186,9 +196,9 @@ class GroupCommit:
         return self._group is not None
 
     @staticmethod
-    def _end_part(group: _Group, keep: bool) -> bool:
+    def _end_part(group: _Group, keep: bool) -> None:
         """The unit's part stays in the transaction, or is undone: to its savepoint, or, for
-        the first unit, with the whole transaction (nothing else is in it). Returns `keep`."""
+        the first unit, with the whole transaction (nothing else is in it)."""
         if group.savepoint:
             group.savepoint = False
             if not keep:
@@ -196,7 +206,6 @@ class GroupCommit:
             _execute(group.connection, "RELEASE unit")
         elif not keep:
             group.transaction.rollback()
-        return keep
 
     def _commit(self, group: _Group) -> None:
         try:
@@ -206,7 +215,7 @@ class GroupCommit:
             return
         self._close(group, None)
         if self._on_commit is not None:
-            self._on_commit(len(group.members))
+            self._on_commit(group.kept)
 
     def _close(self, group: _Group, error: BaseException | None) -> None:
         """The group ends (committed, or nothing in it, if no `error`): rolled back and its

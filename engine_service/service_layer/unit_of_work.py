@@ -114,11 +114,16 @@ class UnitOfWork:
                 kind,
             )
 
-    def _release(self, member: Member | None = None, failure: BaseException | None = None) -> None:
+    def _release(
+        self,
+        member: Member | None = None,
+        kept: bool = False,
+        failure: BaseException | None = None,
+    ) -> None:
         held, self._held = self._held, None
         grouped, self._grouped = self._grouped, None
         if grouped is not None:
-            grouped.end_turn(member, failure)  # hands the group on or commits it; then the gate
+            grouped.end_turn(member, kept, failure)  # hands the group on or commits it; the gate
         elif held is not None:
             held.release()
 
@@ -152,15 +157,16 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        member = Member() if self._grouped is not None else None
         try:
             failure: BaseException | None = exc
             try:
-                self.session.close()  # rolls back what was not committed (to its savepoint)
+                self.session.close()  # its part not committed is undone by the group, or here
             except BaseException as closing:
                 failure = failure or closing
                 raise
             finally:
-                self._release(failure=failure)
+                self._release(member, kept=False, failure=failure)
                 self._timed()
         except Exception as closing:
             if exc is None:  # else the unit's own error says more than the rollback's after it
@@ -168,6 +174,13 @@ class UnitOfWork:
                 if fault is None:
                     raise
                 raise fault from closing
+        if member is not None:
+            # What it read in the group (others' rows, not yet committed) may be its answer:
+            # not before they are durable; and if the group failed, neither is its answer.
+            try:
+                member.wait()
+            except Exception as group_failed:
+                raise group_failed from exc
         if isinstance(exc, IntegrityError):
             raise Conflict(str(exc.orig)) from exc
         fault = database_fault(exc) if isinstance(exc, Exception) else None
@@ -183,7 +196,7 @@ class UnitOfWork:
         if self._grouped is not None:
             self.session.close()
             member = Member()
-            self._release(member)
+            self._release(member, kept=True)
             self._timed()
             member.wait()
 

@@ -121,6 +121,32 @@ def test_a_group_is_capped_and_the_rest_commit_in_the_next(db: _Db, tmp_path: Pa
     assert sum(db.commits) == 11 and max(db.commits) <= 8 and len(db.commits) == 2
 
 
+def test_a_unit_that_only_read_the_groups_rows_returns_once_they_are_durable(db: _Db) -> None:
+    """A duplicate request finds the first one's request id in the group, not yet committed,
+    and answers with it: that answer must not go out before the first one's rows are durable."""
+    seen: dict[str, object] = {}
+
+    def reader() -> None:
+        with db.uow() as uow:
+            found = {host.name for host in uow.repo.hosts()}
+        seen["read"] = "holder" in found  # it saw the holder's row inside the group
+        seen["durable"] = "holder" in db.host_names()  # and returned only once it was durable
+
+    with db.uow() as holder:
+        holder.repo.add_host(Host(new_id(), "holder", "holder:1"))
+        thread = threading.Thread(target=reader)
+        thread.start()
+        _until(partial(_queued, db.gate, 1))
+        later = threading.Thread(target=_add_host, args=(db, "later", seen))
+        later.start()
+        _until(partial(_queued, db.gate, 2))
+        holder.commit()
+    thread.join(30)
+    later.join(30)
+    assert seen == {"read": True, "durable": True, "later": True}
+    assert db.commits == [2]  # the holder and "later" kept their parts; the reader nothing
+
+
 def test_the_engines_own_units_run_alone(db: _Db) -> None:
     """A poll-cycle unit (background) neither joins a group nor is joined: its commit is its
     own, so a client's submission never waits on a long cycle's work to be answered."""

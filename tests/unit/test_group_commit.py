@@ -117,11 +117,12 @@ class _World:
         self.connections.append(connection)
         return connection
 
-    def unit(self, failure: BaseException | None = None) -> Member | None:
-        """One unit's turn: it joins, then releases its part (or fails with `failure`)."""
+    def unit(self, failure: BaseException | None = None, kept: bool = True) -> Member:
+        """One unit's turn: it joins, then releases its part (or fails with `failure`, or
+        keeps nothing); its member waits for the group's end either way."""
         self.groups.join()
-        member = None if failure is not None else Member()
-        self.groups.end_turn(member, failure)
+        member = Member()
+        self.groups.end_turn(member, kept and failure is None, failure)
         return member
 
 
@@ -219,7 +220,7 @@ def test_a_transaction_sqlite_rolled_back_by_itself_fails_the_group() -> None:
     world.groups.join()
     world.connections[0].dbapi.in_transaction = False  # a failed statement ended it
     second = Member()
-    world.groups.end_turn(second, None)
+    world.groups.end_turn(second, True)
     assert "COMMIT" not in world.log
     for member in (first, second):
         assert member is not None
@@ -250,8 +251,28 @@ def test_a_begin_that_fails_opens_no_group_and_the_gate_is_given_back() -> None:
     with pytest.raises(OperationalError):
         world.groups.join()
     assert world.log == ["close"] and not world.groups.open
-    world.groups.end_turn(None, world.begin_error)
+    world.groups.end_turn(None, False, world.begin_error)
     assert world.gate.released == 1
+
+
+def test_a_unit_that_kept_nothing_still_waits_for_the_groups_end_and_fails_with_it() -> None:
+    """It read others' rows not yet committed (a request id answered, a name taken): its answer
+    goes out only once they are durable, and not at all if they never were."""
+    world = _World()
+    world.gate.client_waiting = True
+    first = world.unit()
+    reader = world.unit(kept=False)
+    assert world.log[-3:] == ["SAVEPOINT unit", "ROLLBACK TO unit", "RELEASE unit"]
+    assert not _resolved(reader)  # the group is still open: what it read is not durable
+    world.connections[0].commit_error = OperationalError(
+        "COMMIT", {}, sqlite3.OperationalError("database or disk is full")
+    )
+    world.gate.client_waiting = False
+    world.unit()
+    for member in (first, reader):
+        with pytest.raises(DatabaseFull):
+            member.wait(timeout=0)
+    assert world.committed == []
 
 
 def test_a_first_unit_that_fails_rolls_the_transaction_back_and_needs_no_savepoint() -> None:
@@ -273,7 +294,7 @@ def test_a_savepoint_that_cannot_end_fails_the_group() -> None:
         "RELEASE", {}, sqlite3.OperationalError("disk I/O error")
     )
     second = Member()
-    world.groups.end_turn(second, None)
+    world.groups.end_turn(second, True)
     for member in (first, second):
         assert member is not None
         with pytest.raises(DatabaseUnavailable, match="disk I/O error"):

@@ -67,7 +67,8 @@ class Connection(Protocol):
 
 
 class Member:
-    """A unit whose part was released into a group: it waits for the group's COMMIT."""
+    """A unit that took its turn in a group: it waits for the group's end (its COMMIT, or its
+    failure), whether the unit released its part into the transaction or not."""
 
     def __init__(self) -> None:
         self._done = threading.Event()
@@ -78,7 +79,8 @@ class Member:
         self._done.set()
 
     def wait(self, timeout: float = WAIT_SECONDS) -> None:
-        """Returns once the group's COMMIT is durable; raises the caller's error if it failed."""
+        """Returns once the group has ended well (its COMMIT durable, or nothing to commit);
+        raises the caller's error (UNAVAILABLE, RESOURCE_EXHAUSTED) if it failed."""
         if not self._done.wait(timeout):
             raise DatabaseUnavailable(
                 f"the commit of this transaction did not end in {timeout:g}s: it may or may "
@@ -123,7 +125,7 @@ class GroupCommit:
         self.max_members = max(1, max_members)
         self.max_seconds = max_seconds
         self._clock = clock
-        self._on_commit = on_commit  # told the number of members of every group committed
+        self._on_commit = on_commit  # told how many units' parts each COMMIT made durable
         self._group: _Group | None = None
 
     def join(self) -> Connection:

@@ -30,7 +30,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -40,6 +39,8 @@ from types import TracebackType
 
 import psycopg
 from psycopg import sql
+
+from harness.ports import free_port
 
 BINARIES = ("initdb", "postgres")
 SERVICE_USER = "postgres"  # who runs the server when the caller is root
@@ -84,12 +85,6 @@ def problem() -> str | None:
         if shutil.which("setpriv") is None and not os.access("/usr/bin/setpriv", os.X_OK):
             return "running as root without setpriv(1) (util-linux) to run PostgreSQL as postgres"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class PostgresServer:

@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from harness.agent_client import RPC_TIMEOUT, task_status, wait_task
+from harness.ports import free_port
 from harness.processes import AgentProcess
 from vdsm_agent.v1 import agent_service_pb2 as pb
 
@@ -627,11 +628,7 @@ def test_metrics_endpoint(tmp_path: Path, free_tcp_port: int) -> None:
 
 @pytest.fixture
 def free_tcp_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()
 
 
 def test_state_directory_records_are_the_only_state(agent: AgentProcess) -> None:

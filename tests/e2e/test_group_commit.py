@@ -10,7 +10,8 @@ import uuid
 import grpc
 
 from engine_service.v1 import engine_service_pb2 as pb
-from tests.e2e.test_operations import free_port, scrape
+from harness.ports import free_port
+from tests.e2e.test_operations import scrape
 
 T = 60
 

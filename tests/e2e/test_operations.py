@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import urllib.request
 
 import grpc
@@ -15,15 +14,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from engine_service.v1 import engine_service_pb2 as pb
 from harness.engine_client import wait_command
+from harness.ports import free_port
 from service_common.health_probe import check
 
 MiB = 1 << 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> dict[str, float]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import threading
 import time
 import urllib.request
@@ -27,6 +26,7 @@ from engine_service.bootstrap import EngineSettings
 from engine_service.v1 import engine_service_pb2 as pb
 from harness.agent_client import RPC_TIMEOUT, wait_task
 from harness.engine_client import wait_command
+from harness.ports import free_port
 from harness.processes import AgentProcess, ServiceProcess
 from harness.scenario import DataCenter, build_datacenter
 from harness.tmpfs import TmpfsUnavailable, fill, free_bytes, mount, unmount
@@ -370,12 +370,6 @@ def host_status(dc: DataCenter, name: str) -> int:
     return next(h.status for h in hosts if h.name == name)
 
 
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def engine_metric(port: int, line_start: str) -> float:
     """A sample of the engine's /metrics (0 if it has none yet)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
@@ -384,7 +378,7 @@ def engine_metric(port: int, line_start: str) -> float:
 
 
 def test_a_paused_agent_starts_nothing_twice_and_the_engine_converges(make_dc) -> None:
-    metrics = free_tcp_port()
+    metrics = free_port()
     dc, vm, src, dst = make_dc(
         throttle=2 * MiB,
         disks=1,

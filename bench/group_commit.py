@@ -14,11 +14,10 @@ as a means (its targets are the submission's); this shows what it does on this d
 from __future__ import annotations
 
 import statistics
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.driving import drive
 from bench.fixtures import Backend
 from bench.stats import Figure
 from engine_service.adapters.db import make_engine, migrate, session_factory
@@ -40,31 +39,20 @@ def _units(url: str, grouped: bool, per_thread: int) -> dict[str, Any]:
     gate = WriterGate()
     sizes: list[int] = []
     groups = GroupCommit(gate, db.connect, on_commit=sizes.append) if grouped else None
-    latencies: list[float] = []
 
-    def worker() -> None:
-        for _ in range(per_thread):
-            began = time.perf_counter()
-            with UnitOfWork(sessions, False, gate, groups) as uow:
-                for _ in range(ROWS):
-                    name = new_id()
-                    uow.repo.add_host(Host(name, name, name))
-                uow.commit()
-            latencies.append(time.perf_counter() - began)
+    def unit(_: int) -> None:
+        with UnitOfWork(sessions, False, gate, groups) as uow:
+            for _ in range(ROWS):
+                name = new_id()
+                uow.repo.add_host(Host(name, name, name))
+            uow.commit()
 
-    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
+    run = drive(unit, range(THREADS * per_thread), THREADS)
     db.dispose()
-    latencies.sort()
     return {
-        "per_s": len(latencies) / seconds,
-        "p50_ms": latencies[len(latencies) // 2] * 1e3,
-        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1e3,
+        "per_s": run.throughput,
+        "p50_ms": run.p50 * 1e3,
+        "p99_ms": run.p99 * 1e3,
         "units_per_commit": sum(sizes) / len(sizes) if sizes else 1.0,
     }
 

@@ -79,7 +79,9 @@ class UnitOfWork:
         self._held: WriterGate | None = None  # the gate, while this unit holds it
         # SQLite: a client's write unit holding the gate runs in the open group's transaction
         # and shares its COMMIT (adapters/group_commit.py); the engine's own units run alone.
-        self._groups = None if read_only or groups is None or groups.gate is not writers else groups
+        if groups is not None and groups.gate is not writers:
+            raise ValueError("a group commit must share the units' writer gate")
+        self._groups = None if read_only else groups
         self._grouped: GroupCommit | None = None  # the group, while this unit takes part
         self._began = 0.0  # when a write unit began (monotonic)
         self._opener = ""  # where a write unit was opened: file:line (function)
@@ -177,10 +179,9 @@ class UnitOfWork:
         if member is not None:
             # What it read in the group (others' rows, not yet committed) may be its answer:
             # not before they are durable; and if the group failed, neither is its answer.
-            try:
-                member.wait()
-            except Exception as group_failed:
-                raise group_failed from exc
+            # Raised here, it keeps the database's error as its cause (and the unit's own, if
+            # any, as its context).
+            member.wait()
         if isinstance(exc, IntegrityError):
             raise Conflict(str(exc.orig)) from exc
         fault = database_fault(exc) if isinstance(exc, Exception) else None

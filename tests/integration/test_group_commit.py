@@ -74,15 +74,15 @@ def _queued(gate: WriterGate, count: int) -> bool:
     return gate.queued == count
 
 
-def _run_behind_a_holder(db: _Db, names: list[str]) -> dict[str, object]:
-    """The main thread holds the writer in a unit while each name's unit queues behind it,
-    then commits: the queued units take turns in its transaction."""
-    seen: dict[str, object] = {}
+def _behind_a_holder(db: _Db, units: list[Callable[[], None]]) -> None:
+    """The main thread holds the writer in a unit adding host "holder" while each of `units`
+    queues behind it in its own thread, in order; then it commits: the queued units take
+    turns, in its transaction where they are clients'."""
     threads = []
     with db.uow() as holder:
         holder.repo.add_host(Host(new_id(), "holder", "holder:1"))
-        for name in names:
-            thread = threading.Thread(target=_add_host, args=(db, name, seen))
+        for unit in units:
+            thread = threading.Thread(target=unit)
             thread.start()
             threads.append(thread)
             _until(partial(_queued, db.gate, len(threads)))
@@ -90,6 +90,12 @@ def _run_behind_a_holder(db: _Db, names: list[str]) -> dict[str, object]:
     for thread in threads:
         thread.join(30)
     assert "holder" in db.host_names()
+
+
+def _run_behind_a_holder(db: _Db, names: list[str]) -> dict[str, object]:
+    """A client unit adding a host per name, queued behind the holder; what each saw."""
+    seen: dict[str, object] = {}
+    _behind_a_holder(db, [partial(_add_host, db, name, seen) for name in names])
     return seen
 
 
@@ -114,7 +120,7 @@ def test_a_unit_that_breaks_a_rule_loses_only_its_own_rows(db: _Db) -> None:
     assert db.commits == [1, 3]  # the first alone; then the holder, a and b
 
 
-def test_a_group_is_capped_and_the_rest_commit_in_the_next(db: _Db, tmp_path: Path) -> None:
+def test_a_group_is_capped_and_the_rest_commit_in_the_next(db: _Db) -> None:
     names = [f"h{i}" for i in range(10)]
     seen = _run_behind_a_holder(db, names)
     assert seen == {name: True for name in names}
@@ -132,17 +138,7 @@ def test_a_unit_that_only_read_the_groups_rows_returns_once_they_are_durable(db:
         seen["read"] = "holder" in found  # it saw the holder's row inside the group
         seen["durable"] = "holder" in db.host_names()  # and returned only once it was durable
 
-    with db.uow() as holder:
-        holder.repo.add_host(Host(new_id(), "holder", "holder:1"))
-        thread = threading.Thread(target=reader)
-        thread.start()
-        _until(partial(_queued, db.gate, 1))
-        later = threading.Thread(target=_add_host, args=(db, "later", seen))
-        later.start()
-        _until(partial(_queued, db.gate, 2))
-        holder.commit()
-    thread.join(30)
-    later.join(30)
+    _behind_a_holder(db, [reader, partial(_add_host, db, "later", seen)])
     assert seen == {"read": True, "durable": True, "later": True}
     assert db.commits == [2]  # the holder and "later" kept their parts; the reader nothing
 
@@ -158,17 +154,7 @@ def test_the_engines_own_units_run_alone(db: _Db) -> None:
             uow.commit()
         seen["polled"] = "polled" in db.host_names()
 
-    with db.uow() as holder:
-        holder.repo.add_host(Host(new_id(), "holder", "holder:1"))
-        poller = threading.Thread(target=poll_unit)
-        poller.start()
-        _until(partial(_queued, db.gate, 1))
-        client = threading.Thread(target=_add_host, args=(db, "client", seen))
-        client.start()
-        _until(partial(_queued, db.gate, 2))
-        holder.commit()
-    poller.join(30)
-    client.join(30)
+    _behind_a_holder(db, [poll_unit, partial(_add_host, db, "client", seen)])
     assert seen == {"polled": True, "client": True}
     # the holder's turn is committed before the poll's (the poll's turn was due), then the
     # poll's unit commits alone, then the client's unit starts a group of its own

@@ -305,3 +305,18 @@ def test_a_savepoint_that_cannot_end_fails_the_group() -> None:
 def test_a_member_that_waits_too_long_is_told_the_outcome_is_unknown() -> None:
     with pytest.raises(DatabaseUnavailable, match="may or may not"):
         Member().wait(timeout=0)
+
+
+def test_a_unit_of_work_refuses_a_group_commit_of_another_gate() -> None:
+    """Miswired, the group's turns and the units' would be two locks: refused, not ignored."""
+    from typing import cast
+
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from engine_service.service_layer.unit_of_work import UnitOfWork
+
+    world = _World()
+    sessions = cast("sessionmaker[Session]", object)
+    with pytest.raises(ValueError, match="writer gate"):
+        UnitOfWork(sessions, False, WriterGate(), world.groups)
+    UnitOfWork(sessions, False, world.gate, world.groups)  # the same gate: accepted

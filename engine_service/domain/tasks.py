@@ -200,10 +200,17 @@ def observe(task: TaskView, reported: ReportedStatus) -> TaskUpdate | None:
     )
 
 
+def absence_counts(submitted_at: datetime | None, asked_at: datetime) -> bool:
+    """Whether an agent's answer without a task says the agent no longer has it: only if the
+    task's agent id was stored (`submitted_at`) before the agent was asked. An answer asked
+    earlier (a poll's call in flight while the agent was slow) may predate its accepting it."""
+    return submitted_at is not None and submitted_at < asked_at
+
+
 def lost(task: TaskView, host_name: str, asked_at: datetime) -> TaskUpdate | None:
     """A submitted task missing from its agent's answer fails its command (invariant I5), but
     only if the agent had it before the poll was asked, and the task was still unfinished."""
-    if not task.unfinished or task.submitted_at is None or task.submitted_at >= asked_at:
+    if not task.unfinished or not absence_counts(task.submitted_at, asked_at):
         return None
     return _failed(
         task, f"host {host_name} no longer knows task {task.vdsm_task_id} (lost by the agent)"

@@ -19,7 +19,7 @@ from engine_service.domain import history
 from engine_service.domain.clock import utcnow
 from engine_service.domain.history import EventKind
 from engine_service.domain.hosts import Host
-from engine_service.domain.tasks import AsyncTask, TaskCleanup, Verb
+from engine_service.domain.tasks import AsyncTask, TaskCleanup, Verb, absence_counts
 from engine_service.service_layer.polling import PollResult, PollSettings
 from engine_service.service_layer.unit_of_work import UnitOfWorkFactory
 from service_common.vdsm_tasks import TaskState
@@ -105,6 +105,12 @@ class Cleaner:
                     self.delete_image(client, task.storage_domain_id, task.image_id, context)
                 return True  # the agent never accepted it
             status = result.statuses[host.host_id].get(vdsm_task_id)
+            if status is None and not absence_counts(
+                task.submitted_at, result.asked_at[host.host_id]
+            ):
+                # The answer may predate the agent's accepting it (a late accept stored after
+                # the poll asked, or debt just found by request id): look again next cycle.
+                return False
             if status is not None and status.state is not TaskState.FINISHED:
                 if compensate:
                     client.stop_task(vdsm_task_id)  # idempotent; finished by a later poll

@@ -145,10 +145,12 @@ class Poller:
         """Every host's task statuses, without recording anything (for reconciliation)."""
         result = PollResult()
         for h in self.hosts():
+            asked_at = utcnow()
             try:
                 result.statuses[h.host_id] = self.agents.get(h.address).all_statuses(
                     self.settings.agent_deadline
                 )
+                result.asked_at[h.host_id] = asked_at
             except (AgentUnavailable, AgentRejected) as exc:
                 result.unreachable[h.host_id] = str(exc)
             except Exception as exc:  # an unreadable reply: as good as no answer, here

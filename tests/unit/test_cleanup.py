@@ -4,6 +4,8 @@ command only cleared; debt from an unreachable host is looked up by request id."
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from engine_service.adapters.agent_client import AgentUnavailable
 from engine_service.domain.clock import utcnow
 from engine_service.domain.commands import CommandStatus, Outcome
@@ -32,10 +34,13 @@ def ended_disk(
     return w, host, w.tasks(root)[0]
 
 
-def clean(w: World, *hosts: Host, executing: set[str] | None = None) -> int:
+def clean(
+    w: World, *hosts: Host, executing: set[str] | None = None, asked_at: datetime | None = None
+) -> int:
+    """One cleanup cycle on the agents' answers as they are now, asked at `asked_at` (now)."""
     result = PollResult(
         statuses={h.host_id: dict(w.agent(h).statuses) for h in hosts},
-        asked_at={h.host_id: utcnow() for h in hosts},
+        asked_at={h.host_id: asked_at or utcnow() for h in hosts},
     )
     return Cleaner(w.uow, w.pool, w.settings).clean_up(result, executing or set())
 
@@ -89,6 +94,38 @@ def test_a_task_the_agent_no_longer_has_is_compensated_and_forgotten() -> None:
     assert clean(w, host) == 1
     assert w.agent(host).deleted_images == [(task.storage_domain_id, task.image_id)]
     assert w.agent(host).cleared() == [] and w.store.tasks == {}
+
+
+def test_a_task_missing_from_an_answer_asked_before_it_was_accepted_is_kept() -> None:
+    """A late accept: the agent took the task after the poll's call was sent (it was paused,
+    the call in flight), and its id was stored since. The answer cannot say the agent no
+    longer has it: nothing is deleted or forgotten until an answer asked later."""
+    w, host, task = ended_disk(FAILED, TaskState.RUNNING)
+    assert task.submitted_at is not None
+    in_flight = dict(w.agent(host).statuses)
+    w.agent(host).statuses.clear()  # the answer, asked before the accept, does not hold it
+    assert clean(w, host, asked_at=task.submitted_at - timedelta(milliseconds=1)) == 0
+    assert list(w.store.tasks) == [task.task_id] and w.agent(host).deleted_images == []
+    w.agent(host).statuses.update(in_flight)  # the next poll's answer holds it
+    assert clean(w, host) == 0
+    assert w.agent(host).called("stop_task") == [(task.vdsm_task_id,)]
+
+
+def test_debt_found_by_request_id_but_missing_from_the_answer_is_kept() -> None:
+    """The agent lists the request (all_info, asked now) but the poll's answer, asked before,
+    did not hold its task: the task is adopted and looked at again next cycle, not forgotten."""
+    w = World()
+    host = w.host()
+    root = w.commit_only(AddDisk.create("d", w.domain(), 1), host)
+    [debt] = w.tasks(root)
+    w.lifecycle.finish(root, FAILED, unresolved=[debt.task_id])
+    vdsm_id = w.agent(host).add_task(
+        debt.task_id, debt.verb, (debt.storage_domain_id, debt.image_id)
+    )
+    earlier = PollResult(statuses={host.host_id: {}}, asked_at={host.host_id: utcnow()})
+    assert Cleaner(w.uow, w.pool, w.settings).clean_up(earlier, set()) == 0
+    assert w.store.tasks[debt.task_id].vdsm_task_id == vdsm_id
+    assert w.agent(host).deleted_images == [] and w.agent(host).cleared() == []
 
 
 def test_debt_the_agent_accepted_is_adopted_by_request_id_and_stopped() -> None:

@@ -24,6 +24,7 @@ from engine_service.domain.tasks import (
     TaskPlan,
     TaskView,
     Verb,
+    absence_counts,
     lost,
     observe,
     unreachable,
@@ -280,6 +281,14 @@ def test_a_task_missing_from_the_answer_is_lost_if_submitted_before_the_poll() -
 def test_a_task_submitted_after_the_poll_was_asked_is_not_lost() -> None:
     assert lost(view(submitted_at=T0 + timedelta(seconds=1)), "h1", asked_at=T0) is None
     assert lost(view(submitted_at=T0), "h1", asked_at=T0) is None
+
+
+def test_an_answer_without_a_task_counts_only_if_asked_after_its_agent_id_was_stored() -> None:
+    later = T0 + timedelta(seconds=1)
+    assert absence_counts(T0, asked_at=later)
+    assert not absence_counts(later, asked_at=T0)
+    assert not absence_counts(T0, asked_at=T0)
+    assert not absence_counts(None, asked_at=later)  # a placeholder: no agent id yet
 
 
 def test_a_finished_or_terminal_commands_task_is_never_lost() -> None:

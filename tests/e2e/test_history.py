@@ -72,9 +72,11 @@ def test_the_history_of_a_template_whose_copies_broke(make_dc) -> None:
 def test_listing_filters_bulk_cancel_and_retry_from_the_cli(make_dc) -> None:
     dc, vm, src, dst = make_dc(throttle=MiB, disks=1, disk_bytes=MiB)
     address = dc.engine.address
+    # The two disks take 64 s at the throttle: still running when the cancel comes after six
+    # CLI calls, each a new Python process (8 MiB, 8 s, was not enough on a loaded machine).
     disks = [
         dc.stub.AddDisk(
-            pb.AddDiskRequest(name=f"slow{i}", storage_domain_id=src, size_bytes=8 * MiB),
+            pb.AddDiskRequest(name=f"slow{i}", storage_domain_id=src, size_bytes=64 * MiB),
             timeout=T,
         ).command.command_id
         for i in range(2)

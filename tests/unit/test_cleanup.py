@@ -111,43 +111,40 @@ def test_a_task_missing_from_an_answer_asked_before_it_was_accepted_is_kept() ->
     assert w.agent(host).called("stop_task") == [(task.vdsm_task_id,)]
 
 
+def debt(w: World, accepted: bool) -> tuple[Host, AsyncTask, str | None]:
+    """A failed AddDisk whose start went unanswered (cleanup debt, no agent id); `accepted`:
+    its agent took it all the same (its agent task id is returned)."""
+    host = w.host()
+    root = w.commit_only(AddDisk.create("d", w.domain(), 1), host)
+    [task] = w.tasks(root)
+    w.lifecycle.finish(root, FAILED, unresolved=[task.task_id])
+    where = (task.storage_domain_id, task.image_id)
+    vdsm_id = w.agent(host).add_task(task.task_id, task.verb, where) if accepted else None
+    return host, task, vdsm_id
+
+
 def test_debt_found_by_request_id_but_missing_from_the_answer_is_kept() -> None:
     """The agent lists the request (all_info, asked now) but the poll's answer, asked before,
     did not hold its task: the task is adopted and looked at again next cycle, not forgotten."""
     w = World()
-    host = w.host()
-    root = w.commit_only(AddDisk.create("d", w.domain(), 1), host)
-    [debt] = w.tasks(root)
-    w.lifecycle.finish(root, FAILED, unresolved=[debt.task_id])
-    vdsm_id = w.agent(host).add_task(
-        debt.task_id, debt.verb, (debt.storage_domain_id, debt.image_id)
-    )
+    host, debt_task, vdsm_id = debt(w, accepted=True)
     earlier = PollResult(statuses={host.host_id: {}}, asked_at={host.host_id: utcnow()})
     assert Cleaner(w.uow, w.pool, w.settings).clean_up(earlier, set()) == 0
-    assert w.store.tasks[debt.task_id].vdsm_task_id == vdsm_id
+    assert w.store.tasks[debt_task.task_id].vdsm_task_id == vdsm_id
     assert w.agent(host).deleted_images == [] and w.agent(host).cleared() == []
 
 
 def test_debt_the_agent_accepted_is_adopted_by_request_id_and_stopped() -> None:
     w = World()
-    host = w.host()
-    root = w.commit_only(AddDisk.create("d", w.domain(), 1), host)
-    [debt] = w.tasks(root)
-    w.lifecycle.finish(root, FAILED, unresolved=[debt.task_id])
-    vdsm_id = w.agent(host).add_task(
-        debt.task_id, debt.verb, (debt.storage_domain_id, debt.image_id)
-    )
+    host, debt_task, vdsm_id = debt(w, accepted=True)
     assert clean(w, host) == 0
-    assert w.store.tasks[debt.task_id].vdsm_task_id == vdsm_id
+    assert w.store.tasks[debt_task.task_id].vdsm_task_id == vdsm_id
     assert w.agent(host).called("stop_task") == [(vdsm_id,)]
 
 
 def test_debt_the_agent_never_had_is_forgotten() -> None:
     w = World()
-    host = w.host()
-    root = w.commit_only(AddDisk.create("d", w.domain(), 1), host)
-    [debt] = w.tasks(root)
-    w.lifecycle.finish(root, FAILED, unresolved=[debt.task_id])
+    host, _, _ = debt(w, accepted=False)
     assert clean(w, host) == 1
     assert w.store.tasks == {} and w.agent(host).called("all_info") == [()]
 

@@ -609,26 +609,20 @@ def test_throttle_limits_creations_too(agent_factory) -> None:
     assert wait_task(stub, task_id, timeout=20).result == pb.TASK_RESULT_SUCCESS
 
 
-def test_metrics_endpoint(tmp_path: Path, free_tcp_port: int) -> None:
+def test_metrics_endpoint(tmp_path: Path) -> None:
     import urllib.request
 
-    agent = AgentProcess(
-        tmp_path / "a", extra_args=["--metrics-listen", f"127.0.0.1:{free_tcp_port}"]
-    )
+    port = free_port()
+    agent = AgentProcess(tmp_path / "a", extra_args=["--metrics-listen", f"127.0.0.1:{port}"])
     try:
         agent.start()
         sd = make_domain(agent)
         make_volume(agent, sd, MiB)
-        text = urllib.request.urlopen(f"http://127.0.0.1:{free_tcp_port}/metrics", timeout=5).read()
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
         assert b'vdsm_agent_tasks_finished_total{result="success",verb="CreateVolume"} 1.0' in text
         assert b"vdsm_agent_bytes_written_total 1.048576e+06" in text
     finally:
         agent.close()
-
-
-@pytest.fixture
-def free_tcp_port() -> int:
-    return free_port()
 
 
 def test_state_directory_records_are_the_only_state(agent: AgentProcess) -> None:
